@@ -1,0 +1,14 @@
+//! gridlink-agent: the site gateway. It polls meters over Modbus TCP and
+//! RTU ([`acquisition`]), makes every reading durable in a local sled
+//! buffer ([`buffer`]), and publishes batches over mutually authenticated
+//! MQTT ([`uplink`]), deleting a batch only after the broker's PUBACK.
+
+pub mod acquisition;
+pub mod buffer;
+pub mod check;
+pub mod config;
+pub mod health;
+pub mod metrics;
+pub mod reading;
+pub mod service;
+pub mod uplink;
