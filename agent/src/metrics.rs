@@ -66,6 +66,12 @@ pub struct Metrics {
     pub readings_dropped: AtomicU64,
     /// Readings lost because acquisition outran the buffer writer.
     pub readings_overflowed: AtomicU64,
+    /// Readings dropped at seal time: their series already had a reading at
+    /// the same timestamp.
+    pub readings_duplicate: AtomicU64,
+    /// Readings refused by the buffer because no batch can carry them (bad
+    /// meter name, exponent or timestamp).
+    pub readings_rejected: AtomicU64,
     /// Buffer records found corrupt and discarded, or buffers moved aside.
     pub buffer_corruptions: AtomicU64,
     /// MQTT connection state ([`ConnectionState`] as a number).
@@ -100,7 +106,7 @@ impl Metrics {
     }
 
     /// The plain counters and gauges: name, help text, value.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 12] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 14] {
         [
             (
                 "gridlink_readings_acquired_total",
@@ -141,6 +147,16 @@ impl Metrics {
                 "gridlink_readings_overflowed_total",
                 "Readings lost because acquisition outran the buffer writer.",
                 &self.readings_overflowed,
+            ),
+            (
+                "gridlink_readings_duplicate_total",
+                "Readings dropped at seal: same series and timestamp as another.",
+                &self.readings_duplicate,
+            ),
+            (
+                "gridlink_readings_rejected_total",
+                "Readings no batch can carry (bad name, exponent or timestamp).",
+                &self.readings_rejected,
             ),
             (
                 "gridlink_buffer_corruptions_total",

@@ -439,6 +439,9 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
 
 /// Runs the uplink until `shutdown` turns true. Then it publishes an offline
 /// status and disconnects (best effort, bounded by 2 s).
+///
+/// Buffer reads and removals block (sled), so they run in
+/// `tokio::task::block_in_place`: this needs the multi-threaded runtime.
 pub async fn run(
     settings: UplinkSettings,
     buffer: Arc<Buffer>,
@@ -584,7 +587,7 @@ fn on_event(
                 bytes,
             }) = window.acked(ack.pkid)
             {
-                if let Err(error) = buffer.ack(seq) {
+                if let Err(error) = tokio::task::block_in_place(|| buffer.ack(seq)) {
                     tracing::error!(%error, seq, "removing an acknowledged batch failed; it will be sent again");
                 }
                 metrics.batches_published.fetch_add(1, Ordering::Relaxed);
@@ -669,7 +672,8 @@ fn read_stream(
     page: usize,
 ) -> Result<Vec<Record>, UplinkError> {
     loop {
-        let records = buffer.pending(after, page)?;
+        // sled may read from disk (its cache is small): off the async workers.
+        let records = tokio::task::block_in_place(|| buffer.pending(after, page))?;
         let Some(last) = records.last() else {
             return Ok(Vec::new());
         };

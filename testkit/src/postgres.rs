@@ -42,6 +42,8 @@ const PREFERRED_VERSION: &str = "15";
 pub struct PostgresCluster {
     process: OwnedProcess,
     port: u16,
+    bin: PathBuf,
+    user: Option<SystemUser>,
     // Declared last: deleted after the server has stopped.
     dir: TempDir,
 }
@@ -105,31 +107,30 @@ impl PostgresCluster {
         );
 
         let port = crate::free_port();
-        let mut server = Command::new(bin.join("postgres"));
-        server
-            .arg("-D")
-            .arg(&data)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(&socket_dir)
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ])
-            .current_dir(dir.path());
-        as_user(&mut server, user);
-        let process = OwnedProcess::spawn(&mut server, &log)
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.join("postgres").display()));
-        let mut cluster = Self { process, port, dir };
+        let process = spawn_server(&bin, dir.path(), port, user);
+        let mut cluster = Self {
+            process,
+            port,
+            bin,
+            user,
+            dir,
+        };
         cluster.wait_until_ready().await;
         cluster
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut, a checkpoint is
+    /// written), keeping its data, for outage tests. Clients see their
+    /// connections closed and new ones refused.
+    pub fn stop(&mut self) {
+        self.process.stop(libc::SIGINT, STOP_GRACE);
+    }
+
+    /// Starts the stopped server again on the same port and data directory
+    /// and waits until it accepts sessions.
+    pub async fn start_again(&mut self) {
+        self.process = spawn_server(&self.bin, self.dir.path(), self.port, self.user);
+        self.wait_until_ready().await;
     }
 
     /// The server's (postmaster's) PID.
@@ -232,6 +233,32 @@ impl Drop for PostgresCluster {
         // SIGINT = fast shutdown: roll back sessions, checkpoint, exit.
         self.process.stop(libc::SIGINT, STOP_GRACE);
     }
+}
+
+/// Spawns the `postgres` server on `port` over the cluster in `dir`.
+fn spawn_server(bin: &Path, dir: &Path, port: u16, user: Option<SystemUser>) -> OwnedProcess {
+    let mut server = Command::new(bin.join("postgres"));
+    server
+        .arg("-D")
+        .arg(dir.join("data"))
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(dir.join("socket"))
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .current_dir(dir);
+    as_user(&mut server, user);
+    OwnedProcess::spawn(&mut server, &dir.join("postgres.log"))
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.join("postgres").display()))
 }
 
 fn as_user(command: &mut Command, user: Option<SystemUser>) {

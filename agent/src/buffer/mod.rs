@@ -839,6 +839,9 @@ impl Buffer {
         if sealed.duplicates > 0 {
             self.duplicates
                 .fetch_add(sealed.duplicates, Ordering::Relaxed);
+            self.metrics
+                .readings_duplicate
+                .fetch_add(sealed.duplicates, Ordering::Relaxed);
             tracing::warn!(
                 duplicates = sealed.duplicates,
                 "dropped readings whose series already had a reading at the same timestamp"
@@ -1022,6 +1025,9 @@ impl Buffer {
         }
         if rejected > 0 {
             self.rejected.fetch_add(rejected, Ordering::Relaxed);
+            self.metrics
+                .readings_rejected
+                .fetch_add(rejected, Ordering::Relaxed);
             tracing::error!(
                 rejected,
                 first = first_reason.unwrap_or_default(),
