@@ -13,8 +13,21 @@
 //!
 //! * Tight-loop rows run interleaved in rounds (raw, then each agent
 //!   variant, `ROUNDS` times), so drift on a shared machine hits them alike.
-//! * "Client CPU" is this process's CPU time (`/proc/self/stat`) minus the
-//!   simulator thread's (`/proc/thread-self/schedstat`), per request.
+//!   They poll through `Link::poll` and build `Reading`s as the agent's
+//!   (private) poller does. The `run_writer` row sends with `send().await`,
+//!   so the loop runs at the writer's pace instead of dropping what does
+//!   not fit (the agent's `try_send`); its rounds end when the writer has
+//!   stored everything sent.
+//! * CPU per request is split into the client runtime's thread (the raw
+//!   loop, or the agent's poll, decode and the writer's async side) and
+//!   this process's other threads except the simulator's (tokio's blocking
+//!   pool running sled appends and seals, sled's threads): the thread's
+//!   `schedstat`, and `/proc/self/stat` minus both threads.
+//! * The poll-interval rows run the agent's scheduler (`acquisition::run`)
+//!   and count over whole intervals between two aligned ticks. Devices on
+//!   one controller share one connection and take turns (the agent's
+//!   design for a Modbus TCP gateway or an RS-485 bus); devices on
+//!   different controllers poll in parallel.
 //! * `GRIDLINK_BENCH_SECS` sets the seconds per row (default 3).
 //!
 //! Nothing is asserted about speed. Every row checks what it counts: each
@@ -42,7 +55,7 @@ use tokio_modbus::Slave;
 use tokio_modbus::client::Reader as _;
 
 /// Rounds each tight-loop row is split into.
-const ROUNDS: u32 = 3;
+const ROUNDS: u32 = 10;
 /// The simulator's meters (unit ids `1..=METERS`).
 const METERS: u8 = 50;
 /// The unit the tight loops read (a sub-meter).
@@ -54,9 +67,8 @@ const GROUP_POLLS: usize = 10;
 const CHANNEL_POLLS: usize = 4096;
 /// The agent's default seal interval.
 const SEAL_INTERVAL: Duration = Duration::from_secs(10);
-/// Devices of the saturated-scheduler row, at the shortest interval the
-/// config allows (100 ms): far more polls scheduled than one link can do.
-const SATURATED_DEVICES: usize = 1000;
+/// Devices of the scale row: 10,000 polls/s scheduled on one link.
+const SCALE_DEVICES: usize = 1000;
 /// Devices and interval of the poll-interval rows.
 const PACED_DEVICES: usize = 50;
 const PACED_INTERVAL_MS: u64 = 100;
@@ -141,25 +153,28 @@ impl Sim {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let served = site.clone();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("simulator runtime");
-            runtime.block_on(async move {
-                let mut addrs = Vec::with_capacity(listeners);
-                for _ in 0..listeners {
-                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind the simulator");
-                    addrs.push(listener.local_addr().expect("simulator address"));
-                    tokio::spawn(serve_tcp(served.clone(), listener));
-                }
-                let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
-                ready_tx.send((addrs, me)).expect("main thread waits");
-                let _ = stopped.await;
-            });
-        });
+        let thread = std::thread::Builder::new()
+            .name("gridlink-sim".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("simulator runtime");
+                runtime.block_on(async move {
+                    let mut addrs = Vec::with_capacity(listeners);
+                    for _ in 0..listeners {
+                        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                            .await
+                            .expect("bind the simulator");
+                        addrs.push(listener.local_addr().expect("simulator address"));
+                        tokio::spawn(serve_tcp(served.clone(), listener));
+                    }
+                    let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+                    ready_tx.send((addrs, me)).expect("main thread waits");
+                    let _ = stopped.await;
+                });
+            })
+            .expect("spawn the simulator thread");
         let (addrs, me) = ready_rx.recv().expect("simulator started");
         Self {
             site,
@@ -184,13 +199,46 @@ impl Drop for Sim {
 
 // ---------------------------------------------------------------- CPU time
 
-/// CPU time of this process minus the simulator's thread.
+/// CPU time of this process, split into the thread running the client
+/// runtime (the poll loop, or the agent's acquisition and the writer's
+/// async side) and every other thread but the simulator's (tokio's
+/// blocking pool running sled appends and seals, and sled's own threads).
 struct ClientCpu {
     ticks_per_s: f64,
     sim: PathBuf,
+    main: PathBuf,
+}
+
+/// CPU time spent so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct CpuTime {
+    /// The client runtime's thread.
+    poll: Duration,
+    /// Every other thread except the simulator's.
+    buffer: Duration,
+}
+
+impl CpuTime {
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            poll: self.poll.saturating_sub(earlier.poll),
+            buffer: self.buffer.saturating_sub(earlier.buffer),
+        }
+    }
+}
+
+fn schedstat_run_time(path: &std::path::Path) -> Duration {
+    let ns = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .split_whitespace()
+        .next()
+        .and_then(|f| f.parse().ok())
+        .expect("schedstat run time");
+    Duration::from_nanos(ns)
 }
 
 impl ClientCpu {
+    /// Call on the thread that runs the client runtime.
     fn new(sim: &Sim) -> Self {
         let ticks_per_s = std::process::Command::new("getconf")
             .arg("CLK_TCK")
@@ -199,13 +247,15 @@ impl ClientCpu {
             .and_then(|o| String::from_utf8(o.stdout).ok())
             .and_then(|s| s.trim().parse::<f64>().ok())
             .unwrap_or(100.0);
+        let me = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
         Self {
             ticks_per_s,
             sim: sim.schedstat.clone(),
+            main: PathBuf::from("/proc").join(me).join("schedstat"),
         }
     }
 
-    fn now(&self) -> Duration {
+    fn now(&self) -> CpuTime {
         let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
         let fields: Vec<&str> = stat
             .rsplit_once(')')
@@ -214,19 +264,27 @@ impl ClientCpu {
             .split_whitespace()
             .collect();
         // Fields 14 and 15 (utime, stime); the slice starts at field 3.
+        // They include threads that have exited; schedstat does not.
         let ticks: f64 = fields[11..=12]
             .iter()
             .map(|f| f.parse::<f64>().expect("utime/stime"))
             .sum();
         let process = Duration::from_secs_f64(ticks / self.ticks_per_s);
-        let sim_ns: u64 = std::fs::read_to_string(&self.sim)
-            .expect("simulator schedstat")
-            .split_whitespace()
-            .next()
-            .and_then(|f| f.parse().ok())
-            .expect("schedstat run time");
-        process.saturating_sub(Duration::from_nanos(sim_ns))
+        let poll = schedstat_run_time(&self.main);
+        let sim = schedstat_run_time(&self.sim);
+        CpuTime {
+            poll,
+            buffer: process.saturating_sub(poll + sim),
+        }
     }
+}
+
+/// The 1-minute load average: other work on the machine skews every row.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 // ---------------------------------------------------------------- tallies
@@ -236,7 +294,7 @@ struct Tally {
     requests: u64,
     readings: u64,
     elapsed: Duration,
-    cpu: Duration,
+    cpu: CpuTime,
 }
 
 impl Tally {
@@ -244,7 +302,8 @@ impl Tally {
         self.requests += other.requests;
         self.readings += other.readings;
         self.elapsed += other.elapsed;
-        self.cpu += other.cpu;
+        self.cpu.poll += other.cpu.poll;
+        self.cpu.buffer += other.cpu.buffer;
     }
 
     fn requests_per_s(&self) -> f64 {
@@ -255,8 +314,8 @@ impl Tally {
         self.readings as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn cpu_us_per_request(&self) -> f64 {
-        self.cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
+    fn cpu_us_per_request(&self, cpu: Duration) -> f64 {
+        cpu.as_secs_f64() * 1e6 / self.requests.max(1) as f64
     }
 }
 
@@ -276,10 +335,11 @@ fn row(path: &str, tally: &Tally, raw: Option<&Tally>, notes: &str) {
         |raw| format!("{:.3}", tally.readings_per_s() / raw.readings_per_s()),
     );
     println!(
-        "| {path} | {} | {} | {ratio} | {:.1} | {notes} |",
+        "| {path} | {} | {} | {ratio} | {:.1} | {:.1} | {notes} |",
         rate(tally.requests_per_s()),
         rate(tally.readings_per_s()),
-        tally.cpu_us_per_request(),
+        tally.cpu_us_per_request(tally.cpu.poll),
+        tally.cpu_us_per_request(tally.cpu.buffer),
     );
 }
 
@@ -394,7 +454,7 @@ async fn raw_round(addr: SocketAddr, window: Duration, cpu: &ClientCpu) -> Tally
         tally.requests += 1;
     }
     tally.elapsed = started.elapsed();
-    tally.cpu = cpu.now().saturating_sub(cpu0);
+    tally.cpu = cpu.now().since(cpu0);
     tally
 }
 
@@ -424,14 +484,104 @@ fn readings_of(plan: &DevicePlan, poll: DevicePoll, ts_ms: i64) -> Vec<Reading> 
 enum Sink {
     /// Nowhere: poll + decode only.
     Discard,
-    /// `Buffer::append` every `GROUP_POLLS` polls, in the loop.
+    /// `Buffer::append` every `GROUP_POLLS` polls, in the loop (and of
+    /// the rest at the end of a round).
     Inline {
         buffer: Arc<Buffer>,
         group: Vec<Reading>,
         polls: usize,
     },
-    /// The agent's writer task (`buffer::run_writer`) over a channel.
-    Writer { buffer: Arc<Buffer> },
+    /// The agent's writer task (`buffer::run_writer`) over a channel, kept
+    /// across rounds; a round ends when all it sent is stored.
+    Writer {
+        buffer: Arc<Buffer>,
+        metrics: Arc<Metrics>,
+        tx: Option<mpsc::Sender<Vec<Reading>>>,
+        task: Option<tokio::task::JoinHandle<()>>,
+        sent: u64,
+    },
+}
+
+impl Sink {
+    fn writer(buffer: Arc<Buffer>, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL_POLLS);
+        let task = tokio::spawn(buffer::run_writer(
+            Arc::clone(&buffer),
+            rx,
+            SEAL_INTERVAL,
+            Arc::new(Notify::new()),
+        ));
+        Self::Writer {
+            buffer,
+            metrics,
+            tx: Some(tx),
+            task: Some(task),
+            sent: 0,
+        }
+    }
+
+    /// Takes one poll's readings.
+    async fn put(&mut self, readings: Vec<Reading>) {
+        match self {
+            Self::Discard => drop(readings),
+            Self::Inline {
+                buffer,
+                group,
+                polls,
+            } => {
+                group.extend(readings);
+                *polls += 1;
+                if *polls == GROUP_POLLS {
+                    buffer.append(group).expect("append");
+                    group.clear();
+                    *polls = 0;
+                }
+            }
+            Self::Writer { tx, sent, .. } => {
+                *sent += readings.len() as u64;
+                let tx = tx.as_ref().expect("writer open");
+                tx.send(readings).await.expect("writer alive");
+            }
+        }
+    }
+
+    /// Returns once everything put so far is durable.
+    async fn settle(&mut self) {
+        match self {
+            Self::Discard => {}
+            Self::Inline {
+                buffer,
+                group,
+                polls,
+            } => {
+                buffer.append(group).expect("append");
+                group.clear();
+                *polls = 0;
+            }
+            Self::Writer { metrics, sent, .. } => {
+                while metrics.readings_stored.load(Ordering::Relaxed) < *sent {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Stops the writer (it seals what is left) and returns the buffer.
+    async fn close(&mut self) -> Option<&Arc<Buffer>> {
+        match self {
+            Self::Discard => None,
+            Self::Inline { buffer, .. } => Some(buffer),
+            Self::Writer {
+                buffer, tx, task, ..
+            } => {
+                drop(tx.take());
+                if let Some(task) = task.take() {
+                    task.await.expect("writer task");
+                }
+                Some(buffer)
+            }
+        }
+    }
 }
 
 /// The agent's path in a tight loop for `window`, continuing its
@@ -448,19 +598,6 @@ async fn agent_round(
     let warm_up = link.poll(plan).await;
     assert!(warm_up.errors.is_empty(), "warm-up: {:?}", warm_up.errors);
     let requests_per_poll = plan.plan.requests.len() as u64;
-    let (tx, writer) = match sink {
-        Sink::Writer { buffer } => {
-            let (tx, rx) = mpsc::channel(CHANNEL_POLLS);
-            let task = tokio::spawn(buffer::run_writer(
-                Arc::clone(buffer),
-                rx,
-                SEAL_INTERVAL,
-                Arc::new(Notify::new()),
-            ));
-            (Some(tx), Some(task))
-        }
-        Sink::Discard | Sink::Inline { .. } => (None, None),
-    };
     let mut tally = Tally::default();
     let cpu0 = cpu.now();
     let started = Instant::now();
@@ -469,49 +606,16 @@ async fn agent_round(
         *ts_ms += 1;
         tally.requests += requests_per_poll;
         tally.readings += readings.len() as u64;
-        match (&mut *sink, &tx) {
-            (
-                Sink::Inline {
-                    buffer,
-                    group,
-                    polls,
-                },
-                _,
-            ) => {
-                group.extend(readings);
-                *polls += 1;
-                if *polls == GROUP_POLLS {
-                    buffer.append(group).expect("append");
-                    group.clear();
-                    *polls = 0;
-                }
-            }
-            (Sink::Writer { .. }, Some(tx)) => tx.send(readings).await.expect("writer alive"),
-            _ => drop(readings),
-        }
+        sink.put(readings).await;
     }
-    if let Sink::Inline {
-        buffer,
-        group,
-        polls,
-    } = sink
-    {
-        buffer.append(group).expect("append");
-        group.clear();
-        *polls = 0;
-    }
-    drop(tx);
-    if let Some(writer) = writer {
-        // Until the writer has appended (and sealed) everything sent.
-        writer.await.expect("writer task");
-    }
+    sink.settle().await;
     tally.elapsed = started.elapsed();
-    tally.cpu = cpu.now().saturating_sub(cpu0);
+    tally.cpu = cpu.now().since(cpu0);
     tally
 }
 
 /// Raw and the three agent variants, interleaved in rounds.
-async fn tight_loops(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path) -> Tally {
+async fn tight_loops(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path) {
     let addr = sim.addrs[0];
     let device = ("sdm630".to_string(), format!("tcp://{addr}"), TIGHT_UNIT);
     let config = agent_config(std::slice::from_ref(&device), PACED_INTERVAL_MS);
@@ -528,9 +632,10 @@ async fn tight_loops(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path) -> Tally
             group: Vec::new(),
             polls: 0,
         },
-        Sink::Writer {
-            buffer: open_buffer(dir, "writer", &writer_metrics),
-        },
+        Sink::writer(
+            open_buffer(dir, "writer", &writer_metrics),
+            Arc::clone(&writer_metrics),
+        ),
     ];
     let window = Duration::from_secs_f64(bench_secs() / f64::from(ROUNDS));
     let mut raw = Tally::default();
@@ -550,13 +655,12 @@ async fn tight_loops(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path) -> Tally
         counted + u64::from(ROUNDS) * 4,
         "the simulator served exactly the requests counted"
     );
+    let [_, inline, writer] = &mut sinks;
     for (sink, tally, metrics) in [
-        (&sinks[1], &agent[1], &inline_metrics),
-        (&sinks[2], &agent[2], &writer_metrics),
+        (inline, &agent[1], &inline_metrics),
+        (writer, &agent[2], &writer_metrics),
     ] {
-        let (Sink::Inline { buffer, .. } | Sink::Writer { buffer }) = sink else {
-            unreachable!("buffered sinks")
-        };
+        let buffer = sink.close().await.expect("a buffered sink");
         assert_eq!(
             metrics.readings_stored.load(Ordering::Relaxed),
             tally.readings
@@ -583,27 +687,43 @@ async fn tight_loops(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path) -> Tally
         "durable; fsync serial with polling",
     );
     row(
-        "agent poll + decode + `buffer::run_writer` (channel, group commit, seals)",
+        "agent poll + decode + `buffer::run_writer` (channel, group commit, seals), until stored",
         &agent[2],
         Some(&raw),
         "durable; as in the agent",
     );
-    raw
 }
 
 // ---------------------------------------------------------------- scheduler
 
+/// What one scheduler row measured.
+struct SchedulerRun {
+    tally: Tally,
+    /// Polls the config asks for in the window.
+    scheduled: u64,
+    /// Durable syncs (buffer appends and seals) per second.
+    syncs_per_s: f64,
+}
+
+/// Sleeps until the wall clock is half an interval past a multiple of
+/// `interval_ms`, where the agent's aligned ticks are furthest away.
+async fn between_ticks(interval_ms: u64) {
+    let interval = interval_ms as i64;
+    let wait = (interval / 2 - now_ms().rem_euclid(interval)).rem_euclid(interval);
+    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+}
+
 /// `acquisition::run` with `devices` (name, controller, unit) at
-/// `interval_ms`, feeding the agent's writer, for a window of
-/// `bench_secs()` after one second of warm-up. Returns the tally and the
-/// polls per second scheduled.
+/// `interval_ms`, feeding the agent's writer. Counted over whole poll
+/// intervals (about `bench_secs()`), from half an interval between two
+/// ticks, after a second of warm-up.
 async fn scheduler_row(
     cpu: &ClientCpu,
     dir: &std::path::Path,
     name: &str,
     devices: &[(String, String, u8)],
     interval_ms: u64,
-) -> (Tally, f64, u64) {
+) -> SchedulerRun {
     let config = Arc::new(agent_config(devices, interval_ms));
     let metrics = Arc::new(Metrics::default());
     let buffer = open_buffer(dir, name, &metrics);
@@ -622,18 +742,27 @@ async fn scheduler_row(
         shutdown,
     ));
     tokio::time::sleep(Duration::from_secs(1)).await;
+    between_ticks(interval_ms).await;
+    let intervals = (bench_secs() * 1000.0 / interval_ms as f64)
+        .round()
+        .max(1.0) as u64;
     let polls0 = metrics.polls.load(Ordering::Relaxed);
     let readings0 = metrics.readings_acquired.load(Ordering::Relaxed);
+    let syncs0 = buffer.stats().syncs;
     let cpu0 = cpu.now();
     let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(bench_secs())).await;
+    tokio::time::sleep_until(
+        tokio::time::Instant::from_std(started) + Duration::from_millis(intervals * interval_ms),
+    )
+    .await;
     let polls = metrics.polls.load(Ordering::Relaxed) - polls0;
     let readings = metrics.readings_acquired.load(Ordering::Relaxed) - readings0;
+    let syncs = buffer.stats().syncs - syncs0;
     let tally = Tally {
         requests: polls, // one request per poll (asserted by the tight loops)
         readings,
         elapsed: started.elapsed(),
-        cpu: cpu.now().saturating_sub(cpu0),
+        cpu: cpu.now().since(cpu0),
     };
     stop.send(true).expect("acquisition listens");
     acquisition.await.expect("acquisition task");
@@ -653,8 +782,11 @@ async fn scheduler_row(
     }
     assert_eq!(metrics.readings_stored.load(Ordering::Relaxed), acquired);
     verify_buffer(&buffer, acquired, Some(interval_ms as i64));
-    let scheduled = devices.len() as f64 * 1000.0 / interval_ms as f64;
-    (tally, scheduled, acquired)
+    SchedulerRun {
+        syncs_per_s: syncs as f64 / tally.elapsed.as_secs_f64(),
+        tally,
+        scheduled: devices.len() as u64 * intervals,
+    }
 }
 
 fn devices_on(addrs: &[SocketAddr], count: usize) -> Vec<(String, String, u8)> {
@@ -669,53 +801,37 @@ fn devices_on(addrs: &[SocketAddr], count: usize) -> Vec<(String, String, u8)> {
         .collect()
 }
 
-async fn scheduler_rows(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path, raw: &Tally) {
+async fn scheduler_rows(sim: &Sim, cpu: &ClientCpu, dir: &std::path::Path) {
     let one = &sim.addrs[..1];
-    let (tally, scheduled, _) = scheduler_row(
-        cpu,
-        dir,
-        "saturated",
-        &devices_on(one, SATURATED_DEVICES),
-        PACED_INTERVAL_MS,
-    )
-    .await;
-    row(
-        &format!(
-            "agent scheduler saturated: `acquisition::run`, {SATURATED_DEVICES} devices @ {PACED_INTERVAL_MS} ms, one controller, + `run_writer`"
-        ),
-        &tally,
-        Some(raw),
-        &format!(
-            "{} polls/s scheduled; skipped ticks are not caught up",
-            rate(scheduled)
-        ),
-    );
-    for (label, addrs) in [
-        ("one controller (one connection)", one),
-        (
-            "one controller each (50 connections)",
-            &sim.addrs[1..=PACED_DEVICES],
-        ),
+    let many = &sim.addrs[1..=PACED_DEVICES];
+    for (devices, addrs, label) in [
+        (PACED_DEVICES, one, "one controller (one connection)"),
+        (PACED_DEVICES, many, "a controller each (50 connections)"),
+        (SCALE_DEVICES, one, "one controller (one connection)"),
     ] {
-        let name = format!("paced-{}", addrs.len());
-        let (tally, scheduled, _) = scheduler_row(
+        let name = format!("scheduler-{devices}-{}", addrs.len());
+        let run = scheduler_row(
             cpu,
             dir,
             &name,
-            &devices_on(addrs, PACED_DEVICES),
+            &devices_on(addrs, devices),
             PACED_INTERVAL_MS,
         )
         .await;
-        let achieved = tally.requests_per_s();
+        let per_s = 1000.0 / PACED_INTERVAL_MS as f64;
         row(
             &format!(
-                "poll interval mode: `acquisition::run`, {PACED_DEVICES} devices @ {PACED_INTERVAL_MS} ms, {label}, + `run_writer`"
+                "poll interval mode: `acquisition::run`, {devices} devices @ {PACED_INTERVAL_MS} ms, {label}, + `run_writer`"
             ),
-            &tally,
+            &run.tally,
             None,
             &format!(
-                "{scheduled:.0} polls/s scheduled, {achieved:.1} achieved ({:.2} %)",
-                100.0 * achieved / scheduled
+                "{} polls/s scheduled; {} of {} polls done ({:.2} %); {:.0} buffer syncs/s",
+                rate(devices as f64 * per_s),
+                run.tally.requests,
+                run.scheduled,
+                100.0 * run.tally.requests as f64 / run.scheduled as f64,
+                run.syncs_per_s,
             ),
         );
     }
@@ -729,15 +845,22 @@ fn main() {
         .enable_all()
         .build()
         .expect("client runtime");
+    let load_before = load_average();
     println!(
         "gridlink-agent acquisition benchmark: SDM630 input block (80 registers = 40 float32 points per request) \
          from gridlink-sim over Modbus TCP on 127.0.0.1; {:.1} s per row\n",
         bench_secs()
     );
-    println!("| path | requests/s | readings/s | ratio to raw | client CPU µs/request | notes |");
-    println!("|---|---:|---:|---:|---:|---|");
+    println!(
+        "| path | requests/s | readings/s | ratio to raw | CPU µs/request, poll thread | CPU µs/request, other threads | notes |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
     runtime.block_on(async {
-        let raw = tight_loops(&sim, &cpu, dir.path()).await;
-        scheduler_rows(&sim, &cpu, dir.path(), &raw).await;
+        tight_loops(&sim, &cpu, dir.path()).await;
+        scheduler_rows(&sim, &cpu, dir.path()).await;
     });
+    println!(
+        "\nload average (1 min): {load_before} before, {} after",
+        load_average()
+    );
 }

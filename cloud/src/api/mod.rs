@@ -1,0 +1,233 @@
+//! The HTTP API (axum): health, Prometheus metrics, the `OpenAPI` document,
+//! and telemetry under `/api/v1/`.
+//!
+//! Every route is one [`Operation`]: its method, path, required
+//! [`Permission`], handler and `OpenAPI` description hang off that one enum,
+//! so the router ([`router`]) and the document ([`openapi_document`]) cannot
+//! drift apart. Errors are RFC 7807 problem documents ([`ApiError`]).
+//!
+//! ```no_run
+//! # async fn demo(store: gridlink_cloud::store::AnyStore) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use gridlink_cloud::api::{self, AppState};
+//! use gridlink_cloud::metrics::Metrics;
+//!
+//! let state = AppState::new(Arc::new(store), Arc::new(Metrics::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, api::router(state)).await
+//! # }
+//! ```
+
+mod error;
+mod health;
+mod openapi;
+mod params;
+mod request_metrics;
+mod series;
+mod tokens;
+mod vens;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{Method, Uri};
+use axum::middleware;
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
+pub use openapi::openapi_document;
+pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
+
+use crate::auth::{self, Guard, Permission};
+use crate::config::default_max_points;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler shares.
+pub struct AppState<S> {
+    /// The database.
+    pub store: Arc<S>,
+    /// Ingest's counters (also the broker connection state for `/health`).
+    pub metrics: Arc<Metrics>,
+    /// HTTP request counters.
+    pub requests: Arc<RequestMetrics>,
+    /// Most points in one series or network answer (`http.max_points`).
+    pub max_points: u32,
+}
+
+impl<S> AppState<S> {
+    /// State over a store and ingest's metrics, with the default point limit.
+    pub fn new(store: Arc<S>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            metrics,
+            requests: Arc::new(RequestMetrics::default()),
+            max_points: default_max_points(),
+        }
+    }
+
+    /// The same state with another point limit (at least 10, as
+    /// `http.max_points`).
+    #[must_use]
+    pub fn with_max_points(mut self, max_points: u32) -> Self {
+        self.max_points = max_points.max(10);
+        self
+    }
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            metrics: Arc::clone(&self.metrics),
+            requests: Arc::clone(&self.requests),
+            max_points: self.max_points,
+        }
+    }
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `GET /health`: database and broker state.
+    Health,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
+    /// `GET /openapi.json`: this API's `OpenAPI` 3.1 document.
+    OpenApi,
+    /// `GET /api/v1/vens`: every VEN.
+    ListVens,
+    /// `GET /api/v1/vens/{id}`: one VEN.
+    GetVen,
+    /// `GET /api/v1/vens/{id}/loads`: a VEN's loads.
+    ListLoads,
+    /// `GET /api/v1/series`: one meter series over time.
+    Series,
+    /// `GET /api/v1/network`: network-wide import and export over time.
+    Network,
+    /// `POST /api/v1/tokens`: issue an API token.
+    CreateToken,
+}
+
+impl Operation {
+    /// Every operation, in document order.
+    pub const ALL: [Self; 9] = [
+        Self::Health,
+        Self::Metrics,
+        Self::OpenApi,
+        Self::ListVens,
+        Self::GetVen,
+        Self::ListLoads,
+        Self::Series,
+        Self::Network,
+        Self::CreateToken,
+    ];
+
+    /// The path template, as axum and `OpenAPI` write it.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Self::Health => "/health",
+            Self::Metrics => "/metrics",
+            Self::OpenApi => "/openapi.json",
+            Self::ListVens => "/api/v1/vens",
+            Self::GetVen => "/api/v1/vens/{id}",
+            Self::ListLoads => "/api/v1/vens/{id}/loads",
+            Self::Series => "/api/v1/series",
+            Self::Network => "/api/v1/network",
+            Self::CreateToken => "/api/v1/tokens",
+        }
+    }
+
+    /// The HTTP method.
+    pub fn method(self) -> Method {
+        match self {
+            Self::CreateToken => Method::POST,
+            _ => Method::GET,
+        }
+    }
+
+    /// What the caller's token must allow; `None` for public routes.
+    pub const fn permission(self) -> Option<Permission> {
+        match self {
+            Self::Health | Self::Metrics | Self::OpenApi => None,
+            Self::ListVens | Self::GetVen | Self::ListLoads | Self::Series | Self::Network => {
+                Some(Permission::ReadTelemetry)
+            }
+            Self::CreateToken => Some(Permission::ManageTokens),
+        }
+    }
+
+    /// The `OpenAPI` `operationId`.
+    pub const fn id(self) -> &'static str {
+        match self {
+            Self::Health => "getHealth",
+            Self::Metrics => "getMetrics",
+            Self::OpenApi => "getOpenApi",
+            Self::ListVens => "listVens",
+            Self::GetVen => "getVen",
+            Self::ListLoads => "listVenLoads",
+            Self::Series => "getSeries",
+            Self::Network => "getNetwork",
+            Self::CreateToken => "createToken",
+        }
+    }
+
+    fn handler<S: Store + 'static>(self) -> MethodRouter<AppState<S>> {
+        let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);
+        match self {
+            Self::Health => on(filter, health::health::<S>),
+            Self::Metrics => on(filter, health::metrics::<S>),
+            Self::OpenApi => on(filter, health::openapi),
+            Self::ListVens => on(filter, vens::list::<S>),
+            Self::GetVen => on(filter, vens::one::<S>),
+            Self::ListLoads => on(filter, vens::loads::<S>),
+            Self::Series => on(filter, series::series::<S>),
+            Self::Network => on(filter, series::network::<S>),
+            Self::CreateToken => on(filter, tokens::create::<S>),
+        }
+    }
+}
+
+/// The whole API over `state`: every [`Operation`], a 404 problem for
+/// unknown paths, a 405 problem (with `Allow`) for a known path with the
+/// wrong method, and request counters for `/metrics`.
+pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
+    let mut router = Router::new();
+    for operation in Operation::ALL {
+        let mut route = operation.handler::<S>();
+        if let Some(permission) = operation.permission() {
+            let guard = Guard {
+                state: state.clone(),
+                permission,
+            };
+            route = route.route_layer(middleware::from_fn_with_state(guard, auth::require::<S>));
+        }
+        router = router.route(operation.path(), route);
+    }
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.requests),
+            request_metrics::track,
+        ))
+        .with_state(state)
+}
+
+/// Longest path repeated in a 404 answer.
+const MAX_ECHOED_PATH: usize = 256;
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().chars().take(MAX_ECHOED_PATH).collect())
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,559 @@
+//! The `OpenAPI` 3.1 document served at `/openapi.json`, built from
+//! [`Operation::ALL`] so every route is described: its parameters, its
+//! answers and their schemas, the problem document, and bearer auth for the
+//! routes that need a token.
+
+use gridlink_protocol::{Phase, Quantity};
+use serde_json::{Map, Value, json};
+
+use super::Operation;
+use super::error::PROBLEM_CONTENT_TYPE;
+use super::params::phase_name;
+use crate::store::{MAX_TOKEN_NAME_LEN, Role};
+
+/// The `OpenAPI` document of the whole API.
+pub fn openapi_document() -> Value {
+    let mut paths = Map::new();
+    for operation in Operation::ALL {
+        let item = paths
+            .entry(operation.path())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(item) = item {
+            item.insert(
+                operation.method().as_str().to_ascii_lowercase(),
+                describe(operation),
+            );
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gridlink cloud API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Telemetry of gridlink VENs (site gateways): VENs, loads, meter series and \
+                network statistics. Errors are RFC 7807 problem documents. Routes under /api/v1 need \
+                `Authorization: Bearer <token>`; tokens are made with `gridlink-cloud token create` \
+                or `POST /api/v1/tokens`.",
+            "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
+        },
+        "tags": [
+            { "name": "operations", "description": "Health, metrics and this document." },
+            { "name": "telemetry", "description": "VENs, loads and data over time." },
+            { "name": "auth", "description": "API tokens." }
+        ],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API token, `glk_` and 64 hex digits. Roles: viewer (reads), \
+                        installer (reads, registers VENs), operator (reads, dispatches), admin \
+                        (everything), ven (OpenADR VEN clients)."
+                }
+            },
+            "responses": responses(),
+            "schemas": schemas(),
+        }
+    })
+}
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+fn responses() -> Value {
+    json!({
+        "BadRequest": problem_response(
+            "A parameter is not acceptable; `invalid_params` names each one."),
+        "Unauthorized": {
+            "description": "No bearer token, or an unknown one.",
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": "`Bearer realm=\"gridlink\"` (with `error=\"invalid_token\"` for a bad token).",
+                    "schema": { "type": "string" }
+                }
+            },
+            "content": { PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }
+        },
+        "Forbidden": problem_response("The token's role does not allow this."),
+        "UnknownVen": problem_response("No such VEN."),
+        "Unavailable": {
+            "description": "The database is unavailable.",
+            "headers": {
+                "Retry-After": { "description": "Seconds to wait.", "schema": { "type": "integer" } }
+            },
+            "content": { PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }
+        },
+        "Internal": problem_response("An internal error; it is logged, not described."),
+    })
+}
+
+fn ok_json(description: &str, schema: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+    })
+}
+
+fn query(name: &str, required: bool, description: &str, schema: &Value) -> Value {
+    json!({ "name": name, "in": "query", "required": required, "description": description, "schema": schema })
+}
+
+fn ven_id_path() -> Value {
+    json!({
+        "name": "id", "in": "path", "required": true,
+        "description": "The VEN id (its certificate CN and MQTT client id).",
+        "schema": { "$ref": "#/components/schemas/VenId" }
+    })
+}
+
+fn window_params(default_step: &str) -> Vec<Value> {
+    vec![
+        query(
+            "from",
+            false,
+            "Start, inclusive: RFC 3339 (`2026-11-21T12:00:00Z`) or ms since the Unix epoch. \
+             Default: `to` minus 24 h. Rounded down to a whole step.",
+            &json!({ "type": "string", "examples": ["2026-11-21T00:00:00Z", "1795305600000"] }),
+        ),
+        query(
+            "to",
+            false,
+            "End, exclusive, like `from`. Default: now. Rounded up to a whole step.",
+            &json!({ "type": "string", "examples": ["2026-11-22T00:00:00Z"] }),
+        ),
+        query(
+            "step",
+            false,
+            &format!(
+                "Width of one point: an ISO 8601 duration (`PT1M`, `PT15M`, `P1D`) or integer \
+                 seconds. Default {default_step}. Picks what is read: the coarsest stored \
+                 resolution (raw, PT1M, PT15M, PT1H) whose bucket divides the step. At most \
+                 `max_points` (default 10000) steps may fit between `from` and `to`."
+            ),
+            &json!({ "type": "string", "examples": ["PT1M", "PT15M", "3600"] }),
+        ),
+    ]
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one JSON literal per operation; read best side by side"
+)]
+fn describe(operation: Operation) -> Value {
+    let mut doc = match operation {
+        Operation::Health => json!({
+            "tags": ["operations"],
+            "summary": "Health of the database and the broker connection",
+            "description": "200 when the database answers and ingest is connected to the broker; \
+                503 (same body) naming what is down.",
+            "responses": {
+                "200": ok_json("Everything is up.", "Health"),
+                "503": ok_json("The database or the broker is down.", "Health"),
+            }
+        }),
+        Operation::Metrics => json!({
+            "tags": ["operations"],
+            "summary": "Prometheus metrics",
+            "description": "Ingest counters (messages, batches, readings, drops by reason, database \
+                writes and their latency, lag, broker connection) and HTTP requests by route, \
+                method and status.",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format 0.0.4.",
+                    "content": { "text/plain": { "schema": { "type": "string" } } }
+                }
+            }
+        }),
+        Operation::OpenApi => json!({
+            "tags": ["operations"],
+            "summary": "This OpenAPI document",
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3.1.",
+                    "content": { "application/json": { "schema": { "type": "object" } } }
+                }
+            }
+        }),
+        Operation::ListVens => json!({
+            "tags": ["telemetry"],
+            "summary": "Every VEN, by id",
+            "responses": { "200": ok_json("The VENs.", "VenList") }
+        }),
+        Operation::GetVen => json!({
+            "tags": ["telemetry"],
+            "summary": "One VEN: online state, last seen, last reading, ingest lag",
+            "parameters": [ven_id_path()],
+            "responses": {
+                "200": ok_json("The VEN.", "Ven"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+                "404": { "$ref": "#/components/responses/UnknownVen" },
+            }
+        }),
+        Operation::ListLoads => json!({
+            "tags": ["telemetry"],
+            "summary": "A VEN's loads from its latest snapshot",
+            "parameters": [ven_id_path()],
+            "responses": {
+                "200": ok_json("The loads, by name.", "LoadList"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+                "404": { "$ref": "#/components/responses/UnknownVen" },
+            }
+        }),
+        Operation::Series => {
+            let quantities: Vec<&str> = Quantity::ALL.iter().map(|q| q.name()).collect();
+            let phases: Vec<&str> = Phase::ALL.into_iter().map(phase_name).collect();
+            let mut parameters = vec![
+                query(
+                    "ven",
+                    true,
+                    "The VEN id.",
+                    &json!({ "$ref": "#/components/schemas/VenId" }),
+                ),
+                query(
+                    "meter",
+                    true,
+                    "The meter's name in the agent's config.",
+                    &json!({ "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" }),
+                ),
+                query(
+                    "quantity",
+                    true,
+                    "What is measured.",
+                    &json!({ "type": "string", "enum": quantities }),
+                ),
+                query(
+                    "phase",
+                    false,
+                    "Where it is measured. Default `total`.",
+                    &json!({ "type": "string", "enum": phases, "default": "total" }),
+                ),
+            ];
+            parameters.extend(window_params("PT1M"));
+            json!({
+                "tags": ["telemetry"],
+                "summary": "One series of one meter over time, one point per step",
+                "description": "Stored points are merged into steps: `avg` weighted by count, `min`, \
+                    `max`, `last`, `count` summed; the answer is the same whichever resolution a \
+                    step is computed from. An answer cut at the row limit has `truncated` and \
+                    `next_from_ms`.",
+                "parameters": parameters,
+                "responses": {
+                    "200": ok_json("The series.", "Series"),
+                    "400": { "$ref": "#/components/responses/BadRequest" },
+                    "404": { "$ref": "#/components/responses/UnknownVen" },
+                }
+            })
+        }
+        Operation::Network => json!({
+            "tags": ["telemetry"],
+            "summary": "Network-wide import and export over time",
+            "description": "Sums over VENs of their mean total active power per bucket, from the \
+                rollups (so the step is a whole number of minutes); a step covering several \
+                buckets gets their mean and the most VENs reporting in any of them. Also the VENs \
+                known and online now.",
+            "parameters": window_params("PT1M"),
+            "responses": {
+                "200": ok_json("The statistics.", "Network"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+            }
+        }),
+        Operation::CreateToken => json!({
+            "tags": ["auth"],
+            "summary": "Issue an API token",
+            "description": "The secret is in this answer only (`Cache-Control: no-store`); the \
+                cloud keeps its SHA-256.",
+            "requestBody": {
+                "required": true,
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TokenRequest" } } }
+            },
+            "responses": {
+                "201": ok_json("The token.", "TokenCreated"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+                "415": problem_response("The body is not `application/json`."),
+                "422": problem_response("The body does not fit the schema."),
+            }
+        }),
+    };
+    if let Value::Object(doc) = &mut doc {
+        doc.insert("operationId".into(), operation.id().into());
+        let responses = doc.entry("responses").or_insert_with(|| json!({}));
+        if let Value::Object(responses) = responses {
+            if operation.permission().is_some() {
+                responses.insert(
+                    "401".into(),
+                    json!({ "$ref": "#/components/responses/Unauthorized" }),
+                );
+                responses.insert(
+                    "403".into(),
+                    json!({ "$ref": "#/components/responses/Forbidden" }),
+                );
+                responses.insert(
+                    "503".into(),
+                    json!({ "$ref": "#/components/responses/Unavailable" }),
+                );
+            }
+            responses.insert(
+                "500".into(),
+                json!({ "$ref": "#/components/responses/Internal" }),
+            );
+        }
+        let security = if operation.permission().is_some() {
+            json!([{ "bearer": [] }])
+        } else {
+            json!([])
+        };
+        doc.insert("security".into(), security);
+    }
+    doc
+}
+
+fn nullable(kind: &str, description: &str) -> Value {
+    json!({ "type": [kind, "null"], "description": description })
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "every schema of the API in one JSON literal"
+)]
+fn schemas() -> Value {
+    let roles: Vec<&str> = Role::ALL.into_iter().map(Role::as_str).collect();
+    let quantities: Vec<&str> = Quantity::ALL.iter().map(|q| q.name()).collect();
+    let phases: Vec<&str> = Phase::ALL.into_iter().map(phase_name).collect();
+    let resolutions = ["raw", "PT1M", "PT15M", "PT1H"];
+    json!({
+        "Problem": {
+            "type": "object",
+            "description": "RFC 7807 problem document, `application/problem+json`.",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {
+                    "type": "string", "format": "uri",
+                    "description": "`urn:gridlink:problem:` and one of unauthenticated, forbidden, \
+                        invalid-parameter, invalid-body, unknown-ven, not-found, \
+                        method-not-allowed, conflict, unprocessable, unavailable, internal."
+                },
+                "title": { "type": "string" },
+                "status": { "type": "integer" },
+                "detail": { "type": "string" },
+                "instance": { "type": "string", "description": "The request path, for unknown routes." },
+                "invalid_params": {
+                    "type": "array",
+                    "description": "Each rejected parameter (400 only).",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "reason"],
+                        "properties": { "name": { "type": "string" }, "reason": { "type": "string" } }
+                    }
+                }
+            }
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status", "database", "broker", "version"],
+            "properties": {
+                "status": { "type": "string", "enum": ["ok", "unavailable"] },
+                "database": { "type": "string", "enum": ["ok", "unavailable"] },
+                "broker": { "type": "string", "enum": ["connected", "disconnected"] },
+                "version": { "type": "string" }
+            }
+        },
+        "VenId": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9:_-]{1,128}$",
+            "examples": ["site-42"]
+        },
+        "Ven": {
+            "type": "object",
+            "required": ["ven_id", "online", "last_seen_ms", "last_reading_ms", "ingest_lag_ms", "agent_version"],
+            "properties": {
+                "ven_id": { "$ref": "#/components/schemas/VenId" },
+                "online": nullable("boolean", "From the last status message or last will; null if never heard."),
+                "last_seen_ms": nullable("integer", "Last message of any kind, ms since the epoch."),
+                "last_reading_ms": nullable("integer", "Newest reading stored, ms since the epoch."),
+                "ingest_lag_ms": nullable("integer", "Receive time minus newest reading time of the newest batch, ms."),
+                "agent_version": nullable("string", "From the last status message.")
+            }
+        },
+        "VenList": {
+            "type": "object",
+            "required": ["vens"],
+            "properties": { "vens": { "type": "array", "items": { "$ref": "#/components/schemas/Ven" } } }
+        },
+        "Load": {
+            "type": "object",
+            "required": ["name", "on", "power_w", "setpoint", "controllable", "last_change_ms", "cause", "snapshot_ms"],
+            "properties": {
+                "name": { "type": "string" },
+                "on": { "type": "boolean", "description": "Relay state: true = consuming." },
+                "power_w": nullable("number", "Measured or rated power, W."),
+                "setpoint": nullable("number", "Setpoint, for loads controlled by a register."),
+                "controllable": { "type": "boolean", "description": "Whether DR may switch it." },
+                "last_change_ms": nullable("integer", "Last state change, ms since the epoch."),
+                "cause": {
+                    "description": "Why it last changed: \"startup\", \"external\", \
+                        {\"event\":{\"event_id\":...}} or {\"restore\":{\"event_id\":...}}."
+                },
+                "snapshot_ms": { "type": "integer", "description": "When the snapshot was taken." }
+            }
+        },
+        "LoadList": {
+            "type": "object",
+            "required": ["ven_id", "loads"],
+            "properties": {
+                "ven_id": { "$ref": "#/components/schemas/VenId" },
+                "loads": { "type": "array", "items": { "$ref": "#/components/schemas/Load" } }
+            }
+        },
+        "SeriesPoint": {
+            "type": "object",
+            "required": ["ts_ms", "avg", "min", "max", "last", "count"],
+            "properties": {
+                "ts_ms": { "type": "integer", "description": "Step start, ms since the epoch." },
+                "avg": { "type": "number", "description": "Mean of the readings in the step." },
+                "min": { "type": "number" },
+                "max": { "type": "number" },
+                "last": { "type": "number", "description": "Last reading in the step (for counters)." },
+                "count": { "type": "integer", "description": "Readings in the step." }
+            }
+        },
+        "Series": {
+            "type": "object",
+            "required": ["ven_id", "meter", "quantity", "unit", "phase", "from_ms", "to_ms", "step_ms",
+                "step", "resolution", "truncated", "points"],
+            "properties": {
+                "ven_id": { "$ref": "#/components/schemas/VenId" },
+                "meter": { "type": "string" },
+                "quantity": { "type": "string", "enum": quantities },
+                "unit": { "type": "string", "description": "SI unit symbol (empty for the power factor)." },
+                "phase": { "type": "string", "enum": phases },
+                "from_ms": { "type": "integer", "description": "Start after rounding, inclusive." },
+                "to_ms": { "type": "integer", "description": "End after rounding, exclusive." },
+                "step_ms": { "type": "integer" },
+                "step": { "type": "string", "description": "ISO 8601 duration." },
+                "resolution": { "type": "string", "enum": resolutions, "description": "What was read." },
+                "truncated": { "type": "boolean", "description": "The row limit cut the answer." },
+                "next_from_ms": { "type": "integer", "description": "Where to continue (when truncated)." },
+                "points": { "type": "array", "items": { "$ref": "#/components/schemas/SeriesPoint" } }
+            }
+        },
+        "NetworkPoint": {
+            "type": "object",
+            "required": ["ts_ms", "import_w", "export_w", "vens_reporting"],
+            "properties": {
+                "ts_ms": { "type": "integer" },
+                "import_w": { "type": "number", "description": "Sum over VENs of mean import, W." },
+                "export_w": { "type": "number", "description": "Sum over VENs of mean export, W (positive)." },
+                "vens_reporting": { "type": "integer" }
+            }
+        },
+        "Network": {
+            "type": "object",
+            "required": ["from_ms", "to_ms", "step_ms", "step", "resolution", "vens_total", "vens_online", "points"],
+            "properties": {
+                "from_ms": { "type": "integer" },
+                "to_ms": { "type": "integer" },
+                "step_ms": { "type": "integer" },
+                "step": { "type": "string" },
+                "resolution": { "type": "string", "enum": resolutions },
+                "vens_total": { "type": "integer", "description": "VENs known now." },
+                "vens_online": { "type": "integer", "description": "VENs whose last status says online." },
+                "points": { "type": "array", "items": { "$ref": "#/components/schemas/NetworkPoint" } }
+            }
+        },
+        "TokenRequest": {
+            "type": "object",
+            "required": ["name", "role"],
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN },
+                "role": { "type": "string", "enum": roles }
+            }
+        },
+        "TokenCreated": {
+            "type": "object",
+            "required": ["id", "name", "role", "created_ms", "token"],
+            "properties": {
+                "id": { "type": "integer" },
+                "name": { "type": "string" },
+                "role": { "type": "string", "enum": roles },
+                "created_ms": { "type": "integer" },
+                "token": { "type": "string", "description": "The secret, shown once.", "pattern": "^glk_[0-9a-f]{64}$" }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    out.push(target);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_operation_is_described_once() {
+        let doc = openapi_document();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut ids = std::collections::HashSet::new();
+        for op in Operation::ALL {
+            let method = op.method().as_str().to_ascii_lowercase();
+            let described = &doc["paths"][op.path()][&method];
+            assert_eq!(described["operationId"], op.id(), "{op:?}");
+            assert!(ids.insert(op.id()), "duplicate operationId {}", op.id());
+            let secured = described["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            assert_eq!(secured, op.permission().is_some(), "{op:?}");
+            assert!(described["responses"]["500"].is_object());
+            let path_params: Vec<&str> = described["parameters"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .filter(|p| p["in"] == "path")
+                        .filter_map(|p| p["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let templated: Vec<&str> = op
+                .path()
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            assert_eq!(path_params, templated, "{op:?}");
+        }
+        let described: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(described, Operation::ALL.len());
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = openapi_document();
+        let mut targets = Vec::new();
+        refs(&doc, &mut targets);
+        assert!(targets.len() > 20);
+        for target in targets {
+            let pointer = target.strip_prefix('#').unwrap();
+            assert!(doc.pointer(pointer).is_some(), "dangling $ref {target}");
+        }
+    }
+}

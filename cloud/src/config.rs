@@ -1,0 +1,986 @@
+//! `cloud.toml`: the cloud's configuration, one struct per component.
+//!
+//! Every setting can also come from the environment (see [`ENV_VARS`]):
+//! the file is read first, then each `GRIDLINK_*` variable that is set and
+//! not empty overrides its setting. The file is optional when the
+//! environment gives what a command needs (`serve` needs `mqtt.host`).
+//!
+//! Unknown fields are errors, and every error names its source: the file
+//! with line and column (`cloud.toml:4:1: unknown field `listn`, ...`) or
+//! the variable (`GRIDLINK_HTTP_LISTEN: invalid socket address "x"`). Values
+//! are checked while they are read, so a config that loads is one the
+//! cloud can run with. The field documentation below is the user's
+//! reference; `cloud/README.md` and `cloud/cloud.example.toml` show it in
+//! one place.
+//!
+//! ```
+//! use gridlink_cloud::config::CloudConfig;
+//!
+//! let text = "[http]\nlisten = \"0.0.0.0:8080\"\n[mqtt]\nhost = \"broker.local\"\n";
+//! let mut config = CloudConfig::parse(text, "cloud.toml")?;
+//! assert_eq!(config.database_url, "sqlite://gridlink.db");
+//! assert_eq!(config.mqtt.port, 8883);
+//!
+//! // The environment overrides the file.
+//! config.apply_env(|name| (name == "GRIDLINK_MQTT_PORT").then(|| "1883".to_string()))?;
+//! assert_eq!(config.mqtt.port, 1883);
+//!
+//! let err = CloudConfig::parse("[http]\nlistn = \"x\"\n", "cloud.toml").unwrap_err();
+//! assert!(err.to_string().starts_with("cloud.toml:2:1: unknown field `listn`"), "{err}");
+//! # Ok::<(), gridlink_cloud::config::ConfigError>(())
+//! ```
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ingest::IngestSettings;
+
+/// The whole `cloud.toml`. Every table is optional.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudConfig {
+    /// Where data is stored: `postgres://user:password@host/db` (production)
+    /// or `sqlite://path.db` (embedded; the file is created if missing).
+    /// Default `sqlite://gridlink.db`. Env `GRIDLINK_DATABASE_URL`.
+    #[serde(default = "default_database_url", deserialize_with = "database_url")]
+    pub database_url: String,
+    /// The HTTP API.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The MQTT broker ingest consumes from.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// How ingest groups messages into database writes.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// How long raw readings are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// Default of [`CloudConfig::database_url`]: SQLite in the working directory.
+pub fn default_database_url() -> String {
+    "sqlite://gridlink.db".to_string()
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        Self {
+            database_url: default_database_url(),
+            http: HttpConfig::default(),
+            mqtt: MqttConfig::default(),
+            ingest: IngestConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// `[http]`: the API server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port to listen on. Default `127.0.0.1:8080` (local
+    /// only; use `0.0.0.0:8080` behind a load balancer).
+    /// Env `GRIDLINK_HTTP_LISTEN`.
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+    /// Most points one `/api/v1/series` or `/api/v1/network` answer may
+    /// hold, 10 to 1000000; a longer range needs a larger `step`. Default
+    /// 10000. Env `GRIDLINK_HTTP_MAX_POINTS`.
+    #[serde(
+        default = "default_max_points",
+        deserialize_with = "bounded::<_, u32, 10, 1_000_000>"
+    )]
+    pub max_points: u32,
+}
+
+/// Default of [`HttpConfig::listen`].
+pub const fn default_http_listen() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)
+}
+
+/// Default of [`HttpConfig::max_points`].
+pub const fn default_max_points() -> u32 {
+    10_000
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http_listen(),
+            max_points: default_max_points(),
+        }
+    }
+}
+
+/// `[mqtt]`: the broker connection of ingest, with the `backend` identity
+/// (a client certificate whose CN the broker's policy lets subscribe to
+/// every VEN's topics).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Broker host name, e.g. the AWS IoT `iot:Data-ATS` endpoint.
+    /// Required by `serve`. Env `GRIDLINK_MQTT_HOST`.
+    #[serde(
+        default,
+        deserialize_with = "host",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub host: Option<String>,
+    /// Broker TLS port. Default 8883. Env `GRIDLINK_MQTT_PORT`.
+    #[serde(
+        default = "default_mqtt_port",
+        deserialize_with = "bounded::<_, u16, 1, 65_535>"
+    )]
+    pub port: u16,
+    /// PEM file of the CA(s) that sign the broker's certificate. Relative
+    /// paths in the file are relative to the file's directory (in the
+    /// environment, to the working directory). Default `ca.pem`.
+    /// Env `GRIDLINK_MQTT_CA`.
+    #[serde(default = "default_ca")]
+    pub ca: PathBuf,
+    /// PEM file of the `backend` client certificate. Default `cert.pem`.
+    /// Env `GRIDLINK_MQTT_CERT`.
+    #[serde(default = "default_cert")]
+    pub cert: PathBuf,
+    /// PEM file of the `backend` certificate's private key. Default
+    /// `key.pem`. Env `GRIDLINK_MQTT_KEY`.
+    #[serde(default = "default_key")]
+    pub key: PathBuf,
+    /// MQTT client id, 1 to 128 of `A-Z a-z 0-9 _ . : -`. The session is
+    /// persistent, so the id must stay the same across restarts of one
+    /// `serve` process and differ between processes on the same broker (the
+    /// broker disconnects the older of two clients with one id). Default
+    /// `gridlink-cloud-<host name>` (a random suffix when the host name
+    /// cannot be read): set it explicitly when one host runs several
+    /// `serve` processes. Env `GRIDLINK_MQTT_CLIENT_ID`.
+    #[serde(default = "default_client_id", deserialize_with = "client_id")]
+    pub client_id: String,
+    /// Shared-subscription group: the `serve` processes of one group split
+    /// the VENs' messages (`$share/<group>/oadr/meter/+`). 1 to 64 of
+    /// `A-Z a-z 0-9 _ . : -`. Default `gridlink`.
+    /// Env `GRIDLINK_MQTT_SHARE_GROUP`.
+    #[serde(default = "default_share_group", deserialize_with = "share_group")]
+    pub share_group: String,
+    /// MQTT keep-alive in seconds, 5 to 1200. Default 60.
+    /// Env `GRIDLINK_MQTT_KEEP_ALIVE_S`.
+    #[serde(
+        default = "default_keep_alive_s",
+        deserialize_with = "bounded::<_, u16, 5, 1200>"
+    )]
+    pub keep_alive_s: u16,
+}
+
+/// Default of [`MqttConfig::port`]: MQTT over TLS.
+pub const fn default_mqtt_port() -> u16 {
+    8883
+}
+
+/// Default of [`MqttConfig::ca`].
+pub fn default_ca() -> PathBuf {
+    PathBuf::from("ca.pem")
+}
+
+/// Default of [`MqttConfig::cert`].
+pub fn default_cert() -> PathBuf {
+    PathBuf::from("cert.pem")
+}
+
+/// Default of [`MqttConfig::key`].
+pub fn default_key() -> PathBuf {
+    PathBuf::from("key.pem")
+}
+
+/// Default of [`MqttConfig::client_id`]: `gridlink-cloud-<host name>`,
+/// stable across restarts so the broker keeps the persistent session;
+/// `gridlink-cloud-<8 random hex digits>` when the host name is unknown.
+pub fn default_client_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| {
+            name.trim()
+                .chars()
+                .filter(|&c| is_id_char(c))
+                .take(MAX_CLIENT_ID_LEN - CLIENT_ID_PREFIX.len())
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty());
+    let suffix = host.unwrap_or_else(|| {
+        let mut bytes = [0u8; 4];
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).is_err() {
+            bytes = std::process::id().to_be_bytes();
+        }
+        bytes.iter().fold(String::new(), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+    });
+    format!("{CLIENT_ID_PREFIX}{suffix}")
+}
+
+const CLIENT_ID_PREFIX: &str = "gridlink-cloud-";
+const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// Default of [`MqttConfig::share_group`].
+pub fn default_share_group() -> String {
+    "gridlink".to_string()
+}
+
+/// Default of [`MqttConfig::keep_alive_s`].
+pub const fn default_keep_alive_s() -> u16 {
+    60
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            port: default_mqtt_port(),
+            ca: default_ca(),
+            cert: default_cert(),
+            key: default_key(),
+            client_id: default_client_id(),
+            share_group: default_share_group(),
+            keep_alive_s: default_keep_alive_s(),
+        }
+    }
+}
+
+/// `[ingest]`: grouping of telemetry messages into database transactions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Most telemetry messages (batches) written in one transaction, 1 to
+    /// 10000. Default 50. Env `GRIDLINK_INGEST_MAX_BATCHES`.
+    #[serde(
+        default = "default_max_batches",
+        deserialize_with = "bounded::<_, usize, 1, 10_000>"
+    )]
+    pub max_batches: usize,
+    /// Longest a message waits for its group to fill before it is written,
+    /// in ms, 0 to 60000. Default 200. Env `GRIDLINK_INGEST_MAX_DELAY_MS`.
+    #[serde(
+        default = "default_max_delay_ms",
+        deserialize_with = "bounded::<_, u64, 0, 60_000>"
+    )]
+    pub max_delay_ms: u64,
+    /// Drop (and count) telemetry of VENs the store does not know instead
+    /// of registering them on first contact. Default false.
+    /// Env `GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS`.
+    #[serde(default)]
+    pub refuse_unknown_vens: bool,
+}
+
+/// Default of [`IngestConfig::max_batches`].
+pub const fn default_max_batches() -> usize {
+    50
+}
+
+/// Default of [`IngestConfig::max_delay_ms`].
+pub const fn default_max_delay_ms() -> u64 {
+    200
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_batches: default_max_batches(),
+            max_delay_ms: default_max_delay_ms(),
+            refuse_unknown_vens: false,
+        }
+    }
+}
+
+/// `[retention]`: how long raw readings are kept. Rollups (1 min, 15 min,
+/// 1 h) are kept forever. Enforced at start and hourly by `serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days raw readings are kept, 0 to 36500; 0 keeps them forever.
+    /// Default 90. Env `GRIDLINK_RETENTION_RAW_DAYS`.
+    #[serde(
+        default = "default_raw_days",
+        deserialize_with = "bounded::<_, u32, 0, 36_500>"
+    )]
+    pub raw_days: u32,
+}
+
+/// Default of [`RetentionConfig::raw_days`].
+pub const fn default_raw_days() -> u32 {
+    90
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            raw_days: default_raw_days(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// How long raw readings are kept; `None` for forever.
+    pub fn raw_max_age(&self) -> Option<Duration> {
+        (self.raw_days > 0).then(|| Duration::from_secs(u64::from(self.raw_days) * 86_400))
+    }
+}
+
+/// Why the configuration was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not TOML, or a value does not fit (unknown field, wrong
+    /// type, out of range).
+    #[error("{origin}{}: {message}", position.map_or_else(String::new, |(line, column)| format!(":{line}:{column}")))]
+    File {
+        /// The file name.
+        origin: String,
+        /// Line and column (from 1) of the offending text, when known.
+        position: Option<(usize, usize)>,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable's value does not fit its setting.
+    #[error("{var}: {message}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting the command needs is not set anywhere.
+    #[error("{setting} is not set: set it in the config file or with {var}")]
+    Missing {
+        /// The setting, as a TOML path (`mqtt.host`).
+        setting: &'static str,
+        /// The variable that can set it.
+        var: &'static str,
+    },
+}
+
+/// One environment variable and the setting it overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvVar {
+    /// The variable, e.g. `GRIDLINK_HTTP_LISTEN`.
+    pub name: &'static str,
+    /// The setting, as a TOML path, e.g. `http.listen`.
+    pub setting: &'static str,
+    apply: fn(&mut CloudConfig, &str) -> Result<(), String>,
+}
+
+/// Every environment variable, one per setting, in file order.
+pub const ENV_VARS: &[EnvVar] = &[
+    EnvVar {
+        name: "GRIDLINK_DATABASE_URL",
+        setting: "database_url",
+        apply: |c, v| {
+            check_database_url(v)?;
+            c.database_url = v.to_string();
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_HTTP_LISTEN",
+        setting: "http.listen",
+        apply: |c, v| {
+            c.http.listen = v.parse().map_err(|_| {
+                format!("invalid socket address {v:?} (expected e.g. 127.0.0.1:8080)")
+            })?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_HTTP_MAX_POINTS",
+        setting: "http.max_points",
+        apply: |c, v| {
+            c.http.max_points = env_int(v, 10, 1_000_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_HOST",
+        setting: "mqtt.host",
+        apply: |c, v| {
+            check_host(v)?;
+            c.mqtt.host = Some(v.to_string());
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_PORT",
+        setting: "mqtt.port",
+        apply: |c, v| {
+            c.mqtt.port = env_int(v, 1, 65_535)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_CA",
+        setting: "mqtt.ca",
+        apply: |c, v| {
+            c.mqtt.ca = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_CERT",
+        setting: "mqtt.cert",
+        apply: |c, v| {
+            c.mqtt.cert = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_KEY",
+        setting: "mqtt.key",
+        apply: |c, v| {
+            c.mqtt.key = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_CLIENT_ID",
+        setting: "mqtt.client_id",
+        apply: |c, v| {
+            check_id("client id", v, MAX_CLIENT_ID_LEN)?;
+            c.mqtt.client_id = v.to_string();
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_SHARE_GROUP",
+        setting: "mqtt.share_group",
+        apply: |c, v| {
+            check_id("share group", v, MAX_SHARE_GROUP_LEN)?;
+            c.mqtt.share_group = v.to_string();
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_KEEP_ALIVE_S",
+        setting: "mqtt.keep_alive_s",
+        apply: |c, v| {
+            c.mqtt.keep_alive_s = env_int(v, 5, 1200)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_INGEST_MAX_BATCHES",
+        setting: "ingest.max_batches",
+        apply: |c, v| {
+            c.ingest.max_batches = env_int(v, 1, 10_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_INGEST_MAX_DELAY_MS",
+        setting: "ingest.max_delay_ms",
+        apply: |c, v| {
+            c.ingest.max_delay_ms = env_int(v, 0, 60_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS",
+        setting: "ingest.refuse_unknown_vens",
+        apply: |c, v| {
+            c.ingest.refuse_unknown_vens = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+            };
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_RETENTION_RAW_DAYS",
+        setting: "retention.raw_days",
+        apply: |c, v| {
+            c.retention.raw_days = env_int(v, 0, 36_500)?;
+            Ok(())
+        },
+    },
+];
+
+const MAX_SHARE_GROUP_LEN: usize = 64;
+
+impl CloudConfig {
+    /// Parses and checks config text. `origin` names the text in errors
+    /// (usually the file name). Relative paths are left as written; the
+    /// environment is not read.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::File {
+            origin: origin.to_string(),
+            position: e.span().map(|span| line_column(text, span.start)),
+            message: e.message().trim_end().to_string(),
+        })
+    }
+
+    /// The configuration `serve`, `migrate` and `token` run with: the file
+    /// at `path` if given (relative paths in it made absolute against its
+    /// directory), else the defaults; then every variable of [`ENV_VARS`]
+    /// that `env` returns (set and not empty) overrides its setting.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let mut config = Self::parse(&text, &path.display().to_string())?;
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let base = std::fs::canonicalize(dir)
+                    .or_else(|_| std::path::absolute(dir))
+                    .unwrap_or_else(|_| dir.to_path_buf());
+                config.resolve_paths(&base);
+                config
+            }
+            None => Self::default(),
+        };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    /// Overrides settings with the variables of [`ENV_VARS`] that `env`
+    /// returns; an empty value counts as unset.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        for var in ENV_VARS {
+            if let Some(value) = env(var.name).filter(|v| !v.is_empty()) {
+                (var.apply)(self, &value).map_err(|message| ConfigError::Env {
+                    var: var.name,
+                    message,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the relative certificate paths relative to `base` (what
+    /// [`load`](Self::load) does with the config file's directory).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for path in [&mut self.mqtt.ca, &mut self.mqtt.cert, &mut self.mqtt.key] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// What ingest runs with; fails if `mqtt.host` is not set.
+    pub fn ingest_settings(&self) -> Result<IngestSettings, ConfigError> {
+        let host = self.mqtt.host.clone().ok_or(ConfigError::Missing {
+            setting: "mqtt.host",
+            var: "GRIDLINK_MQTT_HOST",
+        })?;
+        Ok(IngestSettings {
+            host,
+            port: self.mqtt.port,
+            ca: self.mqtt.ca.clone(),
+            cert: self.mqtt.cert.clone(),
+            key: self.mqtt.key.clone(),
+            client_id: self.mqtt.client_id.clone(),
+            share_group: self.mqtt.share_group.clone(),
+            keep_alive: Duration::from_secs(u64::from(self.mqtt.keep_alive_s)),
+            max_batches: self.ingest.max_batches,
+            max_delay: Duration::from_millis(self.ingest.max_delay_ms),
+            refuse_unknown_vens: self.ingest.refuse_unknown_vens,
+        })
+    }
+}
+
+/// The database URL with any password replaced by `***`, for logs.
+pub fn redact_database_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// Line and column (from 1, in characters) of byte `offset` of `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// An integer setting in `MIN..=MAX` (serde `deserialize_with`).
+fn bounded<'de, D, T, const MIN: u64, const MAX: u64>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let value = i64::deserialize(deserializer)?;
+    in_range(value, MIN, MAX).map_err(D::Error::custom)
+}
+
+fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, String> {
+    u64::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| format!("{value} is out of range: expected {min} to {max}"))
+}
+
+fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, String> {
+    let parsed: i64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid integer {value:?} (expected {min} to {max})"))?;
+    in_range(parsed, min, max)
+}
+
+fn database_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let url = String::deserialize(deserializer)?;
+    check_database_url(&url).map_err(D::Error::custom)?;
+    Ok(url)
+}
+
+fn check_database_url(url: &str) -> Result<(), String> {
+    if ["postgres://", "postgresql://", "sqlite:"]
+        .iter()
+        .any(|prefix| url.starts_with(prefix))
+    {
+        Ok(())
+    } else {
+        // Only the scheme is repeated: the rest may hold a password.
+        let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+        let scheme: String = scheme.chars().take(32).collect();
+        Err(format!(
+            "unsupported database URL scheme {scheme:?}: use postgres://... or sqlite://..."
+        ))
+    }
+}
+
+fn host<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let host = String::deserialize(deserializer)?;
+    check_host(&host).map_err(D::Error::custom)?;
+    Ok(Some(host))
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c == '/') {
+        Err(format!("invalid host name {host:?}"))
+    } else {
+        Ok(())
+    }
+}
+
+fn client_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let id = String::deserialize(deserializer)?;
+    check_id("client id", &id, MAX_CLIENT_ID_LEN).map_err(D::Error::custom)?;
+    Ok(id)
+}
+
+fn share_group<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let group = String::deserialize(deserializer)?;
+    check_id("share group", &group, MAX_SHARE_GROUP_LEN).map_err(D::Error::custom)?;
+    Ok(group)
+}
+
+const fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
+}
+
+fn check_id(what: &str, id: &str, max: usize) -> Result<(), String> {
+    if id.is_empty() || id.len() > max || !id.chars().all(is_id_char) {
+        Err(format!(
+            "invalid {what} {id:?}: expected 1 to {max} of A-Z a-z 0-9 _ . : -"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn keys(prefix: &str, table: &toml::Table, out: &mut BTreeSet<String>) {
+        for (key, value) in table {
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(inner) => keys(&path, inner, out),
+                _ => {
+                    out.insert(path);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cloud_config_defaults_from_empty_text() {
+        let c = CloudConfig::parse("", "cloud.toml").unwrap();
+        assert_eq!(c.database_url, "sqlite://gridlink.db");
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.http.max_points, 10_000);
+        assert_eq!(c.mqtt.host, None);
+        assert_eq!(c.mqtt.port, 8883);
+        assert_eq!(c.mqtt.share_group, "gridlink");
+        assert!(
+            c.mqtt.client_id.starts_with("gridlink-cloud-"),
+            "{}",
+            c.mqtt.client_id
+        );
+        assert!(c.mqtt.client_id.len() > "gridlink-cloud-".len());
+        assert_eq!(c.mqtt.keep_alive_s, 60);
+        assert_eq!(c.ingest, IngestConfig::default());
+        assert_eq!((c.ingest.max_batches, c.ingest.max_delay_ms), (50, 200));
+        assert!(!c.ingest.refuse_unknown_vens);
+        assert_eq!(c.retention.raw_days, 90);
+        assert_eq!(c, CloudConfig::default());
+    }
+
+    #[test]
+    fn http_config_parses() {
+        let h: HttpConfig = toml::from_str("listen = \"0.0.0.0:9000\"\nmax_points = 50").unwrap();
+        assert_eq!((h.listen.port(), h.max_points), (9000, 50));
+        assert!(toml::from_str::<HttpConfig>("listen = \"localhost\"").is_err());
+        assert!(toml::from_str::<HttpConfig>("max_points = 9").is_err());
+    }
+
+    #[test]
+    fn mqtt_config_parses() {
+        let m: MqttConfig = toml::from_str(
+            "host = \"b.local\"\nport = 1883\nca = \"/pki/ca.pem\"\nclient_id = \"cloud-a\"\nshare_group = \"g2\"\nkeep_alive_s = 30",
+        )
+        .unwrap();
+        assert_eq!(m.host.as_deref(), Some("b.local"));
+        assert_eq!((m.port, m.keep_alive_s), (1883, 30));
+        assert_eq!(m.ca, Path::new("/pki/ca.pem"));
+        assert_eq!(m.cert, Path::new("cert.pem"));
+        assert_eq!(
+            (m.client_id.as_str(), m.share_group.as_str()),
+            ("cloud-a", "g2")
+        );
+        for bad in [
+            "port = 0",
+            "keep_alive_s = 4",
+            "client_id = \"a b\"",
+            "share_group = \"g/1\"",
+            "share_group = \"\"",
+            "host = \"\"",
+        ] {
+            assert!(toml::from_str::<MqttConfig>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ingest_and_retention_config_parse() {
+        let i: IngestConfig =
+            toml::from_str("max_batches = 10\nmax_delay_ms = 0\nrefuse_unknown_vens = true")
+                .unwrap();
+        assert_eq!(
+            (i.max_batches, i.max_delay_ms, i.refuse_unknown_vens),
+            (10, 0, true)
+        );
+        assert!(toml::from_str::<IngestConfig>("max_batches = 0").is_err());
+        assert!(toml::from_str::<IngestConfig>("max_delay_ms = -1").is_err());
+        let r: RetentionConfig = toml::from_str("raw_days = 0").unwrap();
+        assert_eq!(r.raw_max_age(), None);
+        let r: RetentionConfig = toml::from_str("raw_days = 2").unwrap();
+        assert_eq!(r.raw_max_age(), Some(Duration::from_hours(48)));
+    }
+
+    #[test]
+    fn file_errors_name_line_and_column() {
+        let err = CloudConfig::parse("[http]\nlisten = \"127.0.0.1:1\"\nlistn = 2\n", "c.toml")
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:3:1: unknown field `listn`"),
+            "{err}"
+        );
+        let err = CloudConfig::parse("[mqtt]\nport = 70000\n", "c.toml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "c.toml:2:8: 70000 is out of range: expected 1 to 65535"
+        );
+        let err =
+            CloudConfig::parse("database_url = \"mysql://u:secret@h/db\"\n", "c.toml").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("c.toml:1:16: unsupported database URL scheme \"mysql\""),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        let err = CloudConfig::parse("[mqtt\n", "c.toml").unwrap_err();
+        assert!(err.to_string().starts_with("c.toml:1:"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_and_names_the_variable() {
+        let mut c = CloudConfig::parse("[http]\nlisten = \"127.0.0.1:1\"\n", "c.toml").unwrap();
+        c.apply_env(|name| match name {
+            "GRIDLINK_HTTP_LISTEN" => Some("0.0.0.0:9999".into()),
+            "GRIDLINK_MQTT_HOST" => Some("broker".into()),
+            "GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS" => Some("true".into()),
+            "GRIDLINK_RETENTION_RAW_DAYS" => Some("0".into()),
+            "GRIDLINK_MQTT_CLIENT_ID" => Some(String::new()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.http.listen.to_string(), "0.0.0.0:9999");
+        assert_eq!(c.mqtt.host.as_deref(), Some("broker"));
+        assert!(c.ingest.refuse_unknown_vens);
+        assert_eq!(c.retention.raw_days, 0);
+        assert!(
+            c.mqtt.client_id.starts_with("gridlink-cloud-"),
+            "an empty variable is unset"
+        );
+
+        let err = CloudConfig::default()
+            .apply_env(|name| (name == "GRIDLINK_HTTP_LISTEN").then(|| "x".into()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("GRIDLINK_HTTP_LISTEN: invalid socket address \"x\""),
+            "{err}"
+        );
+        let err = CloudConfig::default()
+            .apply_env(|name| (name == "GRIDLINK_MQTT_PORT").then(|| "0".into()))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GRIDLINK_MQTT_PORT: 0 is out of range: expected 1 to 65535"
+        );
+        let err = CloudConfig::default()
+            .apply_env(|name| (name == "GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS").then(|| "yes".into()))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS: invalid boolean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_setting_has_one_environment_variable() {
+        let mut config = CloudConfig::default();
+        config.mqtt.host = Some("h".into());
+        let table: toml::Table = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        let mut settings = BTreeSet::new();
+        keys("", &table, &mut settings);
+        let from_env: BTreeSet<String> = ENV_VARS.iter().map(|v| v.setting.to_string()).collect();
+        assert_eq!(settings, from_env);
+        for var in ENV_VARS {
+            let expected = format!("GRIDLINK_{}", var.setting.replace('.', "_").to_uppercase());
+            assert_eq!(var.name, expected);
+        }
+    }
+
+    #[test]
+    fn example_file_parses_and_shows_every_setting() {
+        let text = include_str!("../cloud.example.toml");
+        let config = CloudConfig::parse(text, "cloud.example.toml").unwrap();
+        assert_eq!(config.http.listen, default_http_listen());
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut written = BTreeSet::new();
+        keys("", &table, &mut written);
+        let all: BTreeSet<String> = ENV_VARS.iter().map(|v| v.setting.to_string()).collect();
+        assert_eq!(written, all, "cloud.example.toml lists every setting");
+    }
+
+    #[test]
+    fn load_resolves_paths_against_the_file_and_reads_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.toml");
+        std::fs::write(
+            &path,
+            "[mqtt]\nhost = \"b\"\nca = \"pki/ca.pem\"\nkey = \"/abs/key.pem\"\n",
+        )
+        .unwrap();
+        let c = CloudConfig::load(Some(&path), |name| {
+            (name == "GRIDLINK_MQTT_CERT").then(|| "rel/cert.pem".into())
+        })
+        .unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(c.mqtt.ca, base.join("pki/ca.pem"));
+        assert_eq!(c.mqtt.key, Path::new("/abs/key.pem"));
+        assert_eq!(
+            c.mqtt.cert,
+            Path::new("rel/cert.pem"),
+            "env paths stay as given"
+        );
+
+        let err = CloudConfig::load(Some(&dir.path().join("missing.toml")), no_env).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+        let c = CloudConfig::load(None, no_env).unwrap();
+        assert_eq!(c.database_url, default_database_url());
+    }
+
+    #[test]
+    fn ingest_settings_need_a_host() {
+        let c = CloudConfig::default();
+        assert_eq!(
+            c.ingest_settings().unwrap_err().to_string(),
+            "mqtt.host is not set: set it in the config file or with GRIDLINK_MQTT_HOST"
+        );
+        let mut c = c;
+        c.mqtt.host = Some("b".into());
+        c.mqtt.keep_alive_s = 30;
+        let s = c.ingest_settings().unwrap();
+        assert_eq!((s.host.as_str(), s.port, s.max_batches), ("b", 8883, 50));
+        assert_eq!(s.keep_alive, Duration::from_secs(30));
+        assert_eq!(s.max_delay, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn database_url_password_is_redacted() {
+        assert_eq!(
+            redact_database_url("postgres://gl:s3cret@db:5432/gridlink?sslmode=require"),
+            "postgres://gl:***@db:5432/gridlink?sslmode=require"
+        );
+        assert_eq!(
+            redact_database_url("sqlite://gridlink.db"),
+            "sqlite://gridlink.db"
+        );
+        assert_eq!(
+            redact_database_url("postgres://gl@db/x"),
+            "postgres://gl@db/x"
+        );
+    }
+}

@@ -1,0 +1,9 @@
+//! gridlink-cloud: consumes VEN telemetry over MQTT, stores it in
+//! PostgreSQL or SQLite, and serves it over an HTTP API.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod store;

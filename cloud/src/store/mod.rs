@@ -1,0 +1,791 @@
+//! Storage behind one trait, with a PostgreSQL implementation (production)
+//! and a SQLite one (the embedded default). Both pass the same conformance
+//! tests (`tests/store_conformance.rs`).
+//!
+//! The backend is chosen by the database URL: `postgres://...` or
+//! `sqlite://path.db`, see [`AnyStore::connect`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), gridlink_cloud::store::StoreError> {
+//! use gridlink_cloud::store::{AnyStore, Store};
+//!
+//! let store = AnyStore::connect("sqlite://gridlink.db").await?;
+//! store.migrate().await?;
+//! store.prepare_partitions(1_700_000_000_000).await?; // no-op on SQLite
+//! # Ok(()) }
+//! ```
+//!
+//! # Queries are checked by tests, not by the compiler
+//!
+//! Every query is a runtime query (`sqlx::query` / `query_as` /
+//! `query_scalar` with bound parameters), not a `query!` macro: the macros
+//! need a live database or a committed `.sqlx` offline cache per backend at
+//! compile time, and `cargo build` must work on a fresh clone with neither.
+//! What the macros would check (SQL syntax, column names and types) is
+//! checked instead by the conformance suite (`tests/store_conformance.rs`),
+//! which runs every query against a real PostgreSQL 15 and a real SQLite.
+//! Migrations are embedded at compile time with `sqlx::migrate!` from
+//! `migrations/postgres` and `migrations/sqlite`; that needs only the files,
+//! no database.
+//!
+//! # Schema
+//!
+//! The same logical model on both backends (see the migrations for every
+//! column): `vens`; `series` (one id per VEN, meter, quantity and phase, so
+//! `metrics` rows are narrow); `metrics` (series id, ts, value: raw
+//! readings, value = `raw * 10^exponent` as a float8, exact for every
+//! meter value and unaffected by a later change of exponent); the rollups
+//! `metrics_1m`, `metrics_15m`, `metrics_1h` (count, sum, min, max, last)
+//! merged in the ingest transaction; `ingested_batches` (idempotency
+//! keys); `loads`; `api_tokens`; and `network_stats` (network-wide
+//! import/export per bucket, maintained by ingest, see `store::network`).
+//!
+//! Times are BIGINT ms since the Unix epoch on both backends: the same
+//! integer as the protocol and the API, bucket starts by integer
+//! arithmetic, no time-zone conversion on the ingest path. On PostgreSQL
+//! `metrics` is partitioned by UTC day (see [`postgres`]); on SQLite it is
+//! one table clustered by (series, ts).
+
+use std::future::Future;
+use std::time::Duration;
+
+use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
+
+mod cache;
+mod group;
+mod network;
+pub mod postgres;
+mod rollup;
+pub mod sqlite;
+
+pub use postgres::{MetricsPartition, PgStore};
+pub use sqlite::SqliteStore;
+
+/// One telemetry batch as ingest hands it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestBatch {
+    /// The sending VEN (already checked against the topic).
+    pub ven_id: VenId,
+    /// Its per-VEN sequence number: `(ven_id, batch_seq)` is stored once.
+    pub batch_seq: u64,
+    /// When the cloud received it, ms since the Unix epoch.
+    pub received_ms: i64,
+    /// The readings.
+    pub series: Vec<Series>,
+}
+
+/// What [`Store::ingest`] did with a group of batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Batches stored now.
+    pub inserted_batches: u64,
+    /// Readings stored now. A reading whose (series, ts) is already stored,
+    /// or repeated within the group, is skipped and not counted: the first
+    /// one stored wins.
+    pub inserted_readings: u64,
+    /// Batches skipped because `(ven_id, batch_seq)` was already stored.
+    pub duplicate_batches: u64,
+}
+
+/// A VEN as the API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VenRecord {
+    /// The VEN.
+    pub ven_id: VenId,
+    /// From the last status message or last will; `None` if never heard.
+    pub online: Option<bool>,
+    /// Last message of any kind, ms since the epoch.
+    pub last_seen_ms: Option<i64>,
+    /// Newest reading timestamp stored, ms.
+    pub last_reading_ms: Option<i64>,
+    /// Receive time minus reading time of the newest batch, ms.
+    pub ingest_lag_ms: Option<i64>,
+    /// The agent version from the last status.
+    pub agent_version: Option<String>,
+}
+
+/// One load of a VEN, from its latest snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRecord {
+    /// The load's name.
+    pub name: String,
+    /// Relay state.
+    pub on: bool,
+    /// Power in W, if known.
+    pub power_w: Option<f64>,
+    /// Setpoint, if any.
+    pub setpoint: Option<f64>,
+    /// Whether DR may switch it.
+    pub controllable: bool,
+    /// Last change, ms.
+    pub last_change_ms: Option<i64>,
+    /// Why it last changed, as the protocol's JSON (e.g. `{"event":{"event_id":"e1"}}`).
+    pub cause: serde_json::Value,
+    /// When the snapshot was taken, ms.
+    pub snapshot_ms: i64,
+}
+
+/// Which resolution a series query reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Resolution {
+    /// Raw readings.
+    Raw,
+    /// 1-minute rollup.
+    Minute,
+    /// 15-minute rollup.
+    QuarterHour,
+    /// 1-hour rollup.
+    Hour,
+}
+
+impl Resolution {
+    /// Bucket width in ms (0 for raw).
+    pub const fn bucket_ms(self) -> i64 {
+        match self {
+            Self::Raw => 0,
+            Self::Minute => 60_000,
+            Self::QuarterHour => 900_000,
+            Self::Hour => 3_600_000,
+        }
+    }
+
+    /// The coarsest resolution whose bucket is no wider than `step_ms`
+    /// (raw below one minute).
+    pub const fn for_step(step_ms: i64) -> Self {
+        if step_ms >= 3_600_000 {
+            Self::Hour
+        } else if step_ms >= 900_000 {
+            Self::QuarterHour
+        } else if step_ms >= 60_000 {
+            Self::Minute
+        } else {
+            Self::Raw
+        }
+    }
+}
+
+/// A time-series query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesQuery {
+    /// The VEN.
+    pub ven_id: VenId,
+    /// The meter's name.
+    pub meter: String,
+    /// The quantity.
+    pub quantity: Quantity,
+    /// The phase.
+    pub phase: Phase,
+    /// Start, inclusive, ms: a point is returned if its `ts_ms` (reading
+    /// time, or bucket start for a rollup) is in `from_ms..to_ms`.
+    pub from_ms: i64,
+    /// End, exclusive, ms.
+    pub to_ms: i64,
+    /// Which stored resolution to read.
+    pub resolution: Resolution,
+    /// At most this many points are returned (the oldest first).
+    pub limit: u32,
+}
+
+/// One point of a series answer. For raw data `min = max = avg = last`
+/// and `count = 1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesPoint {
+    /// Bucket start (or reading time for raw), ms.
+    pub ts_ms: i64,
+    /// Mean over the bucket.
+    pub avg: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Last value in the bucket (for counters).
+    pub last: f64,
+    /// Readings in the bucket.
+    pub count: u64,
+}
+
+/// One point of network-wide statistics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkPoint {
+    /// Bucket start, ms.
+    pub ts_ms: i64,
+    /// Sum over VENs of mean positive total active power (import), W.
+    pub import_w: f64,
+    /// Sum over VENs of mean negative total active power (export), W, as a positive number.
+    pub export_w: f64,
+    /// VENs that reported in the bucket.
+    pub vens_reporting: u64,
+}
+
+/// A role of an API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads everything.
+    Viewer,
+    /// Reads, and dispatches DR events.
+    Operator,
+    /// Reads, and registers VENs and loads.
+    Installer,
+    /// Everything.
+    Admin,
+    /// An OpenADR VEN client.
+    Ven,
+}
+
+/// A stored API token (only its hash is kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// The token's id.
+    pub id: i64,
+    /// A human name ("ops dashboard").
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Creation time, ms.
+    pub created_ms: i64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database is unreachable or a connection broke, or the operation
+    /// hit a transient condition (deadlock, lock timeout, database locked by
+    /// another process, disk full, read-only failover replica). Nothing was
+    /// committed: retry the same operation later.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A query failed for another reason.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A value does not fit the schema (e.g. a name too long).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database URL names no supported backend.
+    #[error("unsupported database URL {0:?}: use postgres://... or sqlite://...")]
+    UnsupportedUrl(String),
+}
+
+/// The storage operations the cloud needs. Implemented by
+/// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
+/// from a URL.
+pub trait Store: Send + Sync {
+    /// Applies pending migrations.
+    fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a group of batches in ONE transaction: every batch whose
+    /// `(ven_id, batch_seq)` is new is stored with all its readings and the
+    /// rollups are updated; the others are counted as duplicates (also a
+    /// key repeated within the group). When this returns `Ok`, everything
+    /// is committed; on `Err` nothing is, and the group may be retried as it
+    /// is. A reading whose (series, ts) is already stored, or appears twice
+    /// in the new batches, is kept once: the first one (stored earlier, or
+    /// earlier in `batches`) wins, the others are skipped, not an error.
+    /// Timestamps must lie in the protocol's range (1970..=9999) and
+    /// exponents in -9..=9, else [`StoreError::Invalid`].
+    fn ingest(
+        &self,
+        batches: &[IngestBatch],
+    ) -> impl Future<Output = Result<IngestOutcome, StoreError>> + Send;
+    /// Records a status message (online state, last seen, version).
+    /// Statuses apply in arrival order (the last will carries the time of
+    /// the connection it belongs to, so `at` cannot order it); an empty
+    /// `agent_version` (the last will) keeps the known version.
+    fn record_status(
+        &self,
+        status: &Status,
+        received_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Replaces a VEN's loads with a snapshot (older snapshots are ignored).
+    fn record_loads(
+        &self,
+        snapshot: &LoadSnapshot,
+        received_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Every known VEN, by id.
+    fn vens(&self) -> impl Future<Output = Result<Vec<VenRecord>, StoreError>> + Send;
+    /// One VEN.
+    fn ven(
+        &self,
+        ven_id: &VenId,
+    ) -> impl Future<Output = Result<Option<VenRecord>, StoreError>> + Send;
+    /// A VEN's loads from its latest snapshot, by name.
+    fn loads(
+        &self,
+        ven_id: &VenId,
+    ) -> impl Future<Output = Result<Vec<LoadRecord>, StoreError>> + Send;
+    /// A series at the requested resolution.
+    fn series(
+        &self,
+        query: &SeriesQuery,
+    ) -> impl Future<Output = Result<Vec<SeriesPoint>, StoreError>> + Send;
+    /// Network-wide import/export over time, derived from the rollups of
+    /// every `active_power` / `Total` series (kept in `network_stats` by
+    /// ingest, so the cost does not grow with the number of VENs), buckets
+    /// starting in `from_ms..to_ms`, oldest first. [`Resolution::Raw`] reads
+    /// the 1-minute rollup, the finest there is. Per VEN and bucket the means
+    /// of its total active power series are summed (so a site should have
+    /// one grid meter reporting `active_power` / `Total`).
+    fn network(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> impl Future<Output = Result<Vec<NetworkPoint>, StoreError>> + Send;
+    /// Stores a token hash; returns the record.
+    fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<TokenRecord, StoreError>> + Send;
+    /// Looks a token up by its hash.
+    fn token(
+        &self,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    /// Deletes raw readings older than `before_ms` (rollups are kept);
+    /// returns how many were deleted.
+    ///
+    /// On PostgreSQL only whole daily partitions are dropped: those ending at
+    /// or before `before_ms`. Readings of the UTC day containing `before_ms`
+    /// stay until a later call with a `before_ms` past that day's end. On
+    /// SQLite every reading with `ts < before_ms` is deleted. Either way
+    /// every reading before the start of `before_ms`'s UTC day is gone and
+    /// none at or after `before_ms` is touched.
+    fn enforce_retention(
+        &self,
+        before_ms: i64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Creates time partitions around `now_ms`: the previous UTC day to
+    /// seven days ahead (PostgreSQL; a no-op on SQLite). Call it at start and
+    /// daily. Ingest never depends on it: a batch for a day without a
+    /// partition creates that partition first.
+    fn prepare_partitions(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Cheap liveness check for `/health`.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The `SMALLINT` stored for a quantity: its wire order in
+/// gridlink-protocol, which never changes (`active_power` = 0).
+pub const fn quantity_code(quantity: Quantity) -> i16 {
+    match quantity {
+        Quantity::ActivePower => 0,
+        Quantity::ReactivePower => 1,
+        Quantity::ApparentPower => 2,
+        Quantity::Voltage => 3,
+        Quantity::Current => 4,
+        Quantity::Frequency => 5,
+        Quantity::PowerFactor => 6,
+        Quantity::EnergyImport => 7,
+        Quantity::EnergyExport => 8,
+    }
+}
+
+/// The `SMALLINT` stored for a phase: its wire order (`Total` = 0).
+pub const fn phase_code(phase: Phase) -> i16 {
+    match phase {
+        Phase::Total => 0,
+        Phase::L1 => 1,
+        Phase::L2 => 2,
+        Phase::L3 => 3,
+        Phase::N => 4,
+        Phase::L1L2 => 5,
+        Phase::L2L3 => 6,
+        Phase::L3L1 => 7,
+    }
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Self; 5] = [
+        Self::Viewer,
+        Self::Operator,
+        Self::Installer,
+        Self::Admin,
+        Self::Ven,
+    ];
+
+    /// The name stored in `api_tokens.role` (and used in the CLI).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Viewer => "viewer",
+            Self::Operator => "operator",
+            Self::Installer => "installer",
+            Self::Admin => "admin",
+            Self::Ven => "ven",
+        }
+    }
+
+    /// The role named `name` (as [`Role::as_str`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+}
+
+/// How much a committed SQLite transaction survives (`PRAGMA synchronous`,
+/// always in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteDurability {
+    /// `synchronous = FULL`: the WAL is fsynced at every commit, so a
+    /// committed ingest (and hence an MQTT acknowledgement) survives power
+    /// loss and OS crashes. Costs one fsync per ingest transaction, which is
+    /// amortised over the whole group of batches. The default, because the
+    /// broker forgets a message once it is acknowledged.
+    #[default]
+    PowerLoss,
+    /// `synchronous = NORMAL`: committed transactions survive a crash of the
+    /// process; the last ones before a power loss or OS crash may be rolled
+    /// back (the database is never corrupted). Faster on slow disks.
+    ProcessCrash,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// PostgreSQL: connections in the pool. SQLite: read connections (all
+    /// writes go through one connection, as SQLite has one writer).
+    pub max_connections: u32,
+    /// How long an operation waits for a pooled connection (including
+    /// connecting) before failing with [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// SQLite: how long a write waits for another process's lock before
+    /// failing with [`StoreError::Unavailable`].
+    pub busy_timeout: Duration,
+    /// SQLite: what a commit survives.
+    pub sqlite_durability: SqliteDurability,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(5),
+            sqlite_durability: SqliteDurability::default(),
+        }
+    }
+}
+
+/// A store of either backend, chosen by URL.
+#[derive(Debug)]
+pub enum AnyStore {
+    /// `postgres://...` or `postgresql://...`.
+    Postgres(PgStore),
+    /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`.
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    /// Connects with [`ConnectOptions::default`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects to the backend the URL's scheme names. Does not migrate.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url, options).await?))
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
+        }
+    }
+}
+
+impl Store for AnyStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(s) => s.migrate().await,
+            Self::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    async fn ingest(&self, batches: &[IngestBatch]) -> Result<IngestOutcome, StoreError> {
+        match self {
+            Self::Postgres(s) => s.ingest(batches).await,
+            Self::Sqlite(s) => s.ingest(batches).await,
+        }
+    }
+
+    async fn record_status(&self, status: &Status, received_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(s) => s.record_status(status, received_ms).await,
+            Self::Sqlite(s) => s.record_status(status, received_ms).await,
+        }
+    }
+
+    async fn record_loads(
+        &self,
+        snapshot: &LoadSnapshot,
+        received_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(s) => s.record_loads(snapshot, received_ms).await,
+            Self::Sqlite(s) => s.record_loads(snapshot, received_ms).await,
+        }
+    }
+
+    async fn vens(&self) -> Result<Vec<VenRecord>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.vens().await,
+            Self::Sqlite(s) => s.vens().await,
+        }
+    }
+
+    async fn ven(&self, ven_id: &VenId) -> Result<Option<VenRecord>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.ven(ven_id).await,
+            Self::Sqlite(s) => s.ven(ven_id).await,
+        }
+    }
+
+    async fn loads(&self, ven_id: &VenId) -> Result<Vec<LoadRecord>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.loads(ven_id).await,
+            Self::Sqlite(s) => s.loads(ven_id).await,
+        }
+    }
+
+    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.series(query).await,
+            Self::Sqlite(s) => s.series(query).await,
+        }
+    }
+
+    async fn network(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> Result<Vec<NetworkPoint>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.network(from_ms, to_ms, resolution).await,
+            Self::Sqlite(s) => s.network(from_ms, to_ms, resolution).await,
+        }
+    }
+
+    async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        hash: &[u8; 32],
+    ) -> Result<TokenRecord, StoreError> {
+        match self {
+            Self::Postgres(s) => s.create_token(name, role, hash).await,
+            Self::Sqlite(s) => s.create_token(name, role, hash).await,
+        }
+    }
+
+    async fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
+        match self {
+            Self::Postgres(s) => s.token(hash).await,
+            Self::Sqlite(s) => s.token(hash).await,
+        }
+    }
+
+    async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
+        match self {
+            Self::Postgres(s) => s.enforce_retention(before_ms).await,
+            Self::Sqlite(s) => s.enforce_retention(before_ms).await,
+        }
+    }
+
+    async fn prepare_partitions(&self, now_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(s) => s.prepare_partitions(now_ms).await,
+            Self::Sqlite(s) => s.prepare_partitions(now_ms).await,
+        }
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(s) => s.ping().await,
+            Self::Sqlite(s) => s.ping().await,
+        }
+    }
+}
+
+/// The URL without its password, for error messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Longest token name.
+pub const MAX_TOKEN_NAME_LEN: usize = 128;
+
+/// Checks a token name: 1 to [`MAX_TOKEN_NAME_LEN`] characters, no control
+/// characters.
+fn check_token_name(name: &str) -> Result<(), StoreError> {
+    if name.is_empty()
+        || name.chars().count() > MAX_TOKEN_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
+        return Err(StoreError::Invalid(format!(
+            "token name {name:?} must be 1 to {MAX_TOKEN_NAME_LEN} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Now, ms since the Unix epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// SQLSTATEs that mean "the server cannot serve this now, retry later":
+/// class 08 (connection exception), 53 (insufficient resources: disk full,
+/// out of memory, too many connections), 57P01-57P05 (admin or crash
+/// shutdown, cannot connect now, idle session timeout), 58 (system / I/O
+/// error), 25006 (read-only transaction: a failover replica), 40001 and
+/// 40P01 (serialization failure, deadlock: the transaction was rolled
+/// back), 55P03 (lock not available: a `lock_timeout` expired).
+fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("58")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "57P04" | "57P05" | "25006" | "40001" | "40P01" | "55P03"
+        )
+}
+
+/// SQLite primary result codes that mean "retry later": BUSY (5, another
+/// connection holds the lock past the busy timeout), LOCKED (6), IOERR (10)
+/// and FULL (13, disk full). CANTOPEN (14) is not among them: it is almost
+/// always a wrong path, which retrying would hide.
+fn is_transient_sqlite_code(code: i32) -> bool {
+    matches!(code & 0xff, 5 | 6 | 10 | 13)
+}
+
+/// Sorts a sqlx error into [`StoreError::Unavailable`] (connection-level or
+/// transient: the caller retries the whole operation later, which is safe
+/// because nothing was committed) or [`StoreError::Database`].
+///
+/// Every sqlx error in this module goes through here; never convert with
+/// `?` (the `From` impl always gives `Database`).
+fn classify(error: sqlx::Error) -> StoreError {
+    let transient = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        {
+            Some(pg) => is_transient_sqlstate(pg.code()),
+            None => db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(is_transient_sqlite_code),
+        },
+        _ => false,
+    };
+    if transient {
+        StoreError::Unavailable(error)
+    } else {
+        StoreError::Database(error)
+    }
+}
+
+/// Like [`classify`], for migrations: a connection failure while migrating
+/// is [`StoreError::Unavailable`].
+fn classify_migrate(error: sqlx::migrate::MigrateError) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::Execute(e) => match classify(e) {
+            StoreError::Database(e) => StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)),
+            unavailable => unavailable,
+        },
+        other => StoreError::Migrate(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_wire_order() {
+        for (i, q) in Quantity::ALL.into_iter().enumerate() {
+            assert_eq!(usize::try_from(quantity_code(q)).unwrap(), i);
+        }
+        for (i, p) in Phase::ALL.into_iter().enumerate() {
+            assert_eq!(usize::try_from(phase_code(p)).unwrap(), i);
+        }
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in Role::ALL {
+            assert_eq!(Role::from_name(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::from_name("root"), None);
+    }
+
+    #[test]
+    fn transient_sqlstates() {
+        for code in [
+            "08006", "08001", "57P01", "57P03", "53300", "53100", "40P01", "40001", "55P03",
+            "25006", "58030",
+        ] {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "23514", "42P01", "22003", "57014"] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
+        // SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT (517), SQLITE_IOERR_FSYNC (1034).
+        for code in [5, 517, 6, 10, 1034, 13] {
+            assert!(is_transient_sqlite_code(code), "{code}");
+        }
+        // SQLITE_CONSTRAINT_PRIMARYKEY (1555), SQLITE_ERROR, SQLITE_READONLY, SQLITE_CANTOPEN.
+        for code in [1555, 1, 8, 14, 19] {
+            assert!(!is_transient_sqlite_code(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn connection_errors_are_unavailable() {
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(classify(io), StoreError::Unavailable(_)));
+        assert!(matches!(
+            classify(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(sqlx::Error::RowNotFound),
+            StoreError::Database(_)
+        ));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("mysql://u:secret@db:3306/x"),
+            "mysql://***@db:3306/x"
+        );
+        assert_eq!(redact_url("mongodb://db/x"), "mongodb://db/x");
+    }
+
+    #[test]
+    fn token_names() {
+        assert!(check_token_name("ops dashboard").is_ok());
+        assert!(check_token_name("").is_err());
+        assert!(check_token_name("a\nb").is_err());
+        assert!(check_token_name(&"x".repeat(MAX_TOKEN_NAME_LEN + 1)).is_err());
+    }
+}

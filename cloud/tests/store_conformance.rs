@@ -1,0 +1,1524 @@
+//! The store conformance suite: one set of test functions, generic over
+//! [`Store`], run against a fresh PostgreSQL 15 (its own cluster and
+//! database per test) and against SQLite in a temporary directory.
+//!
+//! A few tests at the end exercise what only one backend has (partitions,
+//! how each becomes unavailable, in-memory SQLite, URL dispatch).
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers and the generic test bodies: a panic is the failure report"
+)]
+#![expect(
+    clippy::float_cmp,
+    reason = "values are stored and returned bit for bit; only sums are compared with a tolerance"
+)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use gridlink_cloud::store::{
+    AnyStore, ConnectOptions, IngestBatch, IngestOutcome, Resolution, Role, SeriesPoint,
+    SeriesQuery, Store, StoreError,
+};
+use gridlink_protocol::telemetry::MAX_TS_MS;
+use gridlink_protocol::{
+    LoadChangeCause, LoadSnapshot, LoadState, ObjectId, Phase, Point, Quantity, Series, Status,
+    Timestamp, VenId,
+};
+use gridlink_testkit::postgres::PostgresCluster;
+use tempfile::TempDir;
+
+/// 2025-11-20T00:00:00Z: a day boundary, so hours and days line up.
+const DAY0: i64 = 1_763_596_800_000;
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+// ---------------------------------------------------------------- fixtures
+
+/// A migrated store on a fresh database, and what it needs to stay alive.
+struct Db {
+    store: AnyStore,
+    url: String,
+    cluster: Option<PostgresCluster>,
+    _dir: Option<TempDir>,
+}
+
+/// Fast failure when the database is gone (the default waits 5 s).
+fn quick_options() -> ConnectOptions {
+    ConnectOptions {
+        acquire_timeout: Duration::from_secs(1),
+        busy_timeout: Duration::from_millis(200),
+        ..ConnectOptions::default()
+    }
+}
+
+impl Db {
+    async fn postgres(test: &str) -> Self {
+        let cluster = PostgresCluster::start().await;
+        let url = cluster.create_database(test).await;
+        let store = AnyStore::connect_with(&url, &quick_options())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        Self {
+            store,
+            url,
+            cluster: Some(cluster),
+            _dir: None,
+        }
+    }
+
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("gridlink.db").display());
+        let store = AnyStore::connect_with(&url, &quick_options())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        Self {
+            store,
+            url,
+            cluster: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A second, independent store on the same database (another process).
+    async fn another_handle(&self) -> AnyStore {
+        AnyStore::connect_with(&self.url, &quick_options())
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs each listed test body against both backends.
+macro_rules! conformance {
+    (single: [$($single:ident),* $(,)?], pair: [$($pair:ident),* $(,)?] $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $single() {
+                    let db = super::Db::postgres(stringify!($single)).await;
+                    super::$single(&db.store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $pair() {
+                    let db = super::Db::postgres(stringify!($pair)).await;
+                    let other = db.another_handle().await;
+                    super::$pair(&db.store, &other).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $single() {
+                    let db = super::Db::sqlite().await;
+                    super::$single(&db.store).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $pair() {
+                    let db = super::Db::sqlite().await;
+                    let other = db.another_handle().await;
+                    super::$pair(&db.store, &other).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    single: [
+        migrate_twice,
+        values_round_trip,
+        exponent_change_keeps_one_series,
+        duplicate_batches_are_stored_once,
+        repeated_readings_keep_the_first,
+        rollups_agree_with_raw_including_late_data,
+        limit_and_range,
+        network_sums_import_and_export_across_vens,
+        status_and_vens,
+        load_snapshots,
+        tokens,
+        retention_deletes_raw_and_keeps_rollups,
+        far_past_and_future,
+        invalid_input_stores_nothing,
+    ],
+    pair: [
+        late_data_for_a_day_another_process_dropped,
+        two_processes_ingest_overlapping_groups,
+    ],
+);
+
+// ---------------------------------------------------------------- helpers
+
+fn ven(id: &str) -> VenId {
+    VenId::new(id).unwrap()
+}
+
+fn series(
+    meter: &str,
+    quantity: Quantity,
+    phase: Phase,
+    exponent: i8,
+    points: &[(i64, i64)],
+) -> Series {
+    Series {
+        meter: meter.into(),
+        quantity,
+        phase,
+        exponent,
+        points: points
+            .iter()
+            .map(|&(ts_ms, raw)| Point { ts_ms, raw })
+            .collect(),
+    }
+}
+
+fn power(points: &[(i64, i64)]) -> Series {
+    series("main", Quantity::ActivePower, Phase::Total, 0, points)
+}
+
+fn batch(ven_id: &str, batch_seq: u64, received_ms: i64, series: Vec<Series>) -> IngestBatch {
+    IngestBatch {
+        ven_id: ven(ven_id),
+        batch_seq,
+        received_ms,
+        series,
+    }
+}
+
+fn query(
+    ven_id: &str,
+    meter: &str,
+    quantity: Quantity,
+    phase: Phase,
+    resolution: Resolution,
+) -> SeriesQuery {
+    SeriesQuery {
+        ven_id: ven(ven_id),
+        meter: meter.into(),
+        quantity,
+        phase,
+        from_ms: 0,
+        to_ms: MAX_TS_MS + 1,
+        resolution,
+        limit: 100_000,
+    }
+}
+
+fn power_query(ven_id: &str, resolution: Resolution) -> SeriesQuery {
+    query(
+        ven_id,
+        "main",
+        Quantity::ActivePower,
+        Phase::Total,
+        resolution,
+    )
+}
+
+/// Raw (ts, value) of a series.
+async fn raw<S: Store>(s: &S, q: SeriesQuery) -> Vec<(i64, f64)> {
+    let q = SeriesQuery {
+        resolution: Resolution::Raw,
+        ..q
+    };
+    s.series(&q)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| (p.ts_ms, p.last))
+        .collect()
+}
+
+fn outcome(inserted_batches: u64, inserted_readings: u64, duplicate_batches: u64) -> IngestOutcome {
+    IngestOutcome {
+        inserted_batches,
+        inserted_readings,
+        duplicate_batches,
+    }
+}
+
+/// A deterministic pseudo-random sequence (xorshift64*).
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self, range: std::ops::Range<i64>) -> i64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let r = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        range.start + (r % (range.end - range.start) as u64) as i64
+    }
+}
+
+/// What a rollup point must be, computed from raw readings.
+fn reference(readings: &[(i64, f64)], resolution: Resolution) -> Vec<SeriesPoint> {
+    let mut buckets: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+    let width = resolution.bucket_ms();
+    for &(ts, value) in readings {
+        let bucket = if width == 0 { ts } else { ts - ts % width };
+        buckets.entry(bucket).or_default().push((ts, value));
+    }
+    buckets
+        .into_iter()
+        .map(|(ts_ms, points)| {
+            let sum: f64 = points.iter().map(|p| p.1).sum();
+            SeriesPoint {
+                ts_ms,
+                avg: sum / points.len() as f64,
+                min: points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min),
+                max: points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max),
+                last: points.iter().max_by_key(|p| p.0).unwrap().1,
+                count: points.len() as u64,
+            }
+        })
+        .collect()
+}
+
+/// Rollup points equal the reference: exactly, except the mean (sums are
+/// added in another order), which must agree to 1e-9 relative.
+fn assert_points_match(got: &[SeriesPoint], want: &[SeriesPoint], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: number of points");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(
+            (g.ts_ms, g.count, g.min, g.max, g.last),
+            (w.ts_ms, w.count, w.min, w.max, w.last),
+            "{what}"
+        );
+        assert!(
+            (g.avg - w.avg).abs() <= 1e-9 * w.avg.abs().max(1.0),
+            "{what}: avg at {} is {}, expected {}",
+            g.ts_ms,
+            g.avg,
+            w.avg
+        );
+    }
+}
+
+/// `network()` agrees with the statistics recomputed from the rollups of
+/// `vens` (each with one total active power series, meter "main").
+async fn assert_network_matches_rollups<S: Store>(s: &S, vens: &[&str]) {
+    for resolution in [
+        Resolution::Minute,
+        Resolution::QuarterHour,
+        Resolution::Hour,
+    ] {
+        let mut want: BTreeMap<i64, (f64, f64, u64)> = BTreeMap::new();
+        for ven_id in vens {
+            for point in s.series(&power_query(ven_id, resolution)).await.unwrap() {
+                let bucket = want.entry(point.ts_ms).or_default();
+                bucket.0 += point.avg.max(0.0);
+                bucket.1 += (-point.avg).max(0.0);
+                bucket.2 += 1;
+            }
+        }
+        let got = s.network(0, MAX_TS_MS, resolution).await.unwrap();
+        assert_eq!(got.len(), want.len(), "{resolution:?}");
+        for (point, (&ts_ms, &(import_w, export_w, vens_reporting))) in got.iter().zip(&want) {
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+            assert_eq!(
+                (point.ts_ms, point.vens_reporting),
+                (ts_ms, vens_reporting),
+                "{resolution:?}"
+            );
+            assert!(
+                close(point.import_w, import_w) && close(point.export_w, export_w),
+                "{resolution:?} at {ts_ms}: {point:?}, expected import {import_w} export {export_w}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the suite
+
+async fn migrate_twice<S: Store>(s: &S) {
+    s.migrate().await.unwrap();
+    s.migrate().await.unwrap();
+    s.ping().await.unwrap();
+    s.prepare_partitions(DAY0).await.unwrap();
+    s.prepare_partitions(DAY0).await.unwrap();
+    assert_eq!(s.ingest(&[]).await.unwrap(), IngestOutcome::default());
+}
+
+async fn values_round_trip<S: Store>(s: &S) {
+    let t = DAY0 + 1000;
+    let columns = vec![
+        series(
+            "main",
+            Quantity::ActivePower,
+            Phase::Total,
+            0,
+            &[(t, -2500), (t + 1000, 0), (t + 2000, i64::MAX)],
+        ),
+        series(
+            "main",
+            Quantity::Voltage,
+            Phase::L1,
+            -1,
+            &[(t, 2301), (t + 1000, -7)],
+        ),
+        series("main", Quantity::Frequency, Phase::Total, -2, &[(t, 4999)]),
+        series(
+            "main",
+            Quantity::PowerFactor,
+            Phase::L3,
+            -9,
+            &[(t, 987_654_321), (t + 1, i64::MIN)],
+        ),
+        series(
+            "main",
+            Quantity::EnergyImport,
+            Phase::Total,
+            3,
+            &[(t, 123_456_789)],
+        ),
+        series("pv", Quantity::ActivePower, Phase::Total, 9, &[(t, -3)]),
+        series("pv", Quantity::Current, Phase::N, -3, &[(t, 12_345)]),
+    ];
+    let readings: usize = columns.iter().map(|c| c.points.len()).sum();
+    let got = s
+        .ingest(&[batch("ven-1", 1, t + 5000, columns.clone())])
+        .await
+        .unwrap();
+    assert_eq!(got, outcome(1, readings as u64, 0));
+    for column in &columns {
+        let want: Vec<(i64, f64)> = column
+            .points
+            .iter()
+            .map(|&p| (p.ts_ms, column.value(p)))
+            .collect();
+        let stored = raw(
+            s,
+            query(
+                "ven-1",
+                &column.meter,
+                column.quantity,
+                column.phase,
+                Resolution::Raw,
+            ),
+        )
+        .await;
+        // Bit for bit: the store keeps raw * 10^exponent as computed by the protocol.
+        assert_eq!(
+            stored, want,
+            "{} {:?} {:?}",
+            column.meter, column.quantity, column.phase
+        );
+    }
+    // Raw points are their own aggregate.
+    let volts = &columns[1];
+    let v0 = volts.value(volts.points[0]);
+    let point = s
+        .series(&query(
+            "ven-1",
+            "main",
+            Quantity::Voltage,
+            Phase::L1,
+            Resolution::Raw,
+        ))
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (point.avg, point.min, point.max, point.last, point.count),
+        (v0, v0, v0, v0, 1)
+    );
+
+    // Same names, other VEN: another series.
+    assert!(
+        raw(s, power_query("ven-2", Resolution::Raw))
+            .await
+            .is_empty()
+    );
+}
+
+async fn exponent_change_keeps_one_series<S: Store>(s: &S) {
+    let t = DAY0 + 1000;
+    let volts = series(
+        "main",
+        Quantity::Voltage,
+        Phase::L1,
+        -1,
+        &[(t, 2301), (t + 1000, -7)],
+    );
+    s.ingest(&[batch("ven-1", 1, t + 5000, vec![volts.clone()])])
+        .await
+        .unwrap();
+    let v0 = volts.value(volts.points[0]);
+    // A meter reconfigured to another resolution: the same series, both
+    // values right.
+    let finer = series(
+        "main",
+        Quantity::Voltage,
+        Phase::L1,
+        -2,
+        &[(t + 2000, 23_012)],
+    );
+    s.ingest(&[batch("ven-1", 2, t + 6000, vec![finer.clone()])])
+        .await
+        .unwrap();
+    let stored = raw(
+        s,
+        query(
+            "ven-1",
+            "main",
+            Quantity::Voltage,
+            Phase::L1,
+            Resolution::Raw,
+        ),
+    )
+    .await;
+    let want = [
+        (t, v0),
+        (t + 1000, volts.value(volts.points[1])),
+        (t + 2000, finer.value(finer.points[0])),
+    ];
+    assert_eq!(stored, want);
+    assert_eq!(want[2].1, 230.12);
+    // One series, one rollup over both resolutions.
+    let minute = s
+        .series(&query(
+            "ven-1",
+            "main",
+            Quantity::Voltage,
+            Phase::L1,
+            Resolution::Minute,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (minute.len(), minute[0].count, minute[0].max, minute[0].last),
+        (1, 3, 230.12, 230.12)
+    );
+}
+
+async fn duplicate_batches_are_stored_once<S: Store>(s: &S) {
+    let b = |ven_id: &str, seq: u64, start: i64| {
+        batch(
+            ven_id,
+            seq,
+            start + 60_000,
+            vec![power(&[(start, 10), (start + 1000, 20)])],
+        )
+    };
+    let (b1, b2, b3, b4, b5) = (
+        b("ven-1", 1, DAY0),
+        b("ven-1", 2, DAY0 + 10_000),
+        b("ven-1", 3, DAY0 + 20_000),
+        b("ven-1", 4, DAY0 + 30_000),
+        b("ven-1", u64::MAX, DAY0 + 40_000),
+    );
+    assert_eq!(
+        s.ingest(&[b1.clone(), b2.clone()]).await.unwrap(),
+        outcome(2, 4, 0)
+    );
+    // Redelivered.
+    assert_eq!(
+        s.ingest(std::slice::from_ref(&b1)).await.unwrap(),
+        outcome(0, 0, 1)
+    );
+    // Twice within one call.
+    assert_eq!(
+        s.ingest(&[b3.clone(), b3.clone()]).await.unwrap(),
+        outcome(1, 2, 1)
+    );
+    // Partial overlap: some of the group stored before, some new.
+    assert_eq!(s.ingest(&[b2, b4, b1, b5]).await.unwrap(), outcome(2, 4, 2));
+    // The same sequence number from another VEN is another batch.
+    assert_eq!(
+        s.ingest(&[b("ven-2", 1, DAY0)]).await.unwrap(),
+        outcome(1, 2, 0)
+    );
+
+    let stored = raw(s, power_query("ven-1", Resolution::Raw)).await;
+    assert_eq!(stored.len(), 10);
+    let minute = s
+        .series(&power_query("ven-1", Resolution::Minute))
+        .await
+        .unwrap();
+    assert_eq!(minute.iter().map(|p| p.count).sum::<u64>(), 10);
+    assert_eq!(minute[0].avg, 15.0);
+    let hour = s
+        .series(&power_query("ven-1", Resolution::Hour))
+        .await
+        .unwrap();
+    assert_eq!((hour.len(), hour[0].count), (1, 10));
+}
+
+async fn repeated_readings_keep_the_first<S: Store>(s: &S) {
+    let first = batch(
+        "ven-1",
+        1,
+        DAY0 + 10_000,
+        vec![power(&[
+            (DAY0 + 1000, 1),
+            (DAY0 + 2000, 2),
+            (DAY0 + 3000, 3),
+        ])],
+    );
+    let overlapping = batch(
+        "ven-1",
+        2,
+        DAY0 + 10_000,
+        vec![power(&[
+            (DAY0 + 2000, 200),
+            (DAY0 + 3000, 300),
+            (DAY0 + 4000, 400),
+        ])],
+    );
+    // The same series twice in one batch, and a timestamp repeated within a
+    // series: not what the protocol sends, but it must not fail the group.
+    let malformed = batch(
+        "ven-1",
+        3,
+        DAY0 + 10_000,
+        vec![
+            power(&[(DAY0 + 5000, 5), (DAY0 + 5000, 55)]),
+            power(&[(DAY0 + 5000, 555), (DAY0 + 6000, 6)]),
+        ],
+    );
+    assert_eq!(
+        s.ingest(&[first, overlapping, malformed]).await.unwrap(),
+        outcome(3, 6, 0)
+    );
+    // Later group: one reading already stored, one new.
+    let again = batch(
+        "ven-1",
+        4,
+        DAY0 + 20_000,
+        vec![power(&[(DAY0 + 4000, -4), (DAY0 + 7000, 7)])],
+    );
+    assert_eq!(s.ingest(&[again]).await.unwrap(), outcome(1, 1, 0));
+
+    let want = [
+        (1000, 1.0),
+        (2000, 2.0),
+        (3000, 3.0),
+        (4000, 400.0),
+        (5000, 5.0),
+        (6000, 6.0),
+        (7000, 7.0),
+    ]
+    .map(|(dt, v)| (DAY0 + dt, v));
+    assert_eq!(raw(s, power_query("ven-1", Resolution::Raw)).await, want);
+    // The rollups saw each stored reading once, and nothing else.
+    for resolution in [
+        Resolution::Minute,
+        Resolution::QuarterHour,
+        Resolution::Hour,
+    ] {
+        let got = s.series(&power_query("ven-1", resolution)).await.unwrap();
+        assert_points_match(
+            &got,
+            &reference(&want, resolution),
+            &format!("{resolution:?}"),
+        );
+    }
+}
+
+async fn rollups_agree_with_raw_including_late_data<S: Store>(s: &S) {
+    // Three hours of 7 s readings (not aligned to any bucket) of two series,
+    // in batches of 40 readings (280 s: bucket edges fall inside batches).
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let start = DAY0 + 3 * HOUR + 1234;
+    let points: Vec<(i64, i64, i64)> = (0..1543)
+        .map(|i| {
+            (
+                start + i * 7000,
+                noise.next(-5000..20_000),
+                noise.next(2200..2500),
+            )
+        })
+        .collect();
+    let batches: Vec<IngestBatch> = points
+        .chunks(40)
+        .zip(1..)
+        .map(|(chunk, seq)| {
+            let last_ts = chunk[chunk.len() - 1].0;
+            let p: Vec<(i64, i64)> = chunk.iter().map(|&(ts, w, _)| (ts, w)).collect();
+            let v: Vec<(i64, i64)> = chunk.iter().map(|&(ts, _, v)| (ts, v)).collect();
+            batch(
+                "ven-1",
+                seq,
+                last_ts + 1500,
+                vec![
+                    power(&p),
+                    series("main", Quantity::Voltage, Phase::L2, -1, &v),
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(batches.len(), 39);
+
+    // Batch 10 arrives last: after newer data, into buckets that already
+    // hold readings before and after it.
+    let late = batches[9].clone();
+    let on_time: Vec<IngestBatch> = batches
+        .iter()
+        .filter(|b| b.batch_seq != late.batch_seq)
+        .cloned()
+        .collect();
+    for group in on_time.chunks(5) {
+        s.ingest(group).await.unwrap();
+    }
+    let lag_before = s.ven(&ven("ven-1")).await.unwrap().unwrap();
+    assert_eq!(
+        s.ingest(std::slice::from_ref(&late)).await.unwrap(),
+        outcome(1, 80, 0)
+    );
+
+    let ven_record = s.ven(&ven("ven-1")).await.unwrap().unwrap();
+    let newest = points[points.len() - 1].0;
+    assert_eq!(ven_record.last_reading_ms, Some(newest));
+    assert_eq!(ven_record.ingest_lag_ms, Some(1500));
+    assert_eq!(
+        ven_record, lag_before,
+        "late data changes neither last reading nor lag"
+    );
+
+    let power_readings: Vec<(i64, f64)> = points.iter().map(|&(ts, w, _)| (ts, w as f64)).collect();
+    let voltage_column = series("main", Quantity::Voltage, Phase::L2, -1, &[]);
+    let voltage_readings: Vec<(i64, f64)> = points
+        .iter()
+        .map(|&(ts, _, v)| (ts, voltage_column.value(Point { ts_ms: ts, raw: v })))
+        .collect();
+    for (q, readings) in [
+        (power_query("ven-1", Resolution::Raw), &power_readings),
+        (
+            query(
+                "ven-1",
+                "main",
+                Quantity::Voltage,
+                Phase::L2,
+                Resolution::Raw,
+            ),
+            &voltage_readings,
+        ),
+    ] {
+        for resolution in [
+            Resolution::Raw,
+            Resolution::Minute,
+            Resolution::QuarterHour,
+            Resolution::Hour,
+        ] {
+            let got = s
+                .series(&SeriesQuery {
+                    resolution,
+                    ..q.clone()
+                })
+                .await
+                .unwrap();
+            assert_points_match(
+                &got,
+                &reference(readings, resolution),
+                &format!("{:?} {resolution:?}", q.quantity),
+            );
+        }
+    }
+    assert_network_matches_rollups(s, &["ven-1"]).await;
+}
+
+async fn limit_and_range<S: Store>(s: &S) {
+    let points: Vec<(i64, i64)> = (0..300).map(|i| (DAY0 + i * 30_000, i)).collect();
+    s.ingest(&[batch("ven-1", 1, DAY0 + DAY, vec![power(&points)])])
+        .await
+        .unwrap();
+
+    let limited = |resolution, limit| SeriesQuery {
+        limit,
+        ..power_query("ven-1", resolution)
+    };
+    let raw5 = s.series(&limited(Resolution::Raw, 5)).await.unwrap();
+    assert_eq!(
+        raw5.iter().map(|p| p.ts_ms).collect::<Vec<_>>(),
+        (0..5).map(|i| DAY0 + i * 30_000).collect::<Vec<_>>()
+    );
+    let minutes = s.series(&limited(Resolution::Minute, 3)).await.unwrap();
+    assert_eq!(
+        minutes.iter().map(|p| p.ts_ms).collect::<Vec<_>>(),
+        [DAY0, DAY0 + 60_000, DAY0 + 120_000]
+    );
+    assert!(
+        s.series(&limited(Resolution::Hour, 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.series(&limited(Resolution::QuarterHour, 100))
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+
+    // from inclusive, to exclusive, on the point's time (bucket start).
+    let window = |resolution, from_ms, to_ms| SeriesQuery {
+        from_ms,
+        to_ms,
+        ..power_query("ven-1", resolution)
+    };
+    let got = s
+        .series(&window(Resolution::Raw, DAY0 + 30_000, DAY0 + 90_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|p| p.ts_ms).collect::<Vec<_>>(),
+        [DAY0 + 30_000, DAY0 + 60_000]
+    );
+    let got = s
+        .series(&window(Resolution::QuarterHour, DAY0 + 1, DAY0 + 1_800_001))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|p| p.ts_ms).collect::<Vec<_>>(),
+        [DAY0 + 900_000, DAY0 + 1_800_000]
+    );
+    assert!(
+        s.series(&window(Resolution::Hour, DAY0 + 1, DAY0 + HOUR))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Unknown series.
+    assert!(
+        s.series(&power_query("nobody", Resolution::Minute))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn network_sums_import_and_export_across_vens<S: Store>(s: &S) {
+    // 20 minutes at 10 s from DAY0 + 1 h.
+    let start = DAY0 + HOUR;
+    let constant =
+        |w: i64| -> Vec<(i64, i64)> { (0..120).map(|i| (start + i * 10_000, w)).collect() };
+    let received = start + 1_200_000;
+    s.ingest(&[
+        batch("ven-a", 1, received, vec![power(&constant(1000))]),
+        // Export, and a per-phase series that must not count.
+        batch(
+            "ven-b",
+            1,
+            received,
+            vec![
+                power(&constant(-400)),
+                series("main", Quantity::ActivePower, Phase::L1, 0, &constant(5000)),
+            ],
+        ),
+        // Two meters with total active power: their means add up.
+        batch(
+            "ven-d",
+            1,
+            received,
+            vec![
+                power(&constant(150)),
+                series("sub", Quantity::ActivePower, Phase::Total, 0, &constant(50)),
+            ],
+        ),
+    ])
+    .await
+    .unwrap();
+    // No active power at all: not reporting.
+    s.ingest(&[batch(
+        "ven-c",
+        1,
+        received,
+        vec![series(
+            "main",
+            Quantity::Voltage,
+            Phase::L1,
+            -1,
+            &constant(2300),
+        )],
+    )])
+    .await
+    .unwrap();
+    // A VEN whose mean over the minute is export though some readings import.
+    let mixed: Vec<(i64, i64)> = (0..6)
+        .map(|i| (start + i * 10_000, if i == 0 { 500 } else { -700 }))
+        .collect();
+    s.ingest(&[batch("ven-e", 1, received, vec![power(&mixed)])])
+        .await
+        .unwrap();
+
+    for resolution in [
+        Resolution::Raw,
+        Resolution::Minute,
+        Resolution::QuarterHour,
+        Resolution::Hour,
+    ] {
+        let width = if resolution == Resolution::Raw {
+            60_000
+        } else {
+            resolution.bucket_ms()
+        };
+        let got = s
+            .network(start - HOUR, start + HOUR, resolution)
+            .await
+            .unwrap();
+        let buckets = (1_200_000 + width - 1) / width;
+        assert_eq!(got.len() as i64, buckets, "{resolution:?}");
+        for (i, point) in got.iter().enumerate() {
+            assert_eq!(point.ts_ms, start + i as i64 * width, "{resolution:?}");
+            assert_eq!(point.import_w, 1200.0, "{resolution:?}");
+            // ven-e's 6 readings are all in the first bucket: mean -500 W.
+            let mixed_export = if i == 0 { 500.0 } else { 0.0 };
+            assert!(
+                (point.export_w - 400.0 - mixed_export).abs() < 1e-9,
+                "{resolution:?} {i}: {}",
+                point.export_w
+            );
+            assert_eq!(
+                point.vens_reporting,
+                if i == 0 { 4 } else { 3 },
+                "{resolution:?} {i}"
+            );
+        }
+    }
+    assert!(
+        s.network(start + DAY, start + 2 * DAY, Resolution::Hour)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn status_and_vens<S: Store>(s: &S) {
+    assert!(s.vens().await.unwrap().is_empty());
+    assert_eq!(s.ven(&ven("a-ven")).await.unwrap(), None);
+
+    let status = |id: &str, online: bool, version: &str| Status {
+        ven_id: ven(id),
+        online,
+        at: Timestamp::from_unix_ms(DAY0).unwrap(),
+        agent_version: version.into(),
+        backlog_batches: 3,
+        dropped_readings: 0,
+    };
+    s.record_status(&status("a-ven", true, "1.2.3"), DAY0 + 1000)
+        .await
+        .unwrap();
+    let record = s.ven(&ven("a-ven")).await.unwrap().unwrap();
+    assert_eq!(record.online, Some(true));
+    assert_eq!(record.last_seen_ms, Some(DAY0 + 1000));
+    assert_eq!(record.agent_version.as_deref(), Some("1.2.3"));
+    assert_eq!((record.last_reading_ms, record.ingest_lag_ms), (None, None));
+
+    // The last will: offline, keeps the version.
+    s.record_status(
+        &Status::offline(ven("a-ven"), Timestamp::from_unix_ms(DAY0 - 5000).unwrap()),
+        DAY0 + 2000,
+    )
+    .await
+    .unwrap();
+    let record = s.ven(&ven("a-ven")).await.unwrap().unwrap();
+    assert_eq!(record.online, Some(false));
+    assert_eq!(record.agent_version.as_deref(), Some("1.2.3"));
+    assert_eq!(record.last_seen_ms, Some(DAY0 + 2000));
+    // Arrival order decides the state; last seen never goes back.
+    s.record_status(&status("a-ven", true, "1.3.0"), DAY0 + 1500)
+        .await
+        .unwrap();
+    let record = s.ven(&ven("a-ven")).await.unwrap().unwrap();
+    assert_eq!(
+        (record.online, record.last_seen_ms),
+        (Some(true), Some(DAY0 + 2000))
+    );
+    assert_eq!(record.agent_version.as_deref(), Some("1.3.0"));
+
+    // Telemetry makes a VEN known, with its freshness.
+    s.ingest(&[batch(
+        "B-ven",
+        1,
+        DAY0 + 9000,
+        vec![power(&[(DAY0 + 1000, 1), (DAY0 + 4000, 2)])],
+    )])
+    .await
+    .unwrap();
+    s.ingest(&[batch("_x", 1, DAY0 + 100, vec![power(&[(DAY0, 1)])])])
+        .await
+        .unwrap();
+    let record = s.ven(&ven("B-ven")).await.unwrap().unwrap();
+    assert_eq!(record.online, None);
+    assert_eq!(record.last_seen_ms, Some(DAY0 + 9000));
+    assert_eq!(record.last_reading_ms, Some(DAY0 + 4000));
+    assert_eq!(record.ingest_lag_ms, Some(5000));
+    assert_eq!(record.agent_version, None);
+    // A redelivered batch is a message (last seen) but not new data.
+    s.ingest(&[batch(
+        "B-ven",
+        1,
+        DAY0 + 20_000,
+        vec![power(&[(DAY0 + 1000, 1)])],
+    )])
+    .await
+    .unwrap();
+    let record = s.ven(&ven("B-ven")).await.unwrap().unwrap();
+    assert_eq!(
+        (record.last_seen_ms, record.ingest_lag_ms),
+        (Some(DAY0 + 20_000), Some(5000))
+    );
+
+    // Sorted by id, byte order.
+    let ids: Vec<String> = s
+        .vens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.ven_id.to_string())
+        .collect();
+    assert_eq!(ids, ["B-ven", "_x", "a-ven"]);
+}
+
+async fn load_snapshots<S: Store>(s: &S) {
+    let at = |ms| Timestamp::from_unix_ms(ms).unwrap();
+    let load = |name: &str, on: bool| LoadState {
+        name: name.into(),
+        on,
+        power_w: on.then_some(1500.0),
+        setpoint: (!on).then_some(21.5),
+        controllable: on,
+        last_change: on.then(|| at(DAY0 - 60_000)),
+        cause: if on {
+            LoadChangeCause::Startup
+        } else {
+            LoadChangeCause::Event {
+                event_id: ObjectId::new("evt-1").unwrap(),
+            }
+        },
+    };
+    let snapshot = |ms, loads| LoadSnapshot {
+        ven_id: ven("ven-1"),
+        at: at(ms),
+        loads,
+    };
+    assert!(s.loads(&ven("ven-1")).await.unwrap().is_empty());
+
+    s.record_loads(
+        &snapshot(DAY0, vec![load("pump", true), load("hvac", false)]),
+        DAY0 + 500,
+    )
+    .await
+    .unwrap();
+    let loads = s.loads(&ven("ven-1")).await.unwrap();
+    assert_eq!(
+        loads.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        ["hvac", "pump"]
+    );
+    let (hvac, pump) = (&loads[0], &loads[1]);
+    assert_eq!(
+        (hvac.on, hvac.power_w, hvac.setpoint, hvac.controllable),
+        (false, None, Some(21.5), false)
+    );
+    assert_eq!(
+        hvac.cause,
+        serde_json::json!({"event": {"event_id": "evt-1"}})
+    );
+    assert_eq!(hvac.last_change_ms, None);
+    assert_eq!(
+        (pump.on, pump.power_w, pump.setpoint, pump.controllable),
+        (true, Some(1500.0), None, true)
+    );
+    assert_eq!(pump.cause, serde_json::json!("startup"));
+    assert_eq!(pump.last_change_ms, Some(DAY0 - 60_000));
+    assert_eq!(pump.snapshot_ms, DAY0);
+    assert_eq!(
+        s.ven(&ven("ven-1")).await.unwrap().unwrap().last_seen_ms,
+        Some(DAY0 + 500)
+    );
+
+    // An older snapshot arriving late is ignored (but is a message).
+    s.record_loads(&snapshot(DAY0 - 1000, vec![load("old", true)]), DAY0 + 900)
+        .await
+        .unwrap();
+    assert_eq!(s.loads(&ven("ven-1")).await.unwrap(), loads);
+    assert_eq!(
+        s.ven(&ven("ven-1")).await.unwrap().unwrap().last_seen_ms,
+        Some(DAY0 + 900)
+    );
+    // The same snapshot again changes nothing.
+    s.record_loads(
+        &snapshot(DAY0, vec![load("pump", true), load("hvac", false)]),
+        DAY0 + 950,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.loads(&ven("ven-1")).await.unwrap(), loads);
+
+    // A newer one replaces all loads; an empty one removes them.
+    s.record_loads(
+        &snapshot(DAY0 + 1000, vec![load("pump", false)]),
+        DAY0 + 1000,
+    )
+    .await
+    .unwrap();
+    let loads = s.loads(&ven("ven-1")).await.unwrap();
+    assert_eq!(
+        (loads.len(), loads[0].on, loads[0].snapshot_ms),
+        (1, false, DAY0 + 1000)
+    );
+    s.record_loads(&snapshot(DAY0 + 2000, vec![]), DAY0 + 2000)
+        .await
+        .unwrap();
+    assert!(s.loads(&ven("ven-1")).await.unwrap().is_empty());
+    s.record_loads(
+        &snapshot(DAY0 + 1500, vec![load("pump", true)]),
+        DAY0 + 2100,
+    )
+    .await
+    .unwrap();
+    assert!(s.loads(&ven("ven-1")).await.unwrap().is_empty());
+}
+
+async fn tokens<S: Store>(s: &S) {
+    let hash = |b: u8| [b; 32];
+    assert_eq!(s.token(&hash(1)).await.unwrap(), None);
+    let mut created = Vec::new();
+    for (i, role) in Role::ALL.into_iter().enumerate() {
+        let record = s
+            .create_token(&format!("token {i}"), role, &hash(i as u8 + 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            (record.name.as_str(), record.role),
+            (format!("token {i}").as_str(), role)
+        );
+        created.push(record);
+    }
+    for (i, record) in created.iter().enumerate() {
+        assert_eq!(
+            s.token(&hash(i as u8 + 1)).await.unwrap().as_ref(),
+            Some(record)
+        );
+    }
+    assert_ne!(created[0].id, created[1].id);
+    assert_eq!(s.token(&hash(99)).await.unwrap(), None);
+    // The hash is unique: a conflict the API reports as 409.
+    match s.create_token("again", Role::Admin, &hash(1)).await {
+        Err(StoreError::Database(sqlx::Error::Database(db))) => assert!(db.is_unique_violation()),
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+    assert!(matches!(
+        s.create_token("", Role::Viewer, &hash(50)).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn retention_deletes_raw_and_keeps_rollups<S: Store>(s: &S) {
+    // Day 0: 2 readings, day 1: 3, day 2: 4 (at 01:00, 01:01, 13:00, 13:01).
+    let day_points = |day: i64, n: i64| -> Vec<(i64, i64)> {
+        (0..n)
+            .map(|i| {
+                (
+                    DAY0 + day * DAY + HOUR + (i / 2) * 12 * HOUR + (i % 2) * 60_000,
+                    day * 10 + i,
+                )
+            })
+            .collect()
+    };
+    let all: Vec<(i64, i64)> = [day_points(0, 2), day_points(1, 3), day_points(2, 4)].concat();
+    s.ingest(&[batch("ven-1", 1, DAY0 + 3 * DAY, vec![power(&all)])])
+        .await
+        .unwrap();
+    let hours_before = s
+        .series(&power_query("ven-1", Resolution::Hour))
+        .await
+        .unwrap();
+    let minutes_before = s
+        .series(&power_query("ven-1", Resolution::Minute))
+        .await
+        .unwrap();
+
+    // Nothing is older than day 0.
+    assert_eq!(s.enforce_retention(DAY0).await.unwrap(), 0);
+    assert_eq!(s.enforce_retention(DAY0 + 2 * DAY).await.unwrap(), 5);
+    let left = raw(s, power_query("ven-1", Resolution::Raw)).await;
+    assert_eq!(
+        left.iter().map(|p| p.0).collect::<Vec<_>>(),
+        day_points(2, 4).iter().map(|p| p.0).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.series(&power_query("ven-1", Resolution::Hour))
+            .await
+            .unwrap(),
+        hours_before
+    );
+    assert_eq!(
+        s.series(&power_query("ven-1", Resolution::Minute))
+            .await
+            .unwrap(),
+        minutes_before
+    );
+
+    // A cut-off inside day 2 (after its 01:00 readings): PostgreSQL keeps the
+    // day's partition whole, SQLite deletes rows; either way the count is
+    // what disappeared and nothing at or after the cut-off goes.
+    let cut = DAY0 + 2 * DAY + 6 * HOUR;
+    let deleted = s.enforce_retention(cut).await.unwrap();
+    let left = raw(s, power_query("ven-1", Resolution::Raw)).await;
+    assert!(deleted == 0 || deleted == 2, "{deleted}");
+    assert_eq!(left.len() as u64, 4 - deleted);
+    assert!(left.iter().filter(|p| p.0 >= cut).count() == 2);
+
+    // Late data for a retained day is stored again (a new partition on
+    // PostgreSQL), and merges into the kept rollups.
+    let late = batch(
+        "ven-1",
+        2,
+        DAY0 + 3 * DAY,
+        vec![power(&[(DAY0 + HOUR + 30_000, 7)])],
+    );
+    assert_eq!(s.ingest(&[late]).await.unwrap(), outcome(1, 1, 0));
+    let hour = s
+        .series(&power_query("ven-1", Resolution::Hour))
+        .await
+        .unwrap();
+    assert_eq!(
+        (hour[0].ts_ms, hour[0].count, hour[0].max, hour[0].last),
+        (DAY0 + HOUR, 3, 7.0, 1.0)
+    );
+    assert_eq!(s.enforce_retention(DAY0 + 2 * DAY).await.unwrap(), 1);
+}
+
+async fn far_past_and_future<S: Store>(s: &S) {
+    let points = [
+        (0, 1),
+        (1, 2),
+        (946_684_800_000, 3),
+        (DAY0, 4),
+        (MAX_TS_MS - 1, 5),
+        (MAX_TS_MS, 6),
+    ];
+    assert_eq!(
+        s.ingest(&[batch("ven-1", 1, DAY0, vec![power(&points)])])
+            .await
+            .unwrap(),
+        outcome(1, 6, 0)
+    );
+    let stored = raw(s, power_query("ven-1", Resolution::Raw)).await;
+    assert_eq!(stored, points.map(|(ts, raw)| (ts, raw as f64)));
+    let hours = s
+        .series(&power_query("ven-1", Resolution::Hour))
+        .await
+        .unwrap();
+    let starts: Vec<i64> = hours.iter().map(|p| p.ts_ms).collect();
+    assert_eq!(
+        starts,
+        [0, 946_684_800_000, DAY0, MAX_TS_MS - MAX_TS_MS % HOUR]
+    );
+    assert_eq!((hours[3].count, hours[3].last), (2, 6.0));
+}
+
+async fn invalid_input_stores_nothing<S: Store>(s: &S) {
+    let good = power(&[(DAY0, 1)]);
+    let bad = batch("ven-1", 2, DAY0, vec![power(&[(-1, 1)])]);
+    let err = s
+        .ingest(&[batch("ven-1", 1, DAY0, vec![good.clone()]), bad])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let mut exponent = good.clone();
+    exponent.exponent = 12;
+    let err = s
+        .ingest(&[batch("ven-1", 3, DAY0, vec![exponent])])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    // Nothing of the failed group was claimed or stored.
+    assert_eq!(
+        s.ingest(&[batch("ven-1", 1, DAY0, vec![good])])
+            .await
+            .unwrap(),
+        outcome(1, 1, 0)
+    );
+    assert_eq!(s.vens().await.unwrap().len(), 1);
+}
+
+/// Retention in one process drops a day this process has already written
+/// to; late data for that day must still be stored.
+async fn late_data_for_a_day_another_process_dropped<S: Store>(s: &S, other: &S) {
+    let old_day = DAY0 - 10 * DAY;
+    s.ingest(&[batch(
+        "ven-1",
+        1,
+        DAY0,
+        vec![power(&[(old_day, 1), (DAY0, 2)])],
+    )])
+    .await
+    .unwrap();
+    assert_eq!(other.enforce_retention(DAY0).await.unwrap(), 1);
+    assert_eq!(
+        s.ingest(&[batch("ven-1", 2, DAY0, vec![power(&[(old_day + 1000, 3)])])])
+            .await
+            .unwrap(),
+        outcome(1, 1, 0)
+    );
+    assert_eq!(
+        raw(other, power_query("ven-1", Resolution::Raw)).await,
+        [(old_day + 1000, 3.0), (DAY0, 2.0)]
+    );
+    let day = s
+        .series(&power_query("ven-1", Resolution::Hour))
+        .await
+        .unwrap();
+    assert_eq!((day[0].ts_ms, day[0].count), (old_day, 2));
+}
+
+/// Ingest as the ingest task does it: retry while the store is unavailable.
+async fn ingest_retrying<S: Store>(s: &S, group: &[IngestBatch]) -> IngestOutcome {
+    loop {
+        match s.ingest(group).await {
+            Err(StoreError::Unavailable(_)) => tokio::time::sleep(Duration::from_millis(5)).await,
+            outcome => return outcome.unwrap(),
+        }
+    }
+}
+
+/// Two processes sharing the subscription get overlapping groups (a
+/// redelivery to the other consumer) and readings repeated under new
+/// sequence numbers, at the same time: every batch and every reading is
+/// stored once, and the rollups count each reading once.
+async fn two_processes_ingest_overlapping_groups<S: Store>(s: &S, other: &S) {
+    let batches: Vec<IngestBatch> = (0..40_u64)
+        .map(|seq| {
+            let ven_id = ["ven-a", "ven-b", "ven-c"][seq as usize % 3];
+            // Each VEN's batches cover consecutive 20 s windows, and every
+            // fifth one repeats the previous window's last 10 s.
+            let window = (seq / 3) as i64;
+            let start = DAY0 + window * 20_000 - if seq % 5 == 4 { 10_000 } else { 0 };
+            let points: Vec<(i64, i64)> = (0..20)
+                .map(|i| (start + i * 1000, seq as i64 * 100 + i))
+                .collect();
+            batch(
+                ven_id,
+                seq,
+                start + 30_000,
+                vec![
+                    power(&points),
+                    series("main", Quantity::Voltage, Phase::L1, -1, &points),
+                ],
+            )
+        })
+        .collect();
+    let a = async {
+        let mut total = IngestOutcome::default();
+        for group in batches[..30].chunks(5) {
+            let o = ingest_retrying(s, group).await;
+            total.inserted_batches += o.inserted_batches;
+            total.inserted_readings += o.inserted_readings;
+            total.duplicate_batches += o.duplicate_batches;
+        }
+        total
+    };
+    let b = async {
+        let mut total = IngestOutcome::default();
+        for group in batches[10..].chunks(5).rev() {
+            let o = ingest_retrying(other, group).await;
+            total.inserted_batches += o.inserted_batches;
+            total.inserted_readings += o.inserted_readings;
+            total.duplicate_batches += o.duplicate_batches;
+        }
+        total
+    };
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(a.inserted_batches + b.inserted_batches, 40);
+    assert_eq!(a.duplicate_batches + b.duplicate_batches, 20);
+
+    let mut distinct: BTreeMap<&str, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for b in &batches {
+        distinct
+            .entry(b.ven_id.as_str())
+            .or_default()
+            .extend(b.series[0].points.iter().map(|p| p.ts_ms));
+    }
+    let expected: usize = distinct.values().map(std::collections::BTreeSet::len).sum();
+    assert_eq!(
+        (a.inserted_readings + b.inserted_readings) as usize,
+        2 * expected
+    );
+    for (ven_id, timestamps) in &distinct {
+        let stored = raw(s, power_query(ven_id, Resolution::Raw)).await;
+        assert_eq!(
+            stored.iter().map(|p| p.0).collect::<Vec<_>>(),
+            timestamps.iter().copied().collect::<Vec<_>>()
+        );
+        for resolution in [Resolution::Minute, Resolution::Hour] {
+            let rollup = s.series(&power_query(ven_id, resolution)).await.unwrap();
+            assert_points_match(
+                &rollup,
+                &reference(&stored, resolution),
+                &format!("{ven_id} {resolution:?}"),
+            );
+        }
+    }
+    assert_network_matches_rollups(s, &["ven-a", "ven-b", "ven-c"]).await;
+}
+
+// ---------------------------------------------------------------- one backend
+
+/// A store that cannot reach its database says `Unavailable` (so ingest
+/// keeps the messages and retries), for every kind of operation.
+async fn assert_unavailable<S: Store>(s: &S) {
+    let b = batch("ven-1", 9, DAY0, vec![power(&[(DAY0 + 5000, 1)])]);
+    let errors = [
+        s.ingest(std::slice::from_ref(&b)).await.err(),
+        s.record_status(
+            &Status::offline(ven("ven-1"), Timestamp::from_unix_ms(DAY0).unwrap()),
+            DAY0,
+        )
+        .await
+        .err(),
+        s.create_token("t", Role::Viewer, &[7; 32]).await.err(),
+    ];
+    for error in errors {
+        assert!(
+            matches!(error, Some(StoreError::Unavailable(_))),
+            "{error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_stopped_is_unavailable() {
+    let mut db = Db::postgres("stopped").await;
+    db.store
+        .ingest(&[batch("ven-1", 1, DAY0, vec![power(&[(DAY0, 1)])])])
+        .await
+        .unwrap();
+    drop(db.cluster.take());
+    assert_unavailable(&db.store).await;
+    assert!(matches!(
+        db.store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        db.store.vens().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    // Connecting to a server that is not there.
+    let err = AnyStore::connect_with(&db.url, &quick_options())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+}
+
+#[tokio::test]
+async fn sqlite_locked_is_unavailable() {
+    use sqlx::Connection as _;
+
+    let db = Db::sqlite().await;
+    db.store
+        .ingest(&[batch("ven-1", 1, DAY0, vec![power(&[(DAY0, 1)])])])
+        .await
+        .unwrap();
+    // Another process holds the write lock past the busy timeout.
+    let mut holder = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_unavailable(&db.store).await;
+    // Readers are not blocked (WAL).
+    assert_eq!(db.store.vens().await.unwrap().len(), 1);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    db.store
+        .ingest(&[batch("ven-1", 9, DAY0, vec![power(&[(DAY0 + 5000, 1)])])])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn postgres_partitions() {
+    let db = Db::postgres("partitions").await;
+    let AnyStore::Postgres(pg) = &db.store else {
+        panic!("a PostgreSQL URL gives a PostgreSQL store")
+    };
+    assert!(pg.metric_partitions().await.unwrap().is_empty());
+    // Yesterday to a week ahead.
+    pg.prepare_partitions(DAY0 + 5 * HOUR).await.unwrap();
+    let names = |parts: Vec<gridlink_cloud::store::MetricsPartition>| {
+        parts.into_iter().map(|p| p.name).collect::<Vec<_>>()
+    };
+    let ahead = names(pg.metric_partitions().await.unwrap());
+    assert_eq!(ahead.len(), 9);
+    assert_eq!(
+        (ahead[0].as_str(), ahead[8].as_str()),
+        ("metrics_p20251119", "metrics_p20251127")
+    );
+    let first = &pg.metric_partitions().await.unwrap()[0];
+    assert_eq!((first.from_ms, first.to_ms), (DAY0 - DAY, DAY0));
+
+    // Far past and future data gets partitions of its own, created on demand.
+    let points = [(0, 1), (MAX_TS_MS, 2), (DAY0 + 30 * DAY, 3)];
+    pg.ingest(&[batch("ven-1", 1, DAY0, vec![power(&points)])])
+        .await
+        .unwrap();
+    let all = names(pg.metric_partitions().await.unwrap());
+    assert_eq!(all.len(), 12);
+    for name in [
+        "metrics_p19700101",
+        "metrics_p99991231",
+        "metrics_p20251220",
+    ] {
+        assert!(all.iter().any(|n| n == name), "{name} in {all:?}");
+    }
+
+    // Retention drops whole partitions only, and says how many rows went.
+    assert_eq!(pg.enforce_retention(DAY0 + 12 * HOUR).await.unwrap(), 1);
+    let left = names(pg.metric_partitions().await.unwrap());
+    assert_eq!(left.len(), 10, "{left:?}");
+    assert_eq!(left[0], "metrics_p20251120");
+    // A day nobody has ingested into since this store dropped it: recreated.
+    pg.ingest(&[batch("ven-1", 2, DAY0, vec![power(&[(5, 4)])])])
+        .await
+        .unwrap();
+    assert_eq!(
+        names(pg.metric_partitions().await.unwrap())[0],
+        "metrics_p19700101"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_in_memory() {
+    let store = AnyStore::connect("sqlite::memory:").await.unwrap();
+    assert!(matches!(store, AnyStore::Sqlite(_)));
+    store.migrate().await.unwrap();
+    store
+        .ingest(&[batch(
+            "ven-1",
+            1,
+            DAY0,
+            vec![power(&[(DAY0, 5), (DAY0 + 1000, 7)])],
+        )])
+        .await
+        .unwrap();
+    let minute = store
+        .series(&power_query("ven-1", Resolution::Minute))
+        .await
+        .unwrap();
+    assert_eq!((minute[0].count, minute[0].avg), (2, 6.0));
+    assert_eq!(store.vens().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_without_secrets() {
+    let err = AnyStore::connect("mysql://gridlink:hunter2@db:3306/gridlink")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl(_)), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let err = AnyStore::connect("sqlite://x.db?frobnicate=1")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
