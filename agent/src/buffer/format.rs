@@ -14,8 +14,10 @@
 //! The body of a sealed batch is the encoded `TelemetryBatch` payload,
 //! exactly as it is published. The body of a journal entry is postcard of
 //! a list of series, each with its points in the protocol's compact column
-//! codec (in arrival order, not yet sorted or deduplicated), so the journal
-//! costs about what the batches will.
+//! codec (in arrival order, not yet sorted or deduplicated). One entry
+//! holds one group commit of a few polls, so each series' column restarts
+//! in every entry: on a multi-meter site the journal costs about 20 bytes a
+//! reading against about 6 once sealed (measured with 100 meters).
 
 use std::sync::Arc;
 
