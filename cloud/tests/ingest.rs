@@ -428,15 +428,76 @@ async fn postgres_down_20_s_loses_and_doubles_nothing() {
     );
 }
 
+/// A `gridlink-cloud serve` process, killed when dropped.
+struct Serve {
+    child: std::process::Child,
+    http_port: u16,
+}
+
+impl Serve {
+    fn spawn(rig: &Rig, database_url: &str, client_id: &str) -> Self {
+        let backend = rig.pki.backend();
+        let http_port = gridlink_testkit::free_port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_gridlink-cloud"))
+            .arg("serve")
+            .env_clear()
+            .env("GRIDLINK_DATABASE_URL", database_url)
+            .env("GRIDLINK_HTTP_LISTEN", format!("127.0.0.1:{http_port}"))
+            .env("GRIDLINK_MQTT_HOST", "127.0.0.1")
+            .env("GRIDLINK_MQTT_PORT", rig.broker.port().to_string())
+            .env("GRIDLINK_MQTT_CA", rig.pki.ca_cert())
+            .env("GRIDLINK_MQTT_CERT", &backend.cert)
+            .env("GRIDLINK_MQTT_KEY", &backend.key)
+            .env("GRIDLINK_MQTT_CLIENT_ID", client_id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start gridlink-cloud serve");
+        Self { child, http_port }
+    }
+
+    /// A counter from the process's `/metrics`, `None` until it answers.
+    async fn metric(&self, name: &str) -> Option<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .await
+            .ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_serve_processes_split_the_load_and_the_union_is_exact() {
+async fn two_serve_binaries_share_the_subscription_exactly() {
     let cluster = PostgresCluster::start().await;
-    let store = postgres_store(&cluster, "shared").await;
+    let url = cluster.create_database("two_processes").await;
     let rig = Rig::start(&["ven-1", "ven-2"]).await;
-    let a = Ingest::spawn(rig.settings("cloud-a"), Arc::clone(&store));
-    let b = Ingest::spawn(rig.settings("cloud-b"), Arc::clone(&store));
-    a.wait_connected().await;
-    b.wait_connected().await;
+    let a = Serve::spawn(&rig, &url, "cloud-a");
+    let b = Serve::spawn(&rig, &url, "cloud-b");
+    for serve in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while serve.metric("gridlink_mqtt_connected").await != Some(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "serve did not connect to the broker"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // SUBSCRIBE round trips
 
     let mut publishers = Vec::new();
     for id in ["ven-1", "ven-2"] {
@@ -454,23 +515,23 @@ async fn two_serve_processes_split_the_load_and_the_union_is_exact() {
     for p in &mut publishers {
         p.all_acked().await;
     }
-    let (ma, mb) = (Arc::clone(&a.metrics), Arc::clone(&b.metrics));
-    wait_for("all 200 batches stored", Duration::from_secs(20), || {
-        ma.batches_ingested.load(Ordering::Relaxed) + mb.batches_ingested.load(Ordering::Relaxed)
-            == 200
-    })
-    .await;
-    a.stop().await;
-    b.stop().await;
-    let (na, nb) = (
-        ma.batches_ingested.load(Ordering::Relaxed),
-        mb.batches_ingested.load(Ordering::Relaxed),
-    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (na, nb) = loop {
+        let na = a.metric("gridlink_ingest_batches_total").await.unwrap_or(0);
+        let nb = b.metric("gridlink_ingest_batches_total").await.unwrap_or(0);
+        if na + nb >= 200 {
+            break (na, nb);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {na} + {nb} of 200 batches stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(na + nb, 200, "no batch stored twice");
     assert!(na > 0 && nb > 0, "both processes took a share: {na} + {nb}");
-    assert_eq!(
-        ma.duplicate_batches.load(Ordering::Relaxed) + mb.duplicate_batches.load(Ordering::Relaxed),
-        0
-    );
+    drop((a, b));
+    let store = AnyStore::connect(&url).await.unwrap();
     for id in ["ven-1", "ven-2"] {
         assert_eq!(
             stored_readings(&store, &ven(id), 100).await,
