@@ -4,11 +4,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -22,6 +19,7 @@ use gridlink_protocol::{Phase, Quantity};
 use gridlink_sim::encoding::{ByteOrder as SimOrder, Value};
 use gridlink_sim::registers::sdm630;
 use gridlink_sim::{Site, SiteConfig, serve_rtu, serve_tcp, test_pattern};
+use gridlink_testkit::serial::PtyPair;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -83,63 +81,6 @@ fn refused_controller() -> String {
     format!("tcp://{addr}")
 }
 
-/// A socat process linking two ptys, `dir/a` and `dir/b`; killed by PID
-/// when dropped. `-T 60` ends it after a minute without traffic should
-/// the test process die without dropping it.
-struct PtyPair {
-    child: Child,
-    a: PathBuf,
-    b: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PtyPair {
-    fn spawn() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let log_path = dir.path().join("socat.log");
-        let log = File::create(&log_path).expect("socat log");
-        let mut child = match Command::new("socat")
-            .args(["-d", "-d", "-T", "60"])
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("socat log"))
-            .stderr(log)
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => panic!(
-                "socat is not installed; the RTU tests need it for a serial pty pair: \
-                 run scripts/setup-test-deps or `apt-get install socat`"
-            ),
-            Err(err) => panic!("cannot start socat: {err}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !(a.exists() && b.exists()) {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("socat exited with {status}:\n{log}");
-            }
-            assert!(Instant::now() < deadline, "socat made no ptys within 5 s");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self {
-            child,
-            a,
-            b,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The simulator on the `b` end of a pty pair; the agent opens `a`.
 struct RtuSim {
     server: JoinHandle<()>,
@@ -150,7 +91,7 @@ impl RtuSim {
     fn start(config: SiteConfig) -> Self {
         let site = Site::new(config).expect("valid site");
         let pair = PtyPair::spawn();
-        let path = pair.b.clone();
+        let path = pair.b().to_path_buf();
         let server = tokio::spawn(async move {
             if let Err(err) = serve_rtu(site, &path, 19_200).await {
                 panic!("RTU simulator: {err}");
@@ -160,7 +101,7 @@ impl RtuSim {
     }
 
     fn controller(&self) -> String {
-        format!("file://{}", self.pair.a.display())
+        format!("file://{}", self.pair.a().display())
     }
 }
 

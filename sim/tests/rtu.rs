@@ -1,15 +1,12 @@
 //! The simulator over Modbus RTU on a serial pty pair made by socat: the
 //! server on one end, a tokio-modbus RTU client on the other.
 
-use std::fs::File;
-use std::io;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gridlink_sim::registers::sdm630;
 use gridlink_sim::{RtuError, Site, SiteConfig, serve_rtu, test_pattern};
+use gridlink_testkit::serial::PtyPair;
 use tokio::io::AsyncWriteExt as _;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
@@ -19,85 +16,6 @@ use tokio_modbus::{ExceptionCode, Slave};
 
 const BOUND: Duration = Duration::from_secs(5);
 const BAUD: u32 = 19_200;
-
-/// A socat process linking two ptys, `dir/a` and `dir/b`; killed by PID
-/// and reaped when dropped (and killed by the kernel if the test process
-/// dies first).
-struct PtyPair {
-    child: Child,
-    a: PathBuf,
-    b: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PtyPair {
-    fn spawn() -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        let log_path = dir.path().join("socat.log");
-        let log = File::create(&log_path).expect("socat log file");
-        let mut command = Command::new("socat");
-        command
-            .args(["-d", "-d"])
-            .arg(format!("pty,raw,echo=0,link={}", a.display()))
-            .arg(format!("pty,raw,echo=0,link={}", b.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("socat log file"))
-            .stderr(log);
-        die_with_parent(&mut command);
-        let mut child = match command.spawn() {
-            Ok(child) => child,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => panic!(
-                "socat is not installed; the RTU tests need it for a serial pty pair: \
-                 run scripts/setup-test-deps or `apt-get install socat`"
-            ),
-            Err(err) => panic!("cannot start socat: {err}"),
-        };
-        let deadline = Instant::now() + BOUND;
-        while !(a.exists() && b.exists()) {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("socat exited with {status}:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "socat made no ptys within {BOUND:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self {
-            child,
-            a,
-            b,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        // `Child::kill` signals this child's PID, which stays ours until
-        // `wait` reaps it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Asks the kernel to SIGKILL the child when the spawning thread's process
-/// dies (a nextest timeout, an abort), so no socat outlives its test.
-fn die_with_parent(command: &mut Command) {
-    #[expect(unsafe_code, reason = "pre_exec and prctl are unsafe")]
-    // SAFETY: the closure runs between fork and exec and calls only prctl,
-    // which is async-signal-safe; it neither allocates nor takes locks.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 /// A pty pair with the site served on end `a`.
 struct RtuSite {
@@ -115,7 +33,7 @@ impl Drop for RtuSite {
 fn serve(config: SiteConfig) -> RtuSite {
     let site = Site::new(config).expect("valid site");
     let pair = PtyPair::spawn();
-    let path = pair.a.clone();
+    let path = pair.a().to_path_buf();
     let server = tokio::spawn(serve_rtu_owned(site.clone(), path));
     RtuSite { site, pair, server }
 }
@@ -152,7 +70,7 @@ async fn meters_and_test_pattern_over_rtu() {
         seed: 4,
         ..SiteConfig::default()
     });
-    let mut ctx = client(&rtu.pair.b, 1);
+    let mut ctx = client(rtu.pair.b(), 1);
 
     for unit in [1, 2] {
         ctx.set_slave(Slave(unit));
@@ -210,7 +128,7 @@ async fn silent_and_unknown_units_send_no_frame_on_rtu() {
         silent_units: vec![3],
         ..SiteConfig::default()
     });
-    let mut ctx = client(&rtu.pair.b, 1);
+    let mut ctx = client(rtu.pair.b(), 1);
     // Unit 3 is silent; unit 9 does not exist, and a bus has nobody to answer for it.
     for unit in [3, 9] {
         ctx.set_slave(Slave(unit));
@@ -252,14 +170,14 @@ async fn server_recovers_from_a_frame_tokio_modbus_cannot_decode() {
     frame.extend_from_slice(&crc);
     {
         let mut raw = tokio_serial::SerialStream::open(&tokio_serial::new(
-            rtu.pair.b.to_string_lossy(),
+            rtu.pair.b().to_string_lossy(),
             BAUD,
         ))
         .expect("open the client end");
         raw.write_all(&frame).await.expect("write the bad frame");
         raw.flush().await.expect("flush");
     }
-    let mut ctx = client(&rtu.pair.b, 1);
+    let mut ctx = client(rtu.pair.b(), 1);
     let started = Instant::now();
     let answer = loop {
         let attempt = timeout(

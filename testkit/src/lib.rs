@@ -41,6 +41,7 @@ pub mod mosquitto;
 pub mod mqtt;
 pub mod postgres;
 mod process;
+pub mod serial;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago: bound to port 0,
 /// read back, released. Another process could take it before the server
