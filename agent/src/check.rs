@@ -176,7 +176,7 @@ impl fmt::Display for CheckReport {
                         row.byte_order.to_string()
                     },
                     row.quantity.name().to_string(),
-                    phase_name(row.phase).to_string(),
+                    row.phase.name().to_string(),
                     match &row.outcome {
                         Ok(value) => value.to_string(),
                         Err(error) => error.to_string(),
@@ -212,20 +212,6 @@ impl fmt::Display for CheckReport {
             self.rows.len(),
             self.rows.len() - failed
         )
-    }
-}
-
-/// The config spelling of a phase.
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Total => "total",
-        Phase::L1 => "L1",
-        Phase::L2 => "L2",
-        Phase::L3 => "L3",
-        Phase::N => "N",
-        Phase::L1L2 => "L1L2",
-        Phase::L2L3 => "L2L3",
-        Phase::L3L1 => "L3L1",
     }
 }
 

@@ -111,19 +111,6 @@ impl Drop for RtuSim {
     }
 }
 
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Total => "total",
-        Phase::L1 => "L1",
-        Phase::L2 => "L2",
-        Phase::L3 => "L3",
-        Phase::N => "N",
-        Phase::L1L2 => "L1L2",
-        Phase::L2L3 => "L2L3",
-        Phase::L3L1 => "L3L1",
-    }
-}
-
 /// The n-th distinct (quantity, phase) pair, so many points fit one device.
 fn slot(n: usize) -> (Quantity, Phase) {
     (Quantity::ALL[n / 8], Phase::ALL[n % 8])
@@ -143,7 +130,7 @@ fn point(
         "  [[devices.points]]\n  register = \"{register}\"\n  address = {address}\n  \
          quantity = \"{}\"\n  phase = \"{}\"\n  exponent = {exponent}\n",
         quantity.name(),
-        phase_name(phase)
+        phase.name()
     );
     if let Some((value_type, order)) = type_order {
         let _ = write!(

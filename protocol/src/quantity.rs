@@ -103,6 +103,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The name used in JSON, configs and the API, e.g. `total`, `L1L2`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Total => "total",
+            Self::L1 => "L1",
+            Self::L2 => "L2",
+            Self::L3 => "L3",
+            Self::N => "N",
+            Self::L1L2 => "L1L2",
+            Self::L2L3 => "L2L3",
+            Self::L3L1 => "L3L1",
+        }
+    }
+
     /// Every phase, in wire order.
     pub const ALL: [Self; 8] = [
         Self::Total,
@@ -126,6 +140,12 @@ mod tests {
             assert_eq!(
                 serde_json::to_string(&q).unwrap(),
                 format!("\"{}\"", q.name())
+            );
+        }
+        for p in Phase::ALL {
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.name())
             );
         }
         assert_eq!(serde_json::to_string(&Phase::Total).unwrap(), "\"total\"");

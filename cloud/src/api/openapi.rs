@@ -8,7 +8,6 @@ use serde_json::{Map, Value, json};
 
 use super::Operation;
 use super::error::PROBLEM_CONTENT_TYPE;
-use super::params::phase_name;
 use crate::store::{MAX_TOKEN_NAME_LEN, Role};
 
 /// The `OpenAPI` document of the whole API.
@@ -206,7 +205,7 @@ fn describe(operation: Operation) -> Value {
         }),
         Operation::Series => {
             let quantities: Vec<&str> = Quantity::ALL.iter().map(|q| q.name()).collect();
-            let phases: Vec<&str> = Phase::ALL.into_iter().map(phase_name).collect();
+            let phases: Vec<&str> = Phase::ALL.into_iter().map(Phase::name).collect();
             let mut parameters = vec![
                 query(
                     "ven",
@@ -323,7 +322,7 @@ fn nullable(kind: &str, description: &str) -> Value {
 fn schemas() -> Value {
     let roles: Vec<&str> = Role::ALL.into_iter().map(Role::as_str).collect();
     let quantities: Vec<&str> = Quantity::ALL.iter().map(|q| q.name()).collect();
-    let phases: Vec<&str> = Phase::ALL.into_iter().map(phase_name).collect();
+    let phases: Vec<&str> = Phase::ALL.into_iter().map(Phase::name).collect();
     let resolutions = ["raw", "PT1M", "PT15M", "PT1H"];
     json!({
         "Problem": {

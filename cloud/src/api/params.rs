@@ -121,27 +121,13 @@ pub(crate) fn quantity(value: &str) -> Result<Quantity, String> {
         })
 }
 
-/// The name of a phase in the API (`total`, `L1`, `L1L2`, ...).
-pub(crate) fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Total => "total",
-        Phase::L1 => "L1",
-        Phase::L2 => "L2",
-        Phase::L3 => "L3",
-        Phase::N => "N",
-        Phase::L1L2 => "L1L2",
-        Phase::L2L3 => "L2L3",
-        Phase::L3L1 => "L3L1",
-    }
-}
-
 /// A phase by its API name.
 pub(crate) fn phase(value: &str) -> Result<Phase, String> {
     Phase::ALL
         .into_iter()
-        .find(|&p| phase_name(p) == value)
+        .find(|&p| p.name() == value)
         .ok_or_else(|| {
-            let names: Vec<&str> = Phase::ALL.into_iter().map(phase_name).collect();
+            let names: Vec<&str> = Phase::ALL.into_iter().map(Phase::name).collect();
             format!(
                 "unknown phase {value:?}; expected one of {}",
                 names.join(", ")
@@ -220,10 +206,10 @@ mod tests {
         assert_eq!(quantity("active_power"), Ok(Quantity::ActivePower));
         assert!(quantity("power").unwrap_err().contains("active_power"));
         for p in Phase::ALL {
-            assert_eq!(phase(phase_name(p)), Ok(p));
+            assert_eq!(phase(p.name()), Ok(p));
             assert_eq!(
                 serde_json::to_value(p).unwrap(),
-                phase_name(p),
+                p.name(),
                 "the API name is the JSON name"
             );
         }
