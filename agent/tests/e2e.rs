@@ -276,7 +276,7 @@ timeout_ms = 500
                 "\n  [[devices.points]]\n  register = \"holding\"\n  address = {}\n  type = \"{ty}\"\n  byte_order = \"{order}\"\n  quantity = \"{}\"\n  phase = \"{}\"\n  exponent = {exponent}\n",
                 entry.address,
                 quantity.name(),
-                phase_name(phase),
+                phase.name(),
             )
             .unwrap();
         }
@@ -315,19 +315,6 @@ timeout_ms = 500
 impl Drop for Rig {
     fn drop(&mut self) {
         self.sim.abort();
-    }
-}
-
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Total => "total",
-        Phase::L1 => "L1",
-        Phase::L2 => "L2",
-        Phase::L3 => "L3",
-        Phase::N => "N",
-        Phase::L1L2 => "L1L2",
-        Phase::L2L3 => "L2L3",
-        Phase::L3L1 => "L3L1",
     }
 }
 
@@ -672,6 +659,29 @@ async fn a_corrupt_buffer_is_moved_aside_and_the_agent_runs() {
         .collect();
     assert_eq!(aside.len(), 1, "moved aside: {aside:?}\n{log}");
     assert!(log.contains("corrupt"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_with_an_unreadable_certificate_fails_at_start_naming_the_file() {
+    let rig = Rig::start().await;
+    rig.write_config();
+    let missing = rig.dir.path().join("no-such-cert.pem");
+    let ven = rig.pki.identity("ven-1").unwrap();
+    let text = std::fs::read_to_string(rig.config_path())
+        .unwrap()
+        .replacen(
+            &ven.cert.display().to_string(),
+            &missing.display().to_string(),
+            1,
+        );
+    let config = rig.dir.path().join("bad-cert.toml");
+    std::fs::write(&config, text).unwrap();
+    let (code, out, err) =
+        tokio::task::spawn_blocking(move || run_cli(&["run", "--config"], &config))
+            .await
+            .unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("no-such-cert.pem"), "{err}");
 }
 
 fn run_cli(args: &[&str], config: &Path) -> (i32, String, String) {
