@@ -33,6 +33,7 @@ pub mod error;
 mod names;
 pub mod openadr;
 pub mod quantity;
+pub mod shadow;
 pub mod status;
 pub mod telemetry;
 pub mod time;

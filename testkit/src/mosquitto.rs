@@ -42,7 +42,10 @@ pub const MAX_PACKET_BYTES: usize = mqtt::MAX_PACKET_BYTES;
 /// The ACL: each VEN (user name = certificate CN = venId, `%u`) may write
 /// only its own uplink topics and read only its own command topic; the
 /// backend reads every VEN's uplink topics (also through shared
-/// subscriptions `$share/<group>/...`) and writes every command topic.
+/// subscriptions `$share/<group>/...`) and writes every command topic. The
+/// shadow topics are as in AWS IoT: a VEN writes its own `update` and `get`
+/// and reads its own responses; the backend, acting as the shadow service
+/// on brokers without one, reads every request and writes every response.
 pub const ACL: &str = "\
 # Every client: its own topics only (%u = user name = certificate CN = venId).
 pattern write oadr/meter/%u
@@ -50,6 +53,9 @@ pattern write ven/loads/%u
 pattern write ven/ack/%u
 pattern write ven/status/%u
 pattern read ven/cmd/%u
+pattern write $aws/things/%u/shadow/update
+pattern write $aws/things/%u/shadow/get
+pattern read $aws/things/%u/shadow/#
 
 # The cloud backend.
 user backend
@@ -58,6 +64,9 @@ topic read ven/loads/+
 topic read ven/ack/+
 topic read ven/status/+
 topic write ven/cmd/+
+topic read $aws/things/+/shadow/update
+topic read $aws/things/+/shadow/get
+topic write $aws/things/+/shadow/#
 ";
 
 /// A Mosquitto broker on `127.0.0.1` and a free port, configured in a
