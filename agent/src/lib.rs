@@ -5,6 +5,7 @@
 
 pub mod acquisition;
 pub mod buffer;
+pub mod channels;
 pub mod check;
 pub mod config;
 pub mod health;
