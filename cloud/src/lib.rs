@@ -6,4 +6,5 @@ pub mod auth;
 pub mod config;
 pub mod ingest;
 pub mod metrics;
+pub mod server;
 pub mod store;

@@ -1,0 +1,146 @@
+//! The `serve` command as a library function, so the demo and tests run
+//! the whole cloud in-process: migrations, MQTT ingest, the HTTP API and
+//! retention, stopped together.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::{self, AppState};
+use crate::config::{CloudConfig, RetentionConfig, redact_database_url};
+use crate::ingest::{self, IngestSettings};
+use crate::metrics::Metrics;
+use crate::store::{AnyStore, Store};
+
+/// How often `serve` prepares partitions and deletes raw readings past
+/// retention.
+const RETENTION_INTERVAL: Duration = Duration::from_hours(1);
+/// How long `serve` waits for its tasks to finish after a stop signal.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the configured database.
+pub async fn connect(config: &CloudConfig) -> anyhow::Result<AnyStore> {
+    let url = redact_database_url(&config.database_url);
+    AnyStore::connect(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {url}"))
+}
+
+/// Runs ingest, the HTTP API and retention until `shutdown` completes, or
+/// until one of them fails (then the others are stopped and the error
+/// returned). Migrations are applied first.
+pub async fn serve(
+    config: CloudConfig,
+    settings: IngestSettings,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let store = Arc::new(connect(&config).await?);
+    store.migrate().await.context("applying migrations")?;
+    store
+        .prepare_partitions(now_ms())
+        .await
+        .context("preparing partitions")?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let metrics = Arc::new(Metrics::default());
+    let state = AppState::new(Arc::clone(&store), Arc::clone(&metrics))
+        .with_max_points(config.http.max_points);
+    let app = api::router(state);
+    let (stop, stopped) = watch::channel(false);
+
+    tracing::info!(
+        listen = %config.http.listen,
+        database = %redact_database_url(&config.database_url),
+        broker = format!("{}:{}", settings.host, settings.port),
+        client_id = settings.client_id,
+        "gridlink-cloud serving"
+    );
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let mut http_stop = stopped.clone();
+    tasks.spawn(async move {
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|&stop| stop).await;
+        };
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        ("http", result.context("HTTP server"))
+    });
+    let ingest = ingest::run(settings, Arc::clone(&store), metrics, stopped.clone());
+    tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
+    tasks.spawn(retention(store, config.retention.clone(), stopped));
+
+    let failure = tokio::select! {
+        () = shutdown => {
+            tracing::info!("stop requested; stopping");
+            None
+        }
+        Some(joined) = tasks.join_next() => Some(match joined {
+            Ok((task, Ok(()))) => anyhow::anyhow!("{task} stopped unexpectedly"),
+            Ok((task, Err(error))) => error.context(format!("{task} failed")),
+            Err(error) => anyhow::Error::new(error).context("a task panicked"),
+        }),
+    };
+    let _ = stop.send(true);
+    let drain = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((task, Err(error))) => tracing::warn!(
+                    task,
+                    error = format!("{error:#}"),
+                    "task failed while stopping"
+                ),
+                Ok((_, Ok(()))) => {}
+                Err(error) => tracing::warn!(%error, "task panicked while stopping"),
+            }
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, drain).await.is_err() {
+        tracing::warn!(timeout = ?SHUTDOWN_TIMEOUT, "tasks did not stop in time; aborting them");
+        tasks.abort_all();
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// Prepares partitions and deletes raw readings past retention now and
+/// every hour, until `stop`. Failures are logged and retried next time.
+async fn retention(
+    store: Arc<AnyStore>,
+    config: RetentionConfig,
+    mut stop: watch::Receiver<bool>,
+) -> (&'static str, anyhow::Result<()>) {
+    loop {
+        let now = now_ms();
+        if let Err(error) = store.prepare_partitions(now).await {
+            tracing::warn!(%error, "cannot prepare partitions; retrying in an hour");
+        }
+        if let Some(age) = config.raw_max_age() {
+            let before = now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+            match store.enforce_retention(before).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(
+                    deleted,
+                    raw_days = config.raw_days,
+                    "raw readings past retention deleted"
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot enforce retention; retrying in an hour");
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+            _ = stop.wait_for(|&stop| stop) => return ("retention", Ok(())),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
