@@ -211,4 +211,5 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+    tracing::info!("stop signal received");
 }
