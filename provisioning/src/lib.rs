@@ -27,3 +27,4 @@
 //! certificates) into a directory for tests and the demo.
 
 pub mod pki;
+pub mod policy;

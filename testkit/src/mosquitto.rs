@@ -39,36 +39,6 @@ pub const MAX_INFLIGHT_MESSAGES: u32 = 100;
 /// passes and a larger one is refused (the broker disconnects the sender).
 pub const MAX_PACKET_BYTES: usize = mqtt::MAX_PACKET_BYTES;
 
-/// The ACL: each VEN (user name = certificate CN = venId, `%u`) may write
-/// only its own uplink topics and read only its own command topic; the
-/// backend reads every VEN's uplink topics (also through shared
-/// subscriptions `$share/<group>/...`) and writes every command topic. The
-/// shadow topics are as in AWS IoT: a VEN writes its own `update` and `get`
-/// and reads its own responses; the backend, acting as the shadow service
-/// on brokers without one, reads every request and writes every response.
-pub const ACL: &str = "\
-# Every client: its own topics only (%u = user name = certificate CN = venId).
-pattern write oadr/meter/%u
-pattern write ven/loads/%u
-pattern write ven/ack/%u
-pattern write ven/status/%u
-pattern read ven/cmd/%u
-pattern write $aws/things/%u/shadow/update
-pattern write $aws/things/%u/shadow/get
-pattern read $aws/things/%u/shadow/#
-
-# The cloud backend.
-user backend
-topic read oadr/meter/+
-topic read ven/loads/+
-topic read ven/ack/+
-topic read ven/status/+
-topic write ven/cmd/+
-topic read $aws/things/+/shadow/update
-topic read $aws/things/+/shadow/get
-topic write $aws/things/+/shadow/#
-";
-
 /// A Mosquitto broker on `127.0.0.1` and a free port, configured in a
 /// temporary directory and killed (by PID) when dropped.
 ///
@@ -105,7 +75,11 @@ impl Mosquitto {
             .expect("create a temporary directory for mosquitto");
         let port = crate::free_port();
         fs::create_dir(dir.path().join("data")).expect("create mosquitto persistence dir");
-        fs::write(dir.path().join("acl"), ACL).expect("write mosquitto ACL");
+        fs::write(
+            dir.path().join("acl"),
+            gridlink_provision::policy::mosquitto_acl(),
+        )
+        .expect("write mosquitto ACL");
         fs::write(
             dir.path().join("mosquitto.conf"),
             config(dir.path(), port, pki, running_as_root()),
@@ -320,7 +294,8 @@ mod tests {
 
     #[test]
     fn acl_names_the_backend_identity_the_pki_issues() {
-        assert!(ACL.lines().any(|l| l == format!("user {BACKEND_IDENTITY}")));
+        let acl = gridlink_provision::policy::mosquitto_acl();
+        assert!(acl.lines().any(|l| l == format!("user {BACKEND_IDENTITY}")));
     }
 
     #[test]
