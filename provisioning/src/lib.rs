@@ -26,5 +26,9 @@
 //! [`pki::TestPki`] writes a whole PKI (CA, broker, backend and VEN
 //! certificates) into a directory for tests and the demo.
 
+pub mod broker;
+pub mod bundle;
+pub mod ca_dir;
 pub mod pki;
 pub mod policy;
+pub mod verify;

@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use gridlink_protocol::VenId;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    PKCS_ECDSA_P256_SHA256, PublicKeyData as _, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams,
+    CertificateSigningRequestParams, DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    PublicKeyData as _, RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use ring::rand::{SecureRandom as _, SystemRandom};
 use time::{Duration, OffsetDateTime};
@@ -65,6 +66,12 @@ pub enum PkiError {
     /// The CA private key PEM cannot be parsed.
     #[error("CA private key cannot be parsed: {0}")]
     InvalidCaKey(rcgen::Error),
+    /// A certificate PEM is not a parsable X.509 certificate.
+    #[error("certificate cannot be parsed: {0}")]
+    InvalidCertificate(String),
+    /// A private key PEM cannot be parsed.
+    #[error("private key cannot be parsed: {0}")]
+    InvalidKey(rcgen::Error),
     /// The CA private key does not belong to the CA certificate.
     #[error("the CA private key does not match the CA certificate's public key")]
     CaKeyMismatch,
@@ -258,17 +265,70 @@ impl CertificateAuthority {
         check_not_reserved(ven)?;
         let csr = CertificateSigningRequestParams::from_der(&csr_der.into())
             .map_err(PkiError::InvalidCsr)?;
-        if let Some(value) = csr.params.distinguished_name.get(&DnType::CommonName) {
-            let found = dn_value_text(value);
-            if found.as_deref() != Some(ven.as_str()) {
-                return Err(PkiError::CsrSubjectMismatch {
-                    expected: ven.as_str().to_owned(),
-                    found: found.unwrap_or_else(|| format!("{value:?}")),
-                });
-            }
-        }
+        check_csr_subject(&csr, ven)?;
         let params = self.leaf_params(ven.as_str(), ExtendedKeyUsagePurpose::ClientAuth)?;
         Ok(params.signed_by(&csr.public_key, &self.issuer)?.pem())
+    }
+
+    /// Like [`CertificateAuthority::issue_ven`], valid for `validity`
+    /// (capped at the CA's own expiry).
+    pub fn issue_ven_for(
+        &self,
+        ven: &VenId,
+        validity: Duration,
+    ) -> Result<IssuedCertificate, PkiError> {
+        check_not_reserved(ven)?;
+        let mut params = self.leaf_params(ven.as_str(), ExtendedKeyUsagePurpose::ClientAuth)?;
+        self.set_validity(&mut params, validity);
+        self.issue_with_new_key(&params)
+    }
+
+    /// Like [`CertificateAuthority::sign_csr`], valid for `validity`
+    /// (capped at the CA's own expiry).
+    pub fn sign_csr_for(
+        &self,
+        ven: &VenId,
+        csr_pem: &str,
+        validity: Duration,
+    ) -> Result<String, PkiError> {
+        check_not_reserved(ven)?;
+        let csr = parse_csr(csr_pem)?;
+        check_csr_subject(&csr, ven)?;
+        let mut params = self.leaf_params(ven.as_str(), ExtendedKeyUsagePurpose::ClientAuth)?;
+        self.set_validity(&mut params, validity);
+        Ok(params.signed_by(&csr.public_key, &self.issuer)?.pem())
+    }
+
+    /// A certificate revocation list (PEM) signed by this CA, listing
+    /// `revoked` (serial number bytes, big-endian, and revocation time),
+    /// valid until `next_update`. `number` must grow with every new CRL.
+    pub fn crl(
+        &self,
+        revoked: &[(Vec<u8>, OffsetDateTime)],
+        number: u64,
+        next_update: OffsetDateTime,
+    ) -> Result<String, PkiError> {
+        let params = CertificateRevocationListParams {
+            this_update: OffsetDateTime::now_utc() - CLOCK_SKEW,
+            next_update,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|(serial, at)| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: *at,
+                    reason_code: Some(RevocationReason::Unspecified),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
+    fn set_validity(&self, params: &mut CertificateParams, validity: Duration) {
+        params.not_after = (params.not_before + CLOCK_SKEW + validity).min(self.not_after);
     }
 
     fn leaf_params(
@@ -450,6 +510,130 @@ fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<(), PkiErro
         .map_err(io_err)?;
     file.write_all(contents.as_bytes()).map_err(io_err)?;
     file.sync_all().map_err(io_err)
+}
+
+fn parse_csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, PkiError> {
+    let der = first_pem_block(csr_pem, "CERTIFICATE REQUEST")
+        .or_else(|| first_pem_block(csr_pem, "NEW CERTIFICATE REQUEST"))
+        .ok_or(PkiError::InvalidCsr(
+            rcgen::Error::CouldNotParseCertificationRequest,
+        ))?;
+    CertificateSigningRequestParams::from_der(&der.into()).map_err(PkiError::InvalidCsr)
+}
+
+fn check_csr_subject(csr: &CertificateSigningRequestParams, ven: &VenId) -> Result<(), PkiError> {
+    if let Some(value) = csr.params.distinguished_name.get(&DnType::CommonName) {
+        let found = dn_value_text(value);
+        if found.as_deref() != Some(ven.as_str()) {
+            return Err(PkiError::CsrSubjectMismatch {
+                expected: ven.as_str().to_owned(),
+                found: found.unwrap_or_else(|| format!("{value:?}")),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The subject CN a CSR (PEM) asks for, after checking its signature;
+/// `None` if it names no CN.
+pub fn csr_common_name(csr_pem: &str) -> Result<Option<String>, PkiError> {
+    let csr = parse_csr(csr_pem)?;
+    Ok(csr
+        .params
+        .distinguished_name
+        .get(&DnType::CommonName)
+        .map(|v| dn_value_text(v).unwrap_or_else(|| format!("{v:?}"))))
+}
+
+/// A new ECDSA P-256 key and a CSR for it with CN = `ven`, both PEM: what
+/// `gridlink-agent keygen` makes on the gateway.
+pub fn generate_csr(ven: &VenId) -> Result<IssuedCsr, PkiError> {
+    check_not_reserved(ven)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = common_name_dn(ven.as_str());
+    let csr = params.serialize_request(&key)?;
+    Ok(IssuedCsr {
+        csr_pem: csr.pem()?,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A CSR and its private key, both PEM.
+#[derive(Clone)]
+pub struct IssuedCsr {
+    /// The certificate signing request.
+    pub csr_pem: String,
+    /// The private key (PKCS#8 PEM). Secret: write it with mode 0600.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for IssuedCsr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCsr")
+            .field("csr_pem", &self.csr_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What [`inspect_certificate`] reads from a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Subject CN, if any.
+    pub common_name: Option<String>,
+    /// Issuer, as text.
+    pub issuer: String,
+    /// Serial number, big-endian bytes.
+    pub serial: Vec<u8>,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// The subject public key info (DER).
+    pub public_key: Vec<u8>,
+}
+
+/// Reads the first certificate of a PEM text.
+pub fn inspect_certificate(cert_pem: &str) -> Result<CertificateFacts, PkiError> {
+    let der = first_pem_block(cert_pem, "CERTIFICATE")
+        .ok_or_else(|| PkiError::InvalidCertificate("no CERTIFICATE PEM block".into()))?;
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    let common_name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    Ok(CertificateFacts {
+        common_name,
+        issuer: cert.issuer().to_string(),
+        serial: cert.raw_serial().to_vec(),
+        not_before: cert.validity().not_before.to_datetime(),
+        not_after: cert.validity().not_after.to_datetime(),
+        public_key: cert.tbs_certificate.subject_pki.raw.to_vec(),
+    })
+}
+
+/// Whether `cert_pem` carries a valid signature by the key of `ca_pem`.
+pub fn signed_by(cert_pem: &str, ca_pem: &str) -> Result<bool, PkiError> {
+    let cert_der = first_pem_block(cert_pem, "CERTIFICATE")
+        .ok_or_else(|| PkiError::InvalidCertificate("no CERTIFICATE PEM block".into()))?;
+    let ca_der = first_pem_block(ca_pem, "CERTIFICATE")
+        .ok_or_else(|| PkiError::InvalidCaCertificate("no CERTIFICATE PEM block".into()))?;
+    let (_, cert) = X509Certificate::from_der(&cert_der)
+        .map_err(|e| PkiError::InvalidCertificate(e.to_string()))?;
+    let (_, ca) = X509Certificate::from_der(&ca_der)
+        .map_err(|e| PkiError::InvalidCaCertificate(e.to_string()))?;
+    Ok(cert.verify_signature(Some(ca.public_key())).is_ok())
+}
+
+/// The public key info (DER) of a private key (PKCS#8 PEM), to compare with
+/// [`CertificateFacts::public_key`].
+pub fn key_public_key(key_pem: &str) -> Result<Vec<u8>, PkiError> {
+    let key = KeyPair::from_pem(key_pem).map_err(PkiError::InvalidKey)?;
+    Ok(key.subject_public_key_info())
 }
 
 fn common_name_dn(common_name: &str) -> DistinguishedName {

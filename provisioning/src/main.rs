@@ -1,0 +1,265 @@
+//! `gridlink-provision`: the installer's tool. Own CA for on-prem brokers,
+//! CSR signing into a ready bundle, revocation with a CRL, a Mosquitto
+//! configuration that mirrors the AWS IoT device policy, and diagnostics.
+//!
+//! Exit status: 0 on success, 1 when the operation or a `verify` check
+//! failed, 2 for an unusable command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gridlink_protocol::VenId;
+use gridlink_provision::broker::{BrokerOptions, write_broker_config};
+use gridlink_provision::bundle::{Bundle, Endpoint};
+use gridlink_provision::ca_dir::CaDir;
+use gridlink_provision::verify;
+
+/// gridlink installer tool: certificates, bundles, broker configuration and
+/// diagnostics for site gateways.
+#[derive(Debug, Parser)]
+#[command(name = "gridlink-provision", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the own certificate authority (on-prem brokers, demo, tests).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Sign a CSR made on the gateway (`gridlink-agent keygen`) and write a
+    /// bundle the agent runs from: cert.pem, ca.pem, agent.toml.
+    Sign {
+        /// The CA directory (`ca init`).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The gateway's CSR (PEM); its CN must be a valid VEN id.
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// The bundle directory to create (must not exist).
+        #[arg(long, value_name = "BUNDLE")]
+        out: PathBuf,
+        /// Validity of the certificate in days.
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=7300))]
+        days: u32,
+        /// The broker the agent connects to, HOST[:PORT] (port 8883 if omitted).
+        #[arg(long, value_name = "HOST[:PORT]", default_value = "localhost:8883")]
+        endpoint: Endpoint,
+    },
+    /// Issue a certificate AND a key for a VEN (bench setups only: the key
+    /// is made here, not on the gateway; prefer `keygen` + `sign`).
+    Issue {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The VEN id (certificate CN, MQTT client id).
+        #[arg(long, value_name = "VEN_ID")]
+        ven: VenId,
+        /// The bundle directory to create (must not exist).
+        #[arg(long, value_name = "BUNDLE")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=7300))]
+        days: u32,
+        /// The broker, HOST[:PORT].
+        #[arg(long, value_name = "HOST[:PORT]", default_value = "localhost:8883")]
+        endpoint: Endpoint,
+    },
+    /// Revoke every certificate the CA issued to a VEN and rewrite the CRL
+    /// (then reload the broker: `kill -HUP $(pidof mosquitto)`).
+    Revoke {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The VEN id.
+        #[arg(long, value_name = "VEN_ID")]
+        ven: VenId,
+    },
+    /// Write a Mosquitto configuration, ACL, server certificate and the
+    /// cloud backend's certificate, mirroring the AWS IoT device policy.
+    BrokerConfig {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Where to write mosquitto.conf, acl, server.pem/.key, backend.pem/.key.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Names (DNS or IP) agents use to reach the broker; repeatable.
+        #[arg(long = "server-name", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        server_names: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: String,
+        /// TLS port.
+        #[arg(long, default_value_t = 8883)]
+        port: u16,
+    },
+    /// Check a bundle: chain, expiry, key, CN, endpoint, TLS and MQTT
+    /// connect; one line per check.
+    Verify {
+        /// The bundle directory.
+        bundle: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a CA in DIR (key mode 0600); refuses to overwrite one.
+    Init {
+        /// The CA directory (made if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = gridlink_provision::pki::DEFAULT_CA_NAME)]
+        name: String,
+    },
+    /// Write a fresh CRL (run before the old one's nextUpdate, yearly).
+    RefreshCrl {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one short arm per subcommand, read top to bottom"
+)]
+fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    match command {
+        Command::Ca {
+            command: CaCommand::Init { dir, name },
+        } => {
+            let ca = CaDir::init(&dir, Some(&name))?;
+            println!(
+                "created CA {name:?} in {}: ca.pem (trust this), ca.key (mode 0600, keep it offline), crl.pem",
+                ca.dir().display()
+            );
+        }
+        Command::Ca {
+            command: CaCommand::RefreshCrl { dir },
+        } => {
+            CaDir::open(&dir)?.refresh_crl()?;
+            println!("wrote {}", dir.join("crl.pem").display());
+        }
+        Command::Sign {
+            ca,
+            csr,
+            out,
+            days,
+            endpoint,
+        } => {
+            let mut ca = CaDir::open(&ca)?;
+            let csr_pem =
+                std::fs::read_to_string(&csr).map_err(|e| format!("{}: {e}", csr.display()))?;
+            let (ven, cert_pem) = ca.sign_csr(&csr_pem, days)?;
+            let files = Bundle {
+                ven: ven.clone(),
+                cert_pem,
+                ca_pem: ca.ca().cert_pem().to_owned(),
+                key_pem: None,
+                endpoint,
+            }
+            .write(&out)?;
+            println!("signed the CSR of {ven}; bundle written:");
+            for file in files {
+                println!("  {}", file.display());
+            }
+            println!(
+                "copy it to the gateway next to key.pem and run `gridlink-agent run --config agent.toml`"
+            );
+        }
+        Command::Issue {
+            ca,
+            ven,
+            out,
+            days,
+            endpoint,
+        } => {
+            let mut ca = CaDir::open(&ca)?;
+            let issued = ca.issue(&ven, days)?;
+            eprintln!(
+                "warning: the private key of {ven} was made here, not on the gateway; use this for bench setups only (keygen + sign in the field)"
+            );
+            let files = Bundle {
+                ven: ven.clone(),
+                cert_pem: issued.cert_pem,
+                ca_pem: ca.ca().cert_pem().to_owned(),
+                key_pem: Some(issued.key_pem),
+                endpoint,
+            }
+            .write(&out)?;
+            println!("issued a certificate and key for {ven}; bundle written:");
+            for file in files {
+                println!("  {}", file.display());
+            }
+        }
+        Command::Revoke { ca, ven } => {
+            let mut ca = CaDir::open(&ca)?;
+            let count = ca.revoke(&ven)?;
+            println!(
+                "revoked {count} certificate(s) of {ven}; CRL written to {}; reload the broker (kill -HUP) to apply it",
+                ca.crl_path().display()
+            );
+        }
+        Command::BrokerConfig {
+            ca,
+            out,
+            server_names,
+            bind,
+            port,
+        } => {
+            let ca = CaDir::open(&ca)?;
+            let files = write_broker_config(
+                &ca,
+                &out,
+                &BrokerOptions {
+                    bind,
+                    port,
+                    server_names,
+                },
+            )?;
+            println!(
+                "wrote {} (run: mosquitto -c {}), {}, the broker's certificate {} and the cloud's client certificate {}",
+                files.config.display(),
+                files.config.display(),
+                files.acl.display(),
+                files.server_cert.display(),
+                files.backend_cert.display()
+            );
+            println!(
+                "the keys are mode 0600: make them readable by the user mosquitto runs as (chown mosquitto {})",
+                files.server_key.display()
+            );
+        }
+        Command::Verify { bundle } => {
+            let report = verify::verify(&bundle, time::OffsetDateTime::now_utc());
+            for check in &report.checks {
+                println!("{check}");
+            }
+            return Ok(if report.passed() {
+                println!("all checks passed");
+                ExitCode::SUCCESS
+            } else {
+                println!("some checks failed");
+                ExitCode::FAILURE
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
