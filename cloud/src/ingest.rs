@@ -121,6 +121,27 @@ pub fn tls_config(settings: &IngestSettings) -> Result<ClientConfig, IngestError
     )
 }
 
+/// MQTT options for the backend identity with client id `client_id`: mTLS
+/// ([`tls_config`]), a persistent session, manual acknowledgements and the
+/// 128 KB packet limit. Ingest and the shadow service (`crate::shadow`)
+/// both connect with these.
+pub fn mqtt_options(
+    settings: &IngestSettings,
+    client_id: &str,
+) -> Result<MqttOptions, IngestError> {
+    let tls = tls_config(settings)?;
+    let mut options = MqttOptions::new(client_id, settings.host.clone(), settings.port);
+    options
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls),
+        )));
+    Ok(options)
+}
+
 /// A message on its way from the MQTT task to the writer.
 struct Incoming {
     publish: Publish,
@@ -136,20 +157,7 @@ pub async fn run<S: Store + 'static>(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
-    let tls = tls_config(&settings)?;
-    let mut options = MqttOptions::new(
-        settings.client_id.clone(),
-        settings.host.clone(),
-        settings.port,
-    );
-    options
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls),
-        )));
+    let options = mqtt_options(&settings, &settings.client_id)?;
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let generation = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Incoming>(CHANNEL);

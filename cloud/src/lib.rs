@@ -7,4 +7,5 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod server;
+pub mod shadow;
 pub mod store;

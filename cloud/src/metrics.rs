@@ -69,6 +69,8 @@ pub struct Metrics {
     pub ingest_lag_ms: AtomicI64,
     /// 1 while the MQTT connection is up.
     pub mqtt_connected: AtomicU64,
+    /// The device shadow service's counters.
+    pub shadow: crate::shadow::ShadowMetrics,
     dropped: [AtomicU64; 6],
 }
 
@@ -189,6 +191,7 @@ impl Metrics {
                 self.dropped_count(reason)
             );
         }
+        out.push_str(&self.shadow.render());
         out
     }
 }

@@ -56,9 +56,11 @@ mod group;
 mod network;
 pub mod postgres;
 mod rollup;
+mod shadow;
 pub mod sqlite;
 
 pub use postgres::{MetricsPartition, PgStore};
+pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
 
 /// One telemetry batch as ingest hands it to the store.

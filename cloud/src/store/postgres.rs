@@ -94,7 +94,7 @@ const RETENTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '2s'";
 /// caches. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     series: SeriesCache,
     /// Days (since the epoch) known to have a partition.
     partitions: Mutex<BTreeSet<i64>>,

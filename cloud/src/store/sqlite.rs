@@ -149,9 +149,9 @@ static MERGE_1H: LazyLock<MultiRow> = LazyLock::new(|| merge_rollup("metrics_1h"
 #[derive(Debug)]
 pub struct SqliteStore {
     /// The one write connection.
-    writer: SqlitePool,
+    pub(super) writer: SqlitePool,
     /// Read connections (the writer itself for an in-memory database).
-    reader: SqlitePool,
+    pub(super) reader: SqlitePool,
     series: SeriesCache,
 }
 
