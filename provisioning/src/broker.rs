@@ -133,7 +133,6 @@ max_queued_messages {MAX_QUEUED_MESSAGES}
 max_queued_bytes 0
 max_inflight_messages {MAX_INFLIGHT_MESSAGES}
 max_packet_size {MAX_PACKET_BYTES}
-max_qos 1
 
 listener {port} {bind}
 cafile {ca}
@@ -142,6 +141,8 @@ keyfile {key}
 crlfile {crl}
 require_certificate true
 use_identity_as_username true
+# AWS IoT Core has no QoS 2.
+max_qos 1
 ",
         acl = files.acl.display(),
         data = out.join("data").display(),

@@ -94,6 +94,41 @@ impl Mosquitto {
         broker
     }
 
+    /// Starts Mosquitto from a configuration made elsewhere (e.g. by
+    /// `gridlink-provision broker-config`) that listens on `port`. Logging
+    /// to this broker's log file is appended, and `user root` when the
+    /// tests run as root (so it can read 0600 keys).
+    pub async fn spawn_configured(config: &str, port: u16) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gridlink-mosquitto-")
+            .tempdir()
+            .expect("create a temporary directory for mosquitto");
+        let mut conf = config.to_owned();
+        let _ = write!(
+            conf,
+            "\n# Added by gridlink-testkit.\nlog_dest file {}\nlog_timestamp_format %Y-%m-%dT%H:%M:%S\n",
+            dir.path().join("mosquitto.log").display()
+        );
+        if running_as_root() {
+            conf.push_str("user root\n");
+        }
+        fs::write(dir.path().join("mosquitto.conf"), conf).expect("write mosquitto.conf");
+        let mut broker = Self {
+            dir,
+            port,
+            process: None,
+        };
+        broker.start().await;
+        broker
+    }
+
+    /// Sends SIGHUP: Mosquitto reloads its configuration, ACL and CRL.
+    pub fn reload(&mut self) {
+        if let Some(process) = self.process.as_mut() {
+            process.signal(libc::SIGHUP);
+        }
+    }
+
     /// Starts the broker again after [`Mosquitto::stop`] or
     /// [`Mosquitto::kill`], on the same port with the same config and
     /// persistence directory. Panics if it is already running.
