@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod channels;
 pub mod check;
 pub mod config;
+pub mod dr;
 pub mod health;
 pub mod metrics;
 pub mod reading;

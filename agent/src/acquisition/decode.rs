@@ -45,7 +45,8 @@ pub enum RawValue {
 }
 
 impl RawValue {
-    fn as_f64(self) -> f64 {
+    /// The value as a float (a bit is 0 or 1).
+    pub fn as_f64(self) -> f64 {
         match self {
             Self::Bool(b) => f64::from(u8::from(b)),
             Self::Unsigned(u) => u as f64,

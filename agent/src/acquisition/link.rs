@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_modbus::client::{Context, Reader as _};
+use tokio_modbus::client::{Context, Reader as _, Writer as _};
 use tokio_modbus::slave::SlaveContext as _;
 use tokio_modbus::{ExceptionCode, Slave};
 
@@ -210,6 +210,94 @@ impl Link {
             });
         }
         Ok(answer)
+    }
+
+    /// Reads `count` registers (or bits, as 0/1) of `register` kind at
+    /// `address` from `unit`, waiting at most `limit`. For loads' states
+    /// and power, outside the poll plan.
+    pub async fn read_raw(
+        &mut self,
+        unit: u8,
+        register: RegisterKind,
+        address: u16,
+        count: u16,
+        limit: Duration,
+    ) -> Result<Vec<u16>, RequestError> {
+        let request = ReadRequest {
+            register,
+            address,
+            count,
+        };
+        match self.read(unit, request, limit).await? {
+            Data::Words(words) => Ok(words),
+            Data::Bits(bits) => Ok(bits.into_iter().map(u16::from).collect()),
+        }
+    }
+
+    /// Write Single Coil (0x05) to `unit`, waiting at most `limit`. A
+    /// time-out or transport error closes the connection; an exception
+    /// keeps it.
+    pub async fn write_coil(
+        &mut self,
+        unit: u8,
+        address: u16,
+        on: bool,
+        limit: Duration,
+    ) -> Result<(), RequestError> {
+        self.write(unit, limit, |context| {
+            Box::pin(async move { context.write_single_coil(address, on).await })
+        })
+        .await
+    }
+
+    /// Write Single Register (0x06) to `unit`, waiting at most `limit`.
+    pub async fn write_register(
+        &mut self,
+        unit: u8,
+        address: u16,
+        value: u16,
+        limit: Duration,
+    ) -> Result<(), RequestError> {
+        self.write(unit, limit, |context| {
+            Box::pin(async move { context.write_single_register(address, value).await })
+        })
+        .await
+    }
+
+    async fn write<F>(&mut self, unit: u8, limit: Duration, op: F) -> Result<(), RequestError>
+    where
+        F: for<'c> FnOnce(
+            &'c mut Context,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<Result<(), ExceptionCode>, tokio_modbus::Error>,
+                    > + Send
+                    + 'c,
+            >,
+        >,
+    {
+        if let (Some(settings), Some(quiet)) = (self.serial, self.quiet_since) {
+            sleep_until(quiet + rtu_silent_interval(settings.baud_rate)).await;
+        }
+        let result = async {
+            let context = self.connect(limit).await?;
+            context.set_slave(Slave(unit));
+            timeout(limit, op(context))
+                .await
+                .map_err(|_| RequestError::Timeout(limit))??
+                .map_err(RequestError::Exception)
+        }
+        .await;
+        if self.serial.is_some() {
+            self.quiet_since = Some(Instant::now());
+        }
+        if let Err(e) = &result
+            && e.kind() != ModbusErrorKind::Exception
+        {
+            self.disconnect();
+        }
+        result
     }
 
     /// Reads every point of `device` once: its requests in order, each

@@ -67,6 +67,7 @@ use crate::config::{AgentConfig, Controller, DeviceConfig, PointConfig, SerialSe
 use crate::metrics::{Metrics, now_ms};
 use crate::reading::Reading;
 pub use link::{DevicePoll, Link, PointError, RequestError};
+pub use poller::Hooks;
 use plan::{Plan, RegisterSpan};
 
 /// A device ready to poll: its settings and its request plan.
@@ -145,12 +146,32 @@ pub async fn run(
     config: Arc<AgentConfig>,
     tx: mpsc::Sender<Vec<Reading>>,
     metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_with(config, tx, metrics, shutdown, Hooks::default()).await;
+}
+
+/// [`run`], plus the feeds DR and the shadow need: the site meter's total
+/// active power on `hooks.site_power` after each of its polls, and a poll
+/// interval from `hooks.poll_override` that replaces every device's while
+/// it is `Some` (schedules restart aligned to the new interval).
+pub async fn run_with(
+    config: Arc<AgentConfig>,
+    tx: mpsc::Sender<Vec<Reading>>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    hooks: Hooks,
 ) {
     let clock = schedule::WallClock::new(Instant::now(), now_ms());
     let mut tasks = JoinSet::new();
     for endpoint in endpoints(&config) {
-        let poller = poller::EndpointPoller::new(endpoint, clock, tx.clone(), Arc::clone(&metrics));
+        let poller = poller::EndpointPoller::new(
+            endpoint,
+            clock,
+            tx.clone(),
+            Arc::clone(&metrics),
+            hooks.clone(),
+        );
         tasks.spawn(poller.run(shutdown.clone()));
     }
     drop(tx);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 
+use gridlink_protocol::{Phase, Quantity};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior, interval_at};
 use tracing::{info, warn};
@@ -15,6 +16,16 @@ use super::schedule::{Backoff, Throttle, WallClock};
 use super::{DevicePlan, Endpoint};
 use crate::metrics::{Metrics, ModbusErrorKind, now_ms};
 use crate::reading::Reading;
+
+/// What acquisition shares with the rest of the agent beyond readings.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// The device whose `active_power` / `total` reading is the site's
+    /// import, and where to publish it as `(timestamp ms, W)`.
+    pub site_power: Option<(Arc<str>, watch::Sender<Option<(i64, f64)>>)>,
+    /// A poll interval overriding every device's (`None`: as configured).
+    pub poll_override: Option<watch::Receiver<Option<std::time::Duration>>>,
+}
 
 /// One device's schedule and health on its controller.
 struct DeviceState {
@@ -37,6 +48,7 @@ pub(super) struct EndpointPoller {
     tx: mpsc::Sender<Vec<Reading>>,
     metrics: Arc<Metrics>,
     overflow_log: Throttle,
+    hooks: Hooks,
 }
 
 impl EndpointPoller {
@@ -45,6 +57,7 @@ impl EndpointPoller {
         clock: WallClock,
         tx: mpsc::Sender<Vec<Reading>>,
         metrics: Arc<Metrics>,
+        hooks: Hooks,
     ) -> Self {
         let devices = endpoint
             .devices
@@ -75,17 +88,53 @@ impl EndpointPoller {
             tx,
             metrics,
             overflow_log: Throttle::default(),
+            hooks,
         }
+    }
+
+    /// Restarts every device's schedule with `period` (`None`: each
+    /// device's configured interval).
+    fn reschedule(&mut self, period: Option<std::time::Duration>) {
+        for device in &mut self.devices {
+            let period = period.unwrap_or(device.plan.poll_interval);
+            let mut interval = interval_at(self.clock.first_aligned(period), period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            device.interval = interval;
+        }
+        info!(controller = %self.controller, ?period, "poll interval changed");
     }
 
     /// Polls until `shutdown` turns true (or its sender is dropped), or
     /// until the readings' receiver is gone.
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut first = 0;
+        let mut poll_override = self.hooks.poll_override.take();
+        if let Some(rx) = &mut poll_override {
+            let period = *rx.borrow_and_update();
+            if period.is_some() {
+                self.reschedule(period);
+            }
+        }
         loop {
+            let changed = async {
+                match &mut poll_override {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let (index, tick) = tokio::select! {
                 biased;
                 _ = shutdown.wait_for(|&stop| stop) => return,
+                alive = changed => {
+                    match &mut poll_override {
+                        Some(rx) if alive => {
+                            let period = *rx.borrow_and_update();
+                            self.reschedule(period);
+                        }
+                        _ => poll_override = None,
+                    }
+                    continue;
+                }
                 due = next_due(&mut self.devices, first) => due,
             };
             first = (index + 1) % self.devices.len();
@@ -222,6 +271,15 @@ impl EndpointPoller {
         }
         if readings.is_empty() {
             return None;
+        }
+        if let Some((site, feed)) = &self.hooks.site_power
+            && site == name
+            && let Some(r) = readings
+                .iter()
+                .find(|r| r.quantity == Quantity::ActivePower && r.phase == Phase::Total)
+        {
+            let watts = r.raw as f64 * 10f64.powi(i32::from(r.exponent));
+            feed.send_replace(Some((ts_ms, watts)));
         }
         device.last_ts = Some(ts_ms);
         Some(readings)

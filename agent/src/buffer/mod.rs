@@ -946,6 +946,23 @@ impl Buffer {
         self.max_payload_bytes
     }
 
+    /// Opens (or creates) a further tree in the buffer's database, for
+    /// state that must be exactly as durable as the readings (the DR
+    /// timeline and its acknowledgement outbox). Names starting with
+    /// `dr_` are free; the buffer's own trees are `journal`, `batches`
+    /// and `meta`.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, BufferError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Flushes sled and `fsync`s its files, as an append does: whatever
+    /// was written to any tree of the database before this call is on
+    /// stable storage when it returns.
+    pub fn make_durable(&self) -> Result<(), BufferError> {
+        let mut writer = lock(&self.writer);
+        self.sync(&mut writer)
+    }
+
     /// Flushes sled and `fsync`s its files; afterwards every batch sealed
     /// so far may be published.
     fn sync(&self, writer: &mut WriterState) -> Result<(), BufferError> {

@@ -38,6 +38,7 @@
 //! ```
 
 mod device;
+mod dr;
 mod error;
 mod validate;
 
@@ -52,6 +53,12 @@ pub use device::{
     SerialSettings, TransmissionMode, ValueType, default_backoff_max_ms, default_baud_rate,
     default_data_bits, default_exponent, default_phase, default_poll_interval_ms, default_scale,
     default_stop_bits, default_timeout_ms,
+};
+pub use dr::{
+    DrConfig, LoadConfig, LoadPowerConfig, SetpointConfig, default_control_interval_ms,
+    default_load_priority, default_max_shed_s, default_min_poll_interval_ms,
+    default_restore_hysteresis_w, default_simple_level, default_snapshot_interval_s,
+    default_write_retries, default_write_timeout_ms,
 };
 pub use error::{ConfigError, Location, Problem};
 
@@ -72,6 +79,12 @@ pub struct AgentConfig {
     /// The Modbus devices to poll, one `[[devices]]` table each.
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// Demand response: execution settings and hard limits.
+    #[serde(default)]
+    pub dr: DrConfig,
+    /// The loads DR may switch, one `[[loads]]` table each.
+    #[serde(default)]
+    pub loads: Vec<LoadConfig>,
 }
 
 /// `[mqtt]`: the broker, the client identity, and the client-side limits

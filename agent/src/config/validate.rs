@@ -38,6 +38,8 @@ pub(super) fn check(config: &AgentConfig, spans: &SpanIndex<'_>) -> Vec<Problem>
     check_mqtt(&mut c, &config.mqtt, &config.buffer);
     check_buffer(&mut c, &config.buffer);
     check_devices(&mut c, &config.devices);
+    check_dr(&mut c, config);
+    check_loads(&mut c, &config.loads);
     c.problems
 }
 
@@ -364,6 +366,158 @@ fn check_points(c: &mut Checker<'_>, i: usize, device: &DeviceConfig) {
             );
         } else {
             seen.insert(key, j);
+        }
+    }
+}
+
+fn check_dr(c: &mut Checker<'_>, config: &AgentConfig) {
+    let dr = &config.dr;
+    let at = |field| [Seg::Key("dr"), Seg::Key(field)];
+    if let Some(meter) = &dr.site_meter {
+        match config.devices.iter().find(|d| &d.name == meter) {
+            None => c.fail(
+                &at("site_meter"),
+                format!("{meter:?} names no [[devices]] entry"),
+            ),
+            Some(device)
+                if !device
+                    .points
+                    .iter()
+                    .any(|p| p.quantity == Quantity::ActivePower && p.phase == Phase::Total) =>
+            {
+                c.fail(
+                    &at("site_meter"),
+                    format!(
+                        "device {meter:?} has no active_power point on phase total; the site's \
+                         import is read from it"
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if dr.max_shed_s == 0 {
+        c.fail(&at("max_shed_s"), "must be at least 1 s");
+    }
+    if dr.min_poll_interval_ms < MIN_POLL_INTERVAL_MS {
+        c.fail(
+            &at("min_poll_interval_ms"),
+            format!(
+                "{} ms is less than the minimum {MIN_POLL_INTERVAL_MS} ms",
+                dr.min_poll_interval_ms
+            ),
+        );
+    }
+    if !(100..=60_000).contains(&dr.control_interval_ms) {
+        c.fail(
+            &at("control_interval_ms"),
+            format!("{} ms is outside 100..=60000", dr.control_interval_ms),
+        );
+    }
+    if !dr.restore_hysteresis_w.is_finite() || dr.restore_hysteresis_w < 0.0 {
+        c.fail(
+            &at("restore_hysteresis_w"),
+            format!("{} is not a finite number >= 0", dr.restore_hysteresis_w),
+        );
+    }
+    if dr.snapshot_interval_s == 0 {
+        c.fail(&at("snapshot_interval_s"), "must be at least 1 s");
+    }
+    if !TIMEOUT_RANGE_MS.contains(&dr.write_timeout_ms) {
+        c.fail(
+            &at("write_timeout_ms"),
+            format!("{} ms is outside {TIMEOUT_RANGE_MS:?}", dr.write_timeout_ms),
+        );
+    }
+    if dr.write_retries > 10 {
+        c.fail(
+            &at("write_retries"),
+            format!("{} is outside 0..=10", dr.write_retries),
+        );
+    }
+}
+
+fn check_loads(c: &mut Checker<'_>, loads: &[super::LoadConfig]) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, load) in loads.iter().enumerate() {
+        let at = |field: &'static str| vec![Seg::Key("loads"), Seg::Index(i), Seg::Key(field)];
+        check_name(c, &at("name"), &load.name);
+        if let Some(first) = names.insert(&load.name, i) {
+            let first_line = c.line_of(&[Seg::Key("loads"), Seg::Index(first), Seg::Key("name")]);
+            c.fail(
+                &at("name"),
+                format!(
+                    "{:?} is already the name of loads[{first}] (line {first_line})",
+                    load.name
+                ),
+            );
+            names.insert(&load.name, first);
+        }
+        let serial = matches!(load.controller, Controller::Serial { .. });
+        if serial && load.unit_id == 0 {
+            c.fail(
+                &at("unit_id"),
+                "0 is the RTU broadcast address, which no device answers; use 1..=247",
+            );
+        }
+        if load.unit_id > 247 {
+            c.fail(&at("unit_id"), format!("{} is outside 0..=247", load.unit_id));
+        }
+        if load.coil.is_none() && load.setpoint.is_none() && !load.never_switch {
+            c.fail(
+                &at("coil"),
+                "the load has neither a coil nor a setpoint, so DR cannot act on it; add one or \
+                 set never_switch = true",
+            );
+        }
+        if let Some(setpoint) = &load.setpoint
+            && (!setpoint.scale.is_finite() || setpoint.scale == 0.0)
+        {
+            c.fail(
+                &at("setpoint"),
+                format!("scale {} is not a usable multiplier", setpoint.scale),
+            );
+        }
+        if let Some(power) = &load.power {
+            if power.register.is_bit() {
+                c.fail(
+                    &at("power"),
+                    format!(
+                        "register {} holds one bit; power is read from \"input\" or \"holding\" registers",
+                        power.register
+                    ),
+                );
+            }
+            if power.value_type == super::ValueType::Bool {
+                c.fail(&at("power"), "type bool cannot hold a power");
+            }
+            if u32::from(power.address) + u32::from(power.value_type.width()) > 65_536 {
+                c.fail(
+                    &at("power"),
+                    format!(
+                        "{} at {} runs past the last address 65535",
+                        power.value_type, power.address
+                    ),
+                );
+            }
+            if !power.scale.is_finite() || power.scale == 0.0 {
+                c.fail(
+                    &at("power"),
+                    format!("scale {} is not a usable multiplier", power.scale),
+                );
+            }
+        }
+        if !load.rated_power_w.is_finite() || load.rated_power_w < 0.0 {
+            c.fail(
+                &at("rated_power_w"),
+                format!("{} is not a finite number >= 0", load.rated_power_w),
+            );
+        }
+        if !(1..=3).contains(&load.simple_level) {
+            c.fail(
+                &at("simple_level"),
+                format!("{} is outside 1..=3", load.simple_level),
+            );
         }
     }
 }
