@@ -1,0 +1,272 @@
+//! The `OpenAPI` descriptions and schemas of the demand-response routes
+//! (OpenADR 3.1 programs and events, VEN groups, event status), merged
+//! into the document by `openapi`.
+
+use serde_json::{Value, json};
+
+use super::Operation;
+use super::event_status::BASELINE_WINDOW_MS;
+use super::openadr::{MAX_LIMIT, PAYLOAD_TYPES};
+
+fn ok(description: &str, schema: &Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn body(name: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
+}
+
+fn bad_request() -> Value {
+    json!({ "$ref": "#/components/responses/BadRequest" })
+}
+
+fn not_found(what: &str) -> Value {
+    json!({
+        "description": format!("No such {what} (`unknown-object`)."),
+        "content": { "application/problem+json": { "schema": schema("Problem") } }
+    })
+}
+
+fn object_path(name: &str, what: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "description": format!("The {what}'s id."),
+            "schema": schema("ObjectId") })
+}
+
+fn ven_path() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "description": "The VEN id.",
+            "schema": { "$ref": "#/components/schemas/VenId" } })
+}
+
+fn paging(events: bool) -> Vec<Value> {
+    let mut params = vec![
+        json!({ "name": "targets", "in": "query", "required": false, "style": "form", "explode": true,
+                "description": "Only objects with at least one of these targets (repeat the parameter).",
+                "schema": { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 128 } } }),
+        json!({ "name": "skip", "in": "query", "required": false,
+                "description": "Objects to skip (ordered by creation).",
+                "schema": { "type": "integer", "minimum": 0 } }),
+        json!({ "name": "limit", "in": "query", "required": false,
+                "description": format!("Most objects returned, default and maximum {MAX_LIMIT}."),
+                "schema": { "type": "integer", "minimum": 0, "maximum": MAX_LIMIT } }),
+    ];
+    if events {
+        params.insert(
+            0,
+            json!({ "name": "programID", "in": "query", "required": false,
+                    "description": "Only events of this program.", "schema": schema("ObjectId") }),
+        );
+        params.push(json!({ "name": "active", "in": "query", "required": false,
+            "description": "true: only events that have not ended.", "schema": { "type": "boolean" } }));
+    }
+    params
+}
+
+/// The description of a demand-response operation; `None` for others.
+#[expect(clippy::too_many_lines, reason = "one JSON literal per operation")]
+pub(crate) fn describe(operation: Operation) -> Option<Value> {
+    let program_list = json!({ "type": "array", "items": schema("Program") });
+    let event_list = json!({ "type": "array", "items": schema("Event") });
+    Some(match operation {
+        Operation::GetVenGroups => json!({
+            "tags": ["dr"],
+            "summary": "The groups a VEN is in (event targets may name them)",
+            "parameters": [ven_path()],
+            "responses": { "200": ok("The groups.", &schema("VenGroups")), "400": bad_request(),
+                           "404": { "$ref": "#/components/responses/UnknownVen" } }
+        }),
+        Operation::SetVenGroups => json!({
+            "tags": ["dr"],
+            "summary": "Set the groups of a VEN (registers the VEN if unknown)",
+            "parameters": [ven_path()],
+            "requestBody": body("VenGroupsRequest"),
+            "responses": { "200": ok("The groups.", &schema("VenGroups")), "400": bad_request() }
+        }),
+        Operation::SearchPrograms => json!({
+            "tags": ["openadr"],
+            "summary": "Search programs",
+            "parameters": paging(false),
+            "responses": { "200": ok("The programs.", &program_list), "400": bad_request() }
+        }),
+        Operation::CreateProgram => json!({
+            "tags": ["openadr"],
+            "summary": "Create a program",
+            "requestBody": body("ProgramRequest"),
+            "responses": { "201": ok("Created.", &schema("Program")), "400": bad_request(),
+                           "409": { "description": "A program with this programName exists." } }
+        }),
+        Operation::GetProgram => json!({
+            "tags": ["openadr"],
+            "summary": "One program",
+            "parameters": [object_path("programID", "program")],
+            "responses": { "200": ok("The program.", &schema("Program")), "400": bad_request(),
+                           "404": not_found("program") }
+        }),
+        Operation::UpdateProgram => json!({
+            "tags": ["openadr"],
+            "summary": "Replace a program",
+            "parameters": [object_path("programID", "program")],
+            "requestBody": body("ProgramRequest"),
+            "responses": { "200": ok("The program.", &schema("Program")), "400": bad_request(),
+                           "404": not_found("program") }
+        }),
+        Operation::DeleteProgram => json!({
+            "tags": ["openadr"],
+            "summary": "Delete a program without events",
+            "parameters": [object_path("programID", "program")],
+            "responses": { "200": ok("The deleted program.", &schema("Program")), "400": bad_request(),
+                           "404": not_found("program"),
+                           "409": { "description": "The program still has events." } }
+        }),
+        Operation::SearchEvents => json!({
+            "tags": ["openadr"],
+            "summary": "Search events",
+            "parameters": paging(true),
+            "responses": { "200": ok("The events.", &event_list), "400": bad_request() }
+        }),
+        Operation::CreateEvent => json!({
+            "tags": ["openadr"],
+            "summary": "Create an event and dispatch it to its target VENs",
+            "description": "Validated (400 naming the field): the schema, interval periods (a \
+                negative duration or a malformed randomizeStart), payload types (SIMPLE, \
+                IMPORT_CAPACITY_LIMIT, EXPORT_CAPACITY_LIMIT, DISPATCH_SETPOINT, PRICE), the program, \
+                and targets each naming a VEN or a group. Without targets the program's apply. The \
+                event and a command per target VEN are committed together, then published on \
+                ven/cmd/{venId}.",
+            "requestBody": body("EventRequest"),
+            "responses": { "201": ok("Created.", &schema("Event")), "400": bad_request() }
+        }),
+        Operation::GetEvent => json!({
+            "tags": ["openadr"],
+            "summary": "One event",
+            "parameters": [object_path("eventID", "event")],
+            "responses": { "200": ok("The event.", &schema("Event")), "400": bad_request(),
+                           "404": not_found("event") }
+        }),
+        Operation::UpdateEvent => json!({
+            "tags": ["openadr"],
+            "summary": "Replace an event and dispatch the new version",
+            "description": "Target VENs get the new version; VENs no longer targeted get a cancel.",
+            "parameters": [object_path("eventID", "event")],
+            "requestBody": body("EventRequest"),
+            "responses": { "200": ok("The event.", &schema("Event")), "400": bad_request(),
+                           "404": not_found("event") }
+        }),
+        Operation::DeleteEvent => json!({
+            "tags": ["openadr"],
+            "summary": "Delete an event: every target VEN gets a cancel",
+            "parameters": [object_path("eventID", "event")],
+            "responses": { "200": ok("The deleted event.", &schema("Event")), "400": bad_request(),
+                           "404": not_found("event") }
+        }),
+        Operation::EventStatus => json!({
+            "tags": ["dr"],
+            "summary": "Every target VEN's state and history, and the measured response",
+            "description": format!("Baseline: mean total active power over the {} minutes before \
+                the start; during: the mean from the start to the end (or now). Per VEN and in total \
+                (VENs with both), in W and %.", BASELINE_WINDOW_MS / 60_000),
+            "parameters": [{ "name": "id", "in": "path", "required": true,
+                             "description": "The event's id.", "schema": schema("ObjectId") }],
+            "responses": { "200": ok("The status.", &schema("EventStatus")), "400": bad_request(),
+                           "404": not_found("event") }
+        }),
+        _ => return None,
+    })
+}
+
+/// The schemas the descriptions refer to.
+pub(crate) fn schemas() -> Value {
+    let time = json!({ "type": "string", "format": "date-time" });
+    let duration = json!({ "type": "string", "description": "ISO 8601 duration, not negative (P9999Y: no end)." });
+    let interval_period = json!({
+        "type": "object",
+        "properties": { "start": time, "duration": duration, "randomizeStart": duration }
+    });
+    let metadata = |kind: &str, request: &str| {
+        json!({ "allOf": [
+            { "type": "object", "required": ["id", "createdDateTime", "modificationDateTime", "objectType"],
+              "properties": { "id": schema("ObjectId"), "createdDateTime": time, "modificationDateTime": time,
+                              "objectType": { "const": kind } } },
+            schema(request)
+        ] })
+    };
+    let response = json!({
+        "type": "object",
+        "properties": {
+            "baseline_w": { "type": ["number", "null"] }, "during_w": { "type": ["number", "null"] },
+            "shed_w": { "type": ["number", "null"] }, "shed_pct": { "type": ["number", "null"] },
+            "baseline_readings": { "type": "integer" }, "during_readings": { "type": "integer" }
+        }
+    });
+    json!({
+        "ObjectId": { "type": "string", "pattern": "^[a-zA-Z0-9_-]*$", "minLength": 1, "maxLength": 128 },
+        "ProgramRequest": {
+            "type": "object", "required": ["programName"],
+            "properties": {
+                "programName": { "type": "string", "minLength": 1, "maxLength": 128 },
+                "intervalPeriod": interval_period,
+                "targets": { "type": ["array", "null"], "items": { "type": "string" } }
+            }
+        },
+        "Program": metadata("PROGRAM", "ProgramRequest"),
+        "EventRequest": {
+            "type": "object", "required": ["programID", "intervals"],
+            "properties": {
+                "programID": schema("ObjectId"),
+                "eventName": { "type": ["string", "null"] },
+                "priority": { "type": ["integer", "null"], "minimum": 0 },
+                "targets": { "type": ["array", "null"], "items": { "type": "string", "minLength": 1, "maxLength": 128 } },
+                "payloadDescriptors": { "type": ["array", "null"], "items": { "type": "object" } },
+                "intervalPeriod": interval_period,
+                "intervals": { "type": "array", "items": {
+                    "type": "object", "required": ["id", "payloads"],
+                    "properties": {
+                        "id": { "type": "integer" },
+                        "intervalPeriod": interval_period,
+                        "payloads": { "type": "array", "items": {
+                            "type": "object", "required": ["type", "values"],
+                            "properties": { "type": { "enum": PAYLOAD_TYPES }, "values": { "type": "array" } }
+                        } }
+                    }
+                } }
+            }
+        },
+        "Event": metadata("EVENT", "EventRequest"),
+        "VenGroupsRequest": {
+            "type": "object", "required": ["groups"], "additionalProperties": false,
+            "properties": { "groups": { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 128 } } }
+        },
+        "VenGroups": {
+            "type": "object", "required": ["ven_id", "groups"],
+            "properties": { "ven_id": { "$ref": "#/components/schemas/VenId" },
+                            "groups": { "type": "array", "items": { "type": "string" } } }
+        },
+        "EventStatus": {
+            "type": "object",
+            "required": ["event_id", "program_id", "start_ms", "end_ms", "baseline_window_ms", "states", "vens", "total"],
+            "properties": {
+                "event_id": schema("ObjectId"), "program_id": schema("ObjectId"),
+                "start_ms": { "type": ["integer", "null"] }, "end_ms": { "type": ["integer", "null"] },
+                "baseline_window_ms": { "type": "integer" },
+                "states": { "type": "object", "additionalProperties": { "type": "integer" },
+                            "description": "VENs per latest state (`none`: no acknowledgement yet)." },
+                "vens": { "type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "ven_id": { "$ref": "#/components/schemas/VenId" },
+                        "state": { "type": ["string", "null"],
+                                   "enum": ["received", "scheduled", "active", "completed", "cancelled", "opted_out", "failed", null] },
+                        "at_ms": { "type": ["integer", "null"] },
+                        "reason": { "type": ["string", "null"] },
+                        "history": { "type": "array", "items": { "type": "object" } },
+                        "response": response
+                    }
+                } },
+                "total": response
+            }
+        }
+    })
+}
