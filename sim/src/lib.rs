@@ -19,6 +19,10 @@
 //! [`serve_rtu`] put a site on Modbus TCP and RTU; faults (silent units, a
 //! delay) are injected through [`SiteConfig`].
 //!
+//! With the `demo` feature (on by default), the `demo` module runs the whole system
+//! in one process: an embedded MQTT broker, the cloud on SQLite and
+//! simulated sites with their agents (`gridlink-sim demo`).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use gridlink_sim::{Site, SiteConfig, serve_tcp};
@@ -37,6 +41,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod encoding;
 mod model;
 mod noise;
