@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gridlink_protocol::{
-    DecodeError, LoadSnapshot, MAX_PAYLOAD_BYTES, Status, TelemetryBatch, Topic, TopicKind, VenId,
+    CommandAck, DecodeError, LoadSnapshot, MAX_PAYLOAD_BYTES, Status, TelemetryBatch, Topic, TopicKind, VenId,
     decode,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
@@ -41,6 +41,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{DropReason, Metrics};
+use crate::store::dr::AckOutcome;
 use crate::store::{IngestBatch, Store, StoreError};
 
 /// Largest MQTT packet accepted: a full 128 KB payload plus header.
@@ -162,7 +163,12 @@ pub async fn run<S: Store + 'static>(
     let generation = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Incoming>(CHANNEL);
 
-    let filters: Vec<String> = [TopicKind::Meter, TopicKind::Status, TopicKind::Loads]
+    let filters: Vec<String> = [
+        TopicKind::Meter,
+        TopicKind::Status,
+        TopicKind::Loads,
+        TopicKind::Ack,
+    ]
         .into_iter()
         .map(|kind| kind.shared_filter(&settings.share_group))
         .collect();
@@ -264,6 +270,7 @@ enum Classified {
     Telemetry(TelemetryBatch),
     Status(Status),
     Loads(LoadSnapshot),
+    Ack(CommandAck),
     Drop {
         reason: DropReason,
         key: String,
@@ -312,6 +319,11 @@ fn classify(topic: &str, payload: &[u8]) -> Classified {
         TopicKind::Loads => match decode::<LoadSnapshot>(payload) {
             Ok(snapshot) if snapshot.ven_id == topic.ven_id => Classified::Loads(snapshot),
             Ok(snapshot) => mismatch(&snapshot.ven_id),
+            Err(error) => malformed(error),
+        },
+        TopicKind::Ack => match decode::<CommandAck>(payload) {
+            Ok(ack) if ack.ven_id == topic.ven_id => Classified::Ack(ack),
+            Ok(ack) => mismatch(&ack.ven_id),
             Err(error) => malformed(error),
         },
         other => drop(
@@ -419,6 +431,24 @@ impl<S: Store> Writer<S> {
                     .await;
                 self.settle(result, &message, &snapshot.ven_id);
             }
+            Classified::Ack(ack) => {
+                let store = Arc::clone(&self.store);
+                let at = message.received_ms;
+                let result = self
+                    .retry(shutdown, "ack", || store.record_ack(&ack, at))
+                    .await;
+                match result {
+                    Ok(Some(AckOutcome::UnknownEvent)) => {
+                        self.dropped(
+                            DropReason::UnknownEvent,
+                            ack.ven_id.as_str(),
+                            &format!("event {} was not sent to this VEN", ack.event_id),
+                        );
+                        self.ack(&message);
+                    }
+                    other => self.settle(other.map(|o| o.map(|_| ())), &message, &ack.ven_id),
+                }
+            }
             Classified::Drop {
                 reason,
                 key,
@@ -440,6 +470,7 @@ impl<S: Store> Writer<S> {
             Classified::Telemetry(b) => &b.ven_id,
             Classified::Status(s) => &s.ven_id,
             Classified::Loads(l) => &l.ven_id,
+            Classified::Ack(a) => &a.ven_id,
             Classified::Drop { .. } => return None,
         };
         if self.known_vens.contains(ven) {

@@ -17,6 +17,9 @@ pub enum DropReason {
     ForeignTopic,
     /// A VEN the cloud does not know, when unknown VENs are refused.
     UnknownVen,
+    /// An acknowledgement for an event that does not exist or was never
+    /// sent to the acknowledging VEN.
+    UnknownEvent,
     /// The database refused the batch for a reason other than being
     /// unreachable (it would fail again on every retry).
     Rejected,
@@ -24,12 +27,13 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::Malformed,
         Self::Oversized,
         Self::VenMismatch,
         Self::ForeignTopic,
         Self::UnknownVen,
+        Self::UnknownEvent,
         Self::Rejected,
     ];
 
@@ -41,6 +45,7 @@ impl DropReason {
             Self::VenMismatch => "ven_mismatch",
             Self::ForeignTopic => "foreign_topic",
             Self::UnknownVen => "unknown_ven",
+            Self::UnknownEvent => "unknown_event",
             Self::Rejected => "rejected",
         }
     }
@@ -71,7 +76,9 @@ pub struct Metrics {
     pub mqtt_connected: AtomicU64,
     /// The device shadow service's counters.
     pub shadow: crate::shadow::ShadowMetrics,
-    dropped: [AtomicU64; 6],
+    /// The dispatcher's counters.
+    pub dispatch: crate::dispatch::DispatchMetrics,
+    dropped: [AtomicU64; 7],
 }
 
 impl Metrics {
@@ -192,7 +199,33 @@ impl Metrics {
             );
         }
         out.push_str(&self.shadow.render());
+        self.render_dispatch(&mut out);
         out
+    }
+}
+
+impl Metrics {
+    /// The dispatcher's counters, Prometheus text.
+    fn render_dispatch(&self, out: &mut String) {
+        for (name, help, value) in [
+            (
+                "gridlink_dispatch_commands_published_total",
+                "Commands published on ven/cmd (including republications).",
+                self.dispatch.published.load(Ordering::Relaxed),
+            ),
+            (
+                "gridlink_dispatch_commands_acknowledged_total",
+                "Commands the broker acknowledged (marked sent).",
+                self.dispatch.acknowledged.load(Ordering::Relaxed),
+            ),
+            (
+                "gridlink_dispatch_connected",
+                "1 while the dispatcher is connected to the broker.",
+                self.dispatch.connected.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+        }
     }
 }
 

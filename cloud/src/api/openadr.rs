@@ -9,8 +9,8 @@
 //! `intervals[0].payloads[0].type`, `targets[1]`, `programID`): the
 //! schema (a negative duration — an end before the start — or a malformed
 //! `randomizeStart` does not parse), [`Event::validate`], payload types
-//! limited to SIMPLE, IMPORT_CAPACITY_LIMIT, EXPORT_CAPACITY_LIMIT,
-//! DISPATCH_SETPOINT and PRICE, a program that exists, and targets that
+//! limited to `SIMPLE`, `IMPORT_CAPACITY_LIMIT`, `EXPORT_CAPACITY_LIMIT`,
+//! `DISPATCH_SETPOINT` and `PRICE`, a program that exists, and targets that
 //! each select at least one VEN (its id, or a group it is in). An event
 //! without targets takes its program's.
 //!
@@ -90,7 +90,11 @@ fn new_id(prefix: &str) -> Result<ObjectId, ApiError> {
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| ApiError::Internal("the system random generator failed".into()))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = bytes.iter().fold(String::new(), |mut out, b| {
+        use std::fmt::Write as _;
+        let _ = write!(out, "{b:02x}");
+        out
+    });
     ObjectId::new(format!("{prefix}-{hex}")).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
@@ -228,7 +232,7 @@ fn filter(
                 Err(e) => errors.push(InvalidParam::new(&name, e.to_string())),
             },
             "skip" => match value.parse::<u32>() {
-                Ok(skip) if skip <= i32::MAX as u32 => filter.skip = skip,
+                Ok(skip) if i32::try_from(skip).is_ok() => filter.skip = skip,
                 _ => errors.push(InvalidParam::new(&name, "an integer from 0")),
             },
             "limit" => match value.parse::<u32>() {

@@ -52,16 +52,22 @@ use std::time::Duration;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
 mod cache;
+pub mod dr;
 mod group;
 mod network;
 pub mod postgres;
 mod rollup;
 mod shadow;
 pub mod sqlite;
+#[path = "postgres/dr.rs"]
+mod postgres_dr;
+#[path = "sqlite/dr.rs"]
+mod sqlite_dr;
 
 pub use postgres::{MetricsPartition, PgStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
+pub use dr::DrStore;
 
 /// One telemetry batch as ingest hands it to the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -265,6 +271,10 @@ pub enum StoreError {
     /// A value does not fit the schema (e.g. a name too long).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The write conflicts with what is stored (e.g. deleting a program
+    /// that still has events).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// The database URL names no supported backend.
     #[error("unsupported database URL {0:?}: use postgres://... or sqlite://...")]
     UnsupportedUrl(String),
@@ -273,7 +283,7 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: Send + Sync {
+pub trait Store: DrStore + ShadowStore + Send + Sync {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose
