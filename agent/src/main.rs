@@ -55,6 +55,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // What the shadow reports as the config digest: the file as it was read.
+    let digest = std::fs::read(&path)
+        .map(|bytes| service::config_digest(&bytes))
+        .unwrap_or_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -68,7 +72,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { .. } => runtime.block_on(run_check(&config)),
-        Command::Run { .. } => match runtime.block_on(run_service(config)) {
+        Command::Run { .. } => match runtime.block_on(run_service(config, digest)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error:#}");
@@ -88,13 +92,13 @@ async fn run_check(config: &AgentConfig) -> ExitCode {
     }
 }
 
-async fn run_service(config: AgentConfig) -> anyhow::Result<()> {
+async fn run_service(config: AgentConfig, digest: String) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
         let _ = stop.send(true);
     });
-    service::run(config, stopped).await.map(|_| ())
+    service::run_with(config, digest, stopped).await.map(|_| ())
 }
 
 async fn wait_for_signal() {

@@ -78,6 +78,17 @@ pub struct Metrics {
     pub connection_state: AtomicU64,
     /// Successful MQTT connections (CONNACK) since start.
     pub connections: AtomicU64,
+    /// DR commands accepted and persisted.
+    pub dr_commands: AtomicU64,
+    /// DR commands dropped: malformed, oversized, for another VEN, or on an
+    /// unexpected topic.
+    pub dr_commands_rejected: AtomicU64,
+    /// Load writes that succeeded.
+    pub dr_writes: AtomicU64,
+    /// Load writes that failed after their retries.
+    pub dr_write_failures: AtomicU64,
+    /// DR acknowledgements acknowledged by the broker.
+    pub dr_acks_published: AtomicU64,
     modbus_errors: Mutex<BTreeMap<(String, ModbusErrorKind), u64>>,
 }
 
@@ -106,7 +117,7 @@ impl Metrics {
     }
 
     /// The plain counters and gauges: name, help text, value.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 14] {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 19] {
         [
             (
                 "gridlink_readings_acquired_total",
@@ -167,6 +178,31 @@ impl Metrics {
                 "gridlink_mqtt_connections_total",
                 "MQTT connections established.",
                 &self.connections,
+            ),
+            (
+                "gridlink_dr_commands_total",
+                "DR commands accepted and persisted.",
+                &self.dr_commands,
+            ),
+            (
+                "gridlink_dr_commands_rejected_total",
+                "DR commands dropped: malformed, oversized, foreign VEN or unexpected topic.",
+                &self.dr_commands_rejected,
+            ),
+            (
+                "gridlink_dr_writes_total",
+                "Load writes (coils, setpoints) that succeeded.",
+                &self.dr_writes,
+            ),
+            (
+                "gridlink_dr_write_failures_total",
+                "Load writes that failed after their retries.",
+                &self.dr_write_failures,
+            ),
+            (
+                "gridlink_dr_acks_published_total",
+                "DR acknowledgements acknowledged by the broker.",
+                &self.dr_acks_published,
             ),
             (
                 "gridlink_buffer_records",

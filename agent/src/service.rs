@@ -3,10 +3,23 @@
 //! loses nothing.
 //!
 //! Shutdown (SIGTERM, Ctrl-C): acquisition stops first; the writer appends
-//! and seals what is still queued; the uplink gets up to
-//! [`DRAIN_ON_SHUTDOWN`] to publish what is sealed; then the offline status
-//! goes out and the connection closes. Whatever is not acknowledged by then
-//! stays in the buffer for the next start.
+//! and seals what is still queued; DR stops, leaving every load as the
+//! running events want it (the next start resumes them from the persisted
+//! state; an event that ends while the agent is down is restored and
+//! acknowledged `completed` at the next start); the uplink gets up to
+//! [`DRAIN_ON_SHUTDOWN`] to publish what is sealed and the DR
+//! acknowledgements; then the offline status goes out and the connection
+//! closes. Whatever is not acknowledged by then stays in the buffer and the
+//! DR outbox for the next start.
+//!
+//! Tasks and channels (see [`crate::channels`]):
+//!
+//! ```text
+//! acquisition --readings--> writer --> buffer --> uplink <--> broker
+//!      |  ^ poll interval (shadow)                  |  ^
+//!      |  '------------------------- shadow <-------'  | acks (DR outbox), snapshots
+//!      '--site power--> dr <---commands----------------'
+//! ```
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,10 +30,34 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::buffer::{self, Buffer};
+use crate::channels::{Connection, DrSettings, DrView, Outgoing, ShadowInbound};
 use crate::config::AgentConfig;
+use crate::dr::store::DrStore;
+use crate::dr::{self, DrChannels, InboundCommand};
 use crate::metrics::Metrics;
-use crate::uplink::{self, UplinkSettings};
+use crate::uplink::{self, UplinkLinks, UplinkSettings};
 use crate::{acquisition, health};
+
+/// Commands waiting for DR; a full queue leaves the command unacknowledged
+/// at the broker, which delivers it again.
+const CHANNEL_COMMANDS: usize = 256;
+
+/// Shadow messages between the uplink and the shadow client.
+const CHANNEL_SHADOW: usize = 64;
+
+/// SHA-256 (lower-case hex) of the config file's bytes, for the shadow's
+/// reported `config_digest`.
+pub fn config_digest(text: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, text);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
 
 /// How long a clean shutdown waits for the broker to acknowledge what is
 /// sealed before it leaves the rest in the buffer.
@@ -47,9 +84,23 @@ pub struct Summary {
 }
 
 /// Runs the agent until `shutdown` turns true. Paths in `config` are used
-/// as they are ([`crate::config::load`] makes them absolute).
-pub async fn run(
+/// as they are ([`crate::config::load`] makes them absolute). The shadow's
+/// config digest is that of the config's debug rendering; [`run_with`]
+/// takes the file's.
+pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> anyhow::Result<Summary> {
+    let digest = config_digest(format!("{config:?}").as_bytes());
+    run_with(config, digest, shutdown).await
+}
+
+/// [`run`] with the SHA-256 hex digest of the config file the agent runs
+/// from (see [`config_digest`]).
+#[expect(
+    clippy::too_many_lines,
+    reason = "the wiring of every task and channel in one place, in shutdown order"
+)]
+pub async fn run_with(
     config: AgentConfig,
+    config_digest: String,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Summary> {
     let config = Arc::new(config);
@@ -102,10 +153,33 @@ pub async fn run(
     uplink::tls_config(&settings.ca, &settings.cert, &settings.key, settings.alpn)?;
 
     let (stop_acquisition, acquisition_stop) = watch::channel(false);
+    let (stop_dr, dr_stop) = watch::channel(false);
     let (stop_uplink, uplink_stop) = watch::channel(false);
     let (stop_health, health_stop) = watch::channel(false);
+    let (stop_shadow, shadow_stop) = watch::channel(false);
     let (tx, rx) = mpsc::channel(CHANNEL_POLLS);
     let sealed = Arc::new(Notify::new());
+
+    // DR and the shadow: the channels of crate::channels.
+    let dr_store = {
+        let buffer = Arc::clone(&buffer);
+        Arc::new(
+            tokio::task::block_in_place(|| DrStore::open(buffer))
+                .context("opening the DR store")?,
+        )
+    };
+    let (commands_tx, commands_rx) = mpsc::channel::<InboundCommand>(CHANNEL_COMMANDS);
+    let (shadow_inbound_tx, shadow_inbound_rx) = mpsc::channel::<ShadowInbound>(CHANNEL_SHADOW);
+    let (outgoing_tx, outgoing_rx) = mpsc::channel::<Outgoing>(CHANNEL_SHADOW);
+    let (connection_tx, connection_rx) = watch::channel(Connection::default());
+    let (dr_view_tx, dr_view_rx) = watch::channel(DrView::default());
+    let (dr_settings_tx, dr_settings_rx) = watch::channel(DrSettings {
+        opted_out: std::collections::BTreeSet::new(),
+        max_shed_s: config.dr.max_shed_s,
+    });
+    let (poll_interval_tx, poll_interval_rx) = watch::channel::<Option<Duration>>(None);
+    let (site_power_tx, site_power_rx) = watch::channel(None);
+    let (snapshot_tx, snapshot_rx) = watch::channel(None);
 
     let writer = tokio::spawn(buffer::run_writer(
         Arc::clone(&buffer),
@@ -113,19 +187,64 @@ pub async fn run(
         Duration::from_millis(config.buffer.seal_interval_ms),
         Arc::clone(&sealed),
     ));
-    let acquisition = tokio::spawn(acquisition::run(
+    let hooks = acquisition::Hooks {
+        site_power: config
+            .dr
+            .site_meter
+            .as_deref()
+            .map(|name| (Arc::from(name), site_power_tx)),
+        poll_override: Some(poll_interval_rx),
+    };
+    let acquisition = tokio::spawn(acquisition::run_with(
         Arc::clone(&config),
         tx,
         Arc::clone(&metrics),
         acquisition_stop,
+        hooks,
     ));
-    let uplink = tokio::spawn(uplink::run(
+    let dr = tokio::spawn(dr::run(
+        Arc::clone(&config),
+        Arc::clone(&dr_store),
+        Arc::clone(&metrics),
+        DrChannels {
+            commands: commands_rx,
+            site_power: site_power_rx,
+            settings: dr_settings_rx,
+            view: dr_view_tx,
+            snapshot: snapshot_tx,
+            shutdown: dr_stop,
+        },
+    ));
+    let uplink = tokio::spawn(uplink::run_with(
         settings,
         Arc::clone(&buffer),
         Arc::clone(&sealed),
         Arc::clone(&metrics),
         uplink_stop,
+        UplinkLinks {
+            dr_store: Some(Arc::clone(&dr_store)),
+            commands: Some(commands_tx),
+            shadow_inbound: Some(shadow_inbound_tx),
+            outgoing: Some(outgoing_rx),
+            snapshot: Some(snapshot_rx),
+            connection: Some(connection_tx),
+        },
     ));
+    let shadow = spawn_shadow(
+        &config,
+        config_digest,
+        &buffer,
+        &metrics,
+        ShadowEnds {
+            inbound: shadow_inbound_rx,
+            outgoing: outgoing_tx,
+            connection: connection_rx,
+            dr_view: dr_view_rx,
+            dr_settings: dr_settings_tx,
+            poll_interval: poll_interval_tx,
+        },
+        shadow_stop,
+    );
     let health = tokio::spawn(health::serve(listener, Arc::clone(&metrics), health_stop));
 
     let _ = shutdown.wait_for(|&stop| stop).await;
@@ -134,9 +253,15 @@ pub async fn run(
     acquisition.await.context("acquisition task")?;
     writer.await.context("buffer writer task")?;
     sealed.notify_one();
+    // Loads stay as the running events want them; the next start resumes.
+    let _ = stop_dr.send(true);
+    dr.await.context("DR task")?;
+    let _ = stop_shadow.send(true);
+    let _ = shadow.await;
+    dr_store.acks_added.notify_one();
 
     let deadline = tokio::time::Instant::now() + DRAIN_ON_SHUTDOWN;
-    while buffer.stats().records > 0
+    while (buffer.stats().records > 0 || dr_store.outbox_len() > 0)
         && tokio::time::Instant::now() < deadline
         && !uplink.is_finished()
     {
@@ -159,4 +284,53 @@ pub async fn run(
     };
     tracing::info!(?summary, "gridlink-agent stopped");
     Ok(summary)
+}
+
+/// The shadow client's ends of its channels.
+struct ShadowEnds {
+    inbound: mpsc::Receiver<ShadowInbound>,
+    outgoing: mpsc::Sender<Outgoing>,
+    connection: watch::Receiver<Connection>,
+    dr_view: watch::Receiver<DrView>,
+    dr_settings: watch::Sender<DrSettings>,
+    poll_interval: watch::Sender<Option<Duration>>,
+}
+
+/// Starts the shadow client on its channels.
+///
+/// NOTE for integration: `crate::shadow` (written in parallel) is not in
+/// this crate yet. Until it is, this task only keeps the channel ends
+/// open (so the uplink, DR and acquisition see live channels with the
+/// configured defaults) and drops shadow responses. Wire it as:
+/// `crate::shadow::run(ShadowContext { ven_id, config_digest, limits,
+/// loads, default_poll_interval_ms, buffer, metrics }, ends.inbound,
+/// ends.outgoing, ends.connection, ends.dr_view, ends.dr_settings,
+/// ends.poll_interval, shutdown)`.
+fn spawn_shadow(
+    config: &AgentConfig,
+    config_digest: String,
+    buffer: &Arc<Buffer>,
+    metrics: &Arc<Metrics>,
+    ends: ShadowEnds,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let _ = (config, buffer, metrics);
+    tracing::debug!(%config_digest, "config digest");
+    tokio::spawn(async move {
+        let ShadowEnds {
+            mut inbound,
+            outgoing,
+            connection,
+            dr_view,
+            dr_settings,
+            poll_interval,
+        } = ends;
+        let _keep = (outgoing, connection, dr_view, dr_settings, poll_interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|&stop| stop) => break,
+                message = inbound.recv() => if message.is_none() { break },
+            }
+        }
+    })
 }

@@ -31,18 +31,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gridlink_protocol::{Encoding, MAX_PAYLOAD_BYTES, Status, Timestamp, Topic, VenId, encode};
+use gridlink_protocol::{
+    Command, Encoding, MAX_PAYLOAD_BYTES, ShadowOp, Status, Timestamp, Topic, TopicKind, VenId,
+    decode, encode,
+};
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
-    TlsConfiguration, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    Publish, QoS, TlsConfiguration, Transport,
 };
 use rustls::ClientConfig;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::buffer::{Buffer, Record};
+use crate::channels::{Connection, Outgoing as ChannelOutgoing, ShadowInbound};
+use crate::dr::InboundCommand;
+use crate::dr::store::DrStore;
 use crate::metrics::{ConnectionState, Metrics, now_ms};
 
 /// The ALPN protocol AWS IoT Core expects for MQTT with client
@@ -210,6 +216,14 @@ pub enum Submitted {
     },
     /// A status message.
     Status,
+    /// A DR acknowledgement from the durable outbox.
+    Ack {
+        /// Its outbox key.
+        key: u64,
+    },
+    /// A message not tracked beyond its PUBACK (shadow requests, load
+    /// snapshots).
+    Message,
 }
 
 /// The publish window: pure bookkeeping of what is in flight, no I/O.
@@ -230,6 +244,7 @@ pub struct SendWindow {
     unnumbered: VecDeque<Submitted>,
     inflight: HashMap<u16, Submitted>,
     in_flight_seqs: HashSet<u64>,
+    in_flight_acks: HashSet<u64>,
     /// Highest backlog seq submitted on this connection (None: from the oldest).
     backlog_after: Option<u64>,
     /// Highest live seq submitted on this connection (None: from the floor).
@@ -256,6 +271,7 @@ impl SendWindow {
             unnumbered: VecDeque::new(),
             inflight: HashMap::new(),
             in_flight_seqs: HashSet::new(),
+            in_flight_acks: HashSet::new(),
             backlog_after: None,
             live_after: None,
             live_floor: 0,
@@ -282,6 +298,7 @@ impl SendWindow {
             self.unnumbered.clear();
             self.inflight.clear();
             self.in_flight_seqs.clear();
+            self.in_flight_acks.clear();
         }
         self.restart_cursors();
         self.live_floor = next_seq;
@@ -335,11 +352,33 @@ impl SendWindow {
         self.unnumbered.push_back(Submitted::Status);
     }
 
+    /// Records a submitted DR acknowledgement.
+    pub fn submit_ack(&mut self, key: u64) {
+        self.in_flight_acks.insert(key);
+        self.unnumbered.push_back(Submitted::Ack { key });
+    }
+
+    /// Records a submitted untracked message.
+    pub fn submit_message(&mut self) {
+        self.unnumbered.push_back(Submitted::Message);
+    }
+
+    /// Whether the acknowledgement `key` should be sent: not in flight.
+    pub fn wants_ack(&self, key: u64) -> bool {
+        !self.in_flight_acks.contains(&key)
+    }
+
     /// Takes back the last submission, which rumqttc refused; the cursors
     /// restart so the batch is offered again.
     pub fn unsubmit_last(&mut self) {
-        if let Some(Submitted::Batch { seq, .. }) = self.unnumbered.pop_back() {
-            self.in_flight_seqs.remove(&seq);
+        match self.unnumbered.pop_back() {
+            Some(Submitted::Batch { seq, .. }) => {
+                self.in_flight_seqs.remove(&seq);
+            }
+            Some(Submitted::Ack { key }) => {
+                self.in_flight_acks.remove(&key);
+            }
+            _ => {}
         }
         self.restart_cursors();
     }
@@ -357,8 +396,14 @@ impl SendWindow {
     /// The broker acknowledged `pkid`; returns what it acknowledged.
     pub fn acked(&mut self, pkid: u16) -> Option<Submitted> {
         let submitted = self.inflight.remove(&pkid)?;
-        if let Submitted::Batch { seq, .. } = submitted {
-            self.in_flight_seqs.remove(&seq);
+        match submitted {
+            Submitted::Batch { seq, .. } => {
+                self.in_flight_seqs.remove(&seq);
+            }
+            Submitted::Ack { key } => {
+                self.in_flight_acks.remove(&key);
+            }
+            Submitted::Status | Submitted::Message => {}
         }
         Some(submitted)
     }
@@ -437,6 +482,29 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration) -> Duration {
     min + Duration::from_millis(fastrand::u64(0..=span))
 }
 
+/// What the uplink exchanges with DR and the shadow client, beyond the
+/// buffer. Every part is optional: [`run`] uses none of them.
+#[derive(Debug, Default)]
+pub struct UplinkLinks {
+    /// The durable outbox of DR acknowledgements, published ahead of
+    /// telemetry and removed on PUBACK.
+    pub dr_store: Option<Arc<DrStore>>,
+    /// Where valid commands go. Without it commands are PUBACKed and dropped.
+    pub commands: Option<mpsc::Sender<InboundCommand>>,
+    /// Where shadow responses go.
+    pub shadow_inbound: Option<mpsc::Sender<ShadowInbound>>,
+    /// Messages to publish while connected (shadow requests).
+    pub outgoing: Option<mpsc::Receiver<ChannelOutgoing>>,
+    /// The latest encoded load snapshot, published on change and after
+    /// every CONNACK.
+    pub snapshot: Option<watch::Receiver<Option<Arc<Vec<u8>>>>>,
+    /// The connection state, for the shadow and DR.
+    pub connection: Option<watch::Sender<Connection>>,
+}
+
+/// Most shadow messages taken from the channel and waiting for the window.
+const OUTGOING_QUEUE: usize = 32;
+
 /// Runs the uplink until `shutdown` turns true. Then it publishes an offline
 /// status and disconnects (best effort, bounded by 2 s).
 ///
@@ -447,39 +515,69 @@ pub async fn run(
     buffer: Arc<Buffer>,
     sealed: Arc<Notify>,
     metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), UplinkError> {
+    run_with(
+        settings,
+        buffer,
+        sealed,
+        metrics,
+        shutdown,
+        UplinkLinks::default(),
+    )
+    .await
+}
+
+/// [`run`], also carrying commands, DR acknowledgements, load snapshots
+/// and the shadow's messages (see [`UplinkLinks`]).
+///
+/// After every CONNACK it subscribes (QoS 1) to `ven/cmd/{venId}` and the
+/// shadow response topics. Incoming publishes are acknowledged manually: a
+/// command only once DR has made it durable; anything else at once. A
+/// command that is oversized, does not decode or names another VEN is
+/// logged, counted in `gridlink_dr_commands_rejected_total` and PUBACKed
+/// (dropped). Publishing order while there is room in the window and the
+/// rate limits: DR acknowledgements, shadow messages, the load snapshot,
+/// then telemetry.
+pub async fn run_with(
+    settings: UplinkSettings,
+    buffer: Arc<Buffer>,
+    sealed: Arc<Notify>,
+    metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    mut links: UplinkLinks,
 ) -> Result<(), UplinkError> {
     let tls = tls_config(&settings.ca, &settings.cert, &settings.key, settings.alpn)?;
-    let options = mqtt_options(&settings, tls)?;
-    let cap = usize::from(settings.max_inflight.max(1)) + 8;
+    let mut options = mqtt_options(&settings, tls)?;
+    options.set_manual_acks(true);
+    let cap = usize::from(settings.max_inflight.max(1)) + 16;
     let (client, mut eventloop) = AsyncClient::new(options, cap);
     let status_topic = Topic::status(settings.ven_id.clone()).to_string();
-    let mut window = SendWindow::new(settings.max_inflight);
-    let mut limiter = RateLimiter::new(
-        settings.publishes_per_s,
-        settings.bytes_per_s,
-        Instant::now(),
-    );
-    let mut connected = false;
+    let mut state = LoopState {
+        window: SendWindow::new(settings.max_inflight),
+        limiter: RateLimiter::new(
+            settings.publishes_per_s,
+            settings.bytes_per_s,
+            Instant::now(),
+        ),
+        connected: false,
+        generation: 0,
+        backlog: VecDeque::new(),
+        live: VecDeque::new(),
+        outgoing: VecDeque::new(),
+        snapshot_dirty: false,
+    };
     let mut attempt = 0u32;
-    let mut backlog: VecDeque<Record> = VecDeque::new();
-    let mut live: VecDeque<Record> = VecDeque::new();
     let mut wake_at: Option<Instant> = None;
     metrics.set_connection_state(ConnectionState::Connecting);
+    let no_acks = Notify::new();
 
     loop {
         if *shutdown.borrow() {
             break;
         }
-        if connected {
-            wake_at = match fill_window(
-                &client,
-                &buffer,
-                &mut window,
-                &mut limiter,
-                &mut backlog,
-                &mut live,
-            ) {
+        if state.connected {
+            wake_at = match fill_window(&client, &buffer, &mut state, &links) {
                 Ok(wake_at) => wake_at,
                 Err(error) => {
                     tracing::error!(%error, "reading the buffer failed; retrying in 1 s");
@@ -493,19 +591,39 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let acks_added = match &links.dr_store {
+            Some(store) => store.acks_added.notified(),
+            None => no_acks.notified(),
+        };
+        let take_outgoing = state.connected && state.outgoing.len() < OUTGOING_QUEUE;
+        let outgoing = async {
+            match &mut links.outgoing {
+                Some(rx) if take_outgoing => rx.recv().await,
+                _ => std::future::pending().await,
+            }
+        };
+        let snapshot_changed = async {
+            match &mut links.snapshot {
+                Some(rx) => rx.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             event = eventloop.poll() => match event {
                 Ok(event) => {
                     attempt = 0;
-                    on_event(event, &client, &buffer, &metrics, &mut window, &status_topic, &settings, &mut connected, &mut backlog, &mut live);
+                    on_event(event, &client, &buffer, &metrics, &status_topic, &settings, &mut state, &links);
                 }
                 Err(error) => {
-                    if connected {
+                    if state.connected {
                         tracing::warn!(%error, "MQTT connection lost; reconnecting");
                     } else {
                         tracing::warn!(%error, attempt, "MQTT connect failed");
                     }
-                    connected = false;
+                    state.connected = false;
+                    if let Some(tx) = &links.connection {
+                        tx.send_modify(|c| c.connected = false);
+                    }
                     metrics.set_connection_state(ConnectionState::Disconnected);
                     let delay = backoff(attempt, settings.backoff_min, settings.backoff_max);
                     attempt = attempt.saturating_add(1);
@@ -517,16 +635,58 @@ pub async fn run(
                 }
             },
             () = sealed.notified() => {}
+            () = acks_added => {}
+            message = outgoing => match message {
+                Some(message) => state.outgoing.push_back(message),
+                None => links.outgoing = None,
+            },
+            alive = snapshot_changed => {
+                if alive {
+                    state.snapshot_dirty = true;
+                } else {
+                    links.snapshot = None;
+                }
+            }
             () = wait => {}
             _ = shutdown.changed() => {}
         }
     }
 
-    if connected {
+    if state.connected {
         goodbye(&client, &mut eventloop, &status_topic, &settings).await;
+    }
+    if let Some(tx) = &links.connection {
+        tx.send_modify(|c| c.connected = false);
     }
     metrics.set_connection_state(ConnectionState::Disconnected);
     Ok(())
+}
+
+/// The mutable state of [`run_with`]'s loop.
+struct LoopState {
+    window: SendWindow,
+    limiter: RateLimiter,
+    connected: bool,
+    generation: u64,
+    backlog: VecDeque<Record>,
+    live: VecDeque<Record>,
+    outgoing: VecDeque<ChannelOutgoing>,
+    snapshot_dirty: bool,
+}
+
+/// The topics subscribed after every CONNACK.
+fn subscriptions(ven_id: &VenId) -> Vec<String> {
+    let mut topics = vec![Topic::cmd(ven_id.clone()).to_string()];
+    for op in [
+        ShadowOp::UpdateAccepted,
+        ShadowOp::UpdateRejected,
+        ShadowOp::UpdateDelta,
+        ShadowOp::GetAccepted,
+        ShadowOp::GetRejected,
+    ] {
+        topics.push(Topic::shadow(ven_id.clone(), op).to_string());
+    }
+    topics
 }
 
 #[expect(
@@ -538,16 +698,15 @@ fn on_event(
     client: &AsyncClient,
     buffer: &Buffer,
     metrics: &Metrics,
-    window: &mut SendWindow,
     status_topic: &str,
     settings: &UplinkSettings,
-    connected: &mut bool,
-    backlog: &mut VecDeque<Record>,
-    live: &mut VecDeque<Record>,
+    state: &mut LoopState,
+    links: &UplinkLinks,
 ) {
     match event {
         Event::Incoming(Packet::ConnAck(ack)) => {
-            *connected = true;
+            state.connected = true;
+            state.generation += 1;
             metrics.set_connection_state(ConnectionState::Connected);
             metrics.connections.fetch_add(1, Ordering::Relaxed);
             let next_seq = buffer.next_seq();
@@ -556,9 +715,15 @@ fn on_event(
                 next_seq,
                 "MQTT connected"
             );
-            window.connected(ack.session_present, next_seq);
-            backlog.clear();
-            live.clear();
+            state.window.connected(ack.session_present, next_seq);
+            state.backlog.clear();
+            state.live.clear();
+            state.snapshot_dirty = true;
+            for topic in subscriptions(&settings.ven_id) {
+                if let Err(error) = client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
+                    tracing::error!(%error, %topic, "cannot subscribe");
+                }
+            }
             let status = Status {
                 ven_id: settings.ven_id.clone(),
                 online: true,
@@ -573,20 +738,29 @@ fn on_event(
                         .try_publish(status_topic, QoS::AtLeastOnce, true, payload)
                         .is_ok()
                     {
-                        window.submit_status();
+                        state.window.submit_status();
                     }
                 }
                 Err(error) => tracing::error!(%error, "status does not encode"),
             }
+            if let Some(tx) = &links.connection {
+                let generation = state.generation;
+                tx.send_replace(Connection {
+                    connected: true,
+                    generation,
+                });
+            }
         }
-        Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => window.numbered(pkid),
-        Event::Incoming(Packet::PubAck(ack)) => {
-            if let Some(Submitted::Batch {
+        Event::Incoming(Packet::Publish(publish)) => {
+            on_publish(publish, client, settings, links, metrics);
+        }
+        Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => state.window.numbered(pkid),
+        Event::Incoming(Packet::PubAck(ack)) => match state.window.acked(ack.pkid) {
+            Some(Submitted::Batch {
                 seq,
                 readings,
                 bytes,
-            }) = window.acked(ack.pkid)
-            {
+            }) => {
                 if let Err(error) = tokio::task::block_in_place(|| buffer.ack(seq)) {
                     tracing::error!(%error, seq, "removing an acknowledged batch failed; it will be sent again");
                 }
@@ -598,14 +772,227 @@ fn on_event(
                     .bytes_published
                     .fetch_add(bytes as u64, Ordering::Relaxed);
             }
-        }
+            Some(Submitted::Ack { key }) => {
+                if let Some(store) = &links.dr_store
+                    && let Err(error) = tokio::task::block_in_place(|| store.remove_ack(key))
+                {
+                    tracing::error!(%error, key, "removing a delivered DR acknowledgement failed; it will be sent again");
+                }
+                metrics.dr_acks_published.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        },
         _ => {}
     }
 }
 
+/// Routes one incoming PUBLISH: a command to DR (PUBACKed by DR once
+/// durable), a shadow response to the shadow client; everything else, and
+/// every command that is not acceptable, is PUBACKed here.
+fn on_publish(
+    publish: Publish,
+    client: &AsyncClient,
+    settings: &UplinkSettings,
+    links: &UplinkLinks,
+    metrics: &Metrics,
+) {
+    let topic = Topic::parse(&publish.topic).ok();
+    let ack_now = |publish: &Publish| {
+        if let Err(error) = client.try_ack(publish) {
+            tracing::warn!(%error, "cannot queue a PUBACK");
+        }
+    };
+    match topic {
+        Some(Topic {
+            kind: TopicKind::Cmd,
+            ven_id,
+        }) if ven_id == settings.ven_id => {
+            match check_command(&publish.payload, &settings.ven_id) {
+                Ok(command) => {
+                    let Some(tx) = &links.commands else {
+                        tracing::warn!(
+                            command_id = command.command_id,
+                            "no DR executor; command dropped"
+                        );
+                        ack_now(&publish);
+                        return;
+                    };
+                    let acker = client.clone();
+                    let held = publish.clone();
+                    let inbound = InboundCommand {
+                        command,
+                        puback: Box::new(move || {
+                            if let Err(error) = acker.try_ack(&held) {
+                                tracing::warn!(%error, "cannot queue a command's PUBACK");
+                            }
+                        }),
+                    };
+                    if let Err(error) = tx.try_send(inbound) {
+                        // Not acknowledged: the broker delivers it again.
+                        tracing::error!(%error, "DR is not taking commands; the command is left to the broker");
+                    }
+                }
+                Err(reason) => {
+                    metrics.dr_commands_rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%reason, bytes = publish.payload.len(), "command dropped");
+                    ack_now(&publish);
+                }
+            }
+        }
+        Some(Topic {
+            kind: TopicKind::Shadow(op),
+            ven_id,
+        }) if ven_id == settings.ven_id => {
+            if let Some(tx) = &links.shadow_inbound
+                && let Err(error) = tx.try_send(ShadowInbound {
+                    op,
+                    payload: publish.payload.to_vec(),
+                })
+            {
+                tracing::warn!(%error, ?op, "shadow client is not taking messages; dropped");
+            }
+            ack_now(&publish);
+        }
+        _ => {
+            metrics.dr_commands_rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(topic = %publish.topic, "message on an unexpected topic dropped");
+            ack_now(&publish);
+        }
+    }
+}
+
+/// Decodes a command payload and checks it is for `ven_id`.
+pub fn check_command(payload: &[u8], ven_id: &VenId) -> Result<Command, String> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(format!(
+            "{} bytes is more than the {MAX_PAYLOAD_BYTES}-byte limit",
+            payload.len()
+        ));
+    }
+    let command: Command = decode(payload).map_err(|e| format!("does not decode: {e}"))?;
+    if &command.ven_id != ven_id {
+        return Err(format!(
+            "command {} is for VEN {:?}, not this one",
+            command.command_id,
+            command.ven_id.as_str()
+        ));
+    }
+    Ok(command)
+}
+
+/// Submits DR acknowledgements, shadow messages, the snapshot and batches
+/// while the window and the rate limits allow. Returns when to try again
+/// if the rate limiter said wait.
+fn fill_window(
+    client: &AsyncClient,
+    buffer: &Buffer,
+    state: &mut LoopState,
+    links: &UplinkLinks,
+) -> Result<Option<Instant>, UplinkError> {
+    let ven = buffer.ven_id().clone();
+    // 1. DR acknowledgements, oldest first.
+    if let Some(store) = &links.dr_store
+        && state.window.has_room()
+    {
+        let limit = state.window.max_inflight;
+        let acks = tokio::task::block_in_place(|| {
+            store.pending_acks(limit + state.window.in_flight_acks.len())
+        });
+        match acks {
+            Ok(acks) => {
+                let topic = Topic::ack(ven.clone()).to_string();
+                for (key, payload) in acks {
+                    if !state.window.has_room() {
+                        return Ok(None);
+                    }
+                    if !state.window.wants_ack(key) {
+                        continue;
+                    }
+                    if let Err(wait) = state.limiter.try_take(payload.len(), Instant::now()) {
+                        return Ok(Some(Instant::now() + wait));
+                    }
+                    state.window.submit_ack(key);
+                    if let Err(error) =
+                        client.try_publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+                    {
+                        tracing::error!(%error, "rumqttc refused an acknowledgement; offering it again");
+                        state.window.unsubmit_last();
+                        return Ok(None);
+                    }
+                }
+            }
+            Err(error) => tracing::error!(%error, "reading the DR outbox failed"),
+        }
+    }
+    // 2. Shadow messages.
+    while state.window.has_room() {
+        let Some(message) = state.outgoing.front() else {
+            break;
+        };
+        if let Err(wait) = state
+            .limiter
+            .try_take(message.payload.len(), Instant::now())
+        {
+            return Ok(Some(Instant::now() + wait));
+        }
+        let Some(message) = state.outgoing.pop_front() else {
+            break;
+        };
+        state.window.submit_message();
+        if let Err(error) = client.try_publish(
+            message.topic.to_string(),
+            QoS::AtLeastOnce,
+            false,
+            message.payload,
+        ) {
+            tracing::error!(%error, "rumqttc refused a shadow message; dropped");
+            state.window.unsubmit_last();
+            return Ok(None);
+        }
+    }
+    // 3. The load snapshot (latest wins).
+    if state.snapshot_dirty
+        && state.window.has_room()
+        && let Some(rx) = &links.snapshot
+    {
+        let payload = rx.borrow().clone();
+        match payload {
+            Some(payload) => {
+                if let Err(wait) = state.limiter.try_take(payload.len(), Instant::now()) {
+                    return Ok(Some(Instant::now() + wait));
+                }
+                state.window.submit_message();
+                if client
+                    .try_publish(
+                        Topic::loads(ven.clone()).to_string(),
+                        QoS::AtLeastOnce,
+                        false,
+                        payload.to_vec(),
+                    )
+                    .is_err()
+                {
+                    state.window.unsubmit_last();
+                    return Ok(None);
+                }
+                state.snapshot_dirty = false;
+            }
+            None => state.snapshot_dirty = false,
+        }
+    }
+    // 4. Telemetry.
+    fill_batches(
+        client,
+        buffer,
+        &mut state.window,
+        &mut state.limiter,
+        &mut state.backlog,
+        &mut state.live,
+    )
+}
+
 /// Submits batches while the window and the rate limits allow. Returns when
 /// to try again if the rate limiter said wait.
-fn fill_window(
+fn fill_batches(
     client: &AsyncClient,
     buffer: &Buffer,
     window: &mut SendWindow,

@@ -67,8 +67,8 @@ use crate::config::{AgentConfig, Controller, DeviceConfig, PointConfig, SerialSe
 use crate::metrics::{Metrics, now_ms};
 use crate::reading::Reading;
 pub use link::{DevicePoll, Link, PointError, RequestError};
-pub use poller::Hooks;
 use plan::{Plan, RegisterSpan};
+pub use poller::Hooks;
 
 /// A device ready to poll: its settings and its request plan.
 #[derive(Debug, Clone)]

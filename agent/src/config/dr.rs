@@ -211,7 +211,10 @@ mod tests {
         let p = l.power.unwrap();
         assert_eq!((p.register, p.address), (RegisterKind::Input, 4096));
         assert_eq!(p.byte_order, ByteOrder::default());
-        assert_eq!((l.priority, l.simple_level, l.never_switch), (100, 1, false));
+        assert_eq!(
+            (l.priority, l.simple_level, l.never_switch),
+            (100, 1, false)
+        );
         assert!(toml::from_str::<LoadConfig>("name = \"x\"").is_err());
     }
 }

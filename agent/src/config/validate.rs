@@ -461,7 +461,10 @@ fn check_loads(c: &mut Checker<'_>, loads: &[super::LoadConfig]) {
             );
         }
         if load.unit_id > 247 {
-            c.fail(&at("unit_id"), format!("{} is outside 0..=247", load.unit_id));
+            c.fail(
+                &at("unit_id"),
+                format!("{} is outside 0..=247", load.unit_id),
+            );
         }
         if load.coil.is_none() && load.setpoint.is_none() && !load.never_switch {
             c.fail(

@@ -19,10 +19,12 @@ pub mod timeline;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use gridlink_protocol::{Command, CommandAck, Encoding, LoadSnapshot, LoadState, Timestamp, encode};
+use gridlink_protocol::{
+    Command, CommandAck, Encoding, LoadSnapshot, LoadState, Timestamp, encode,
+};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -48,21 +50,6 @@ impl std::fmt::Debug for InboundCommand {
             .field("command", &self.command)
             .finish_non_exhaustive()
     }
-}
-
-/// DR counters, shared with the health endpoint.
-#[derive(Debug, Default)]
-pub struct DrMetrics {
-    /// Commands accepted and persisted.
-    pub commands: AtomicU64,
-    /// Commands dropped by the uplink: malformed, oversized or for another VEN.
-    pub commands_rejected: AtomicU64,
-    /// Load writes that succeeded.
-    pub writes: AtomicU64,
-    /// Load writes that failed after their retries.
-    pub write_failures: AtomicU64,
-    /// Acknowledgements acknowledged by the broker.
-    pub acks_published: AtomicU64,
 }
 
 /// The channels [`run`] talks on.
@@ -120,7 +107,6 @@ struct Executor {
     store: Arc<DrStore>,
     io: LoadIo,
     metrics: Arc<Metrics>,
-    dr_metrics: Arc<DrMetrics>,
     config: Arc<AgentConfig>,
     saved: TimelineState,
 }
@@ -176,12 +162,14 @@ impl Executor {
         for action in actions {
             match self.io.write(&action, &self.metrics).await {
                 Ok(()) => {
-                    self.dr_metrics.writes.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.dr_writes.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(load = %action.load, write = ?action.write, cause = ?action.cause, "load written");
                     self.timeline.write_done(&action, now_ms());
                 }
                 Err(reason) => {
-                    self.dr_metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .dr_write_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(load = %action.load, write = ?action.write, %reason, "load write failed");
                     let acks = self.timeline.write_failed(&action, &reason, now_ms());
                     self.save(&acks);
@@ -192,7 +180,7 @@ impl Executor {
     }
 
     fn command(&mut self, command: &Command, settings: &DrSettings) -> Vec<CommandAck> {
-        self.dr_metrics.commands.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dr_commands.fetch_add(1, Ordering::Relaxed);
         self.timeline.command(
             command,
             now_ms(),
@@ -208,9 +196,16 @@ pub async fn run(
     config: Arc<AgentConfig>,
     store: Arc<DrStore>,
     metrics: Arc<Metrics>,
-    dr_metrics: Arc<DrMetrics>,
-    mut channels: DrChannels,
+    channels: DrChannels,
 ) {
+    let DrChannels {
+        mut commands,
+        site_power,
+        mut settings,
+        view,
+        snapshot,
+        mut shutdown,
+    } = channels;
     let state = match tokio::task::block_in_place(|| store.load()) {
         Ok(state) => state.unwrap_or_default(),
         Err(error) => {
@@ -219,14 +214,16 @@ pub async fn run(
         }
     };
     if !state.events.is_empty() {
-        tracing::info!(events = state.events.len(), "resuming DR events from the persisted state");
+        tracing::info!(
+            events = state.events.len(),
+            "resuming DR events from the persisted state"
+        );
     }
     let mut executor = Executor {
         timeline: Timeline::new(timeline_config(&config), state),
         store,
         io: LoadIo::new(&config),
         metrics,
-        dr_metrics,
         saved: TimelineState::default(),
         config: Arc::clone(&config),
     };
@@ -236,7 +233,9 @@ pub async fn run(
         executor
             .timeline
             .observed(&observed.name, observed.on, observed.setpoint, now);
-        executor.timeline.set_power(&observed.name, observed.power_w);
+        executor
+            .timeline
+            .set_power(&observed.name, observed.power_w);
     }
 
     let period = Duration::from_millis(config.dr.control_interval_ms);
@@ -246,24 +245,46 @@ pub async fn run(
     let mut last_snapshot: Option<(Instant, Vec<LoadState>)> = None;
     let mut tick_count = 0u64;
 
+    let mut settings_open = true;
+    let mut commands_open = true;
     loop {
-        let settings = channels.settings.borrow().clone();
+        let current = settings.borrow().clone();
+        let settings_changed = async {
+            if settings_open {
+                settings.changed().await.is_ok()
+            } else {
+                std::future::pending().await
+            }
+        };
+        let command = async {
+            if commands_open {
+                commands.recv().await
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
             biased;
-            _ = channels.shutdown.wait_for(|&stop| stop) => break,
-            command = channels.commands.recv() => {
-                let Some(inbound) = command else { break };
-                let acks = executor.command(&inbound.command, &settings);
+            stop = async { shutdown.wait_for(|&stop| stop).await.is_ok() } => {
+                let _ = stop;
+                break;
+            }
+            command = command => {
+                let Some(inbound) = command else {
+                    commands_open = false;
+                    continue;
+                };
+                let acks = executor.command(&inbound.command, &current);
                 executor.save(&acks);
                 // Durable: now the broker may forget it.
                 (inbound.puback)();
-                let import = *channels.site_power.borrow();
-                executor.step(import, &settings).await;
+                let import = *site_power.borrow();
+                executor.step(import, &current).await;
             }
             _ = ticker.tick() => {
                 tick_count += 1;
-                let import = *channels.site_power.borrow();
-                executor.step(import, &settings).await;
+                let import = *site_power.borrow();
+                executor.step(import, &current).await;
                 // Measured power: every tick while an event runs, else every 5th.
                 if executor.timeline.busy() || tick_count % 5 == 0 {
                     for (name, power) in executor.io.read_powers(&executor.metrics).await {
@@ -271,9 +292,15 @@ pub async fn run(
                     }
                 }
             }
-            _ = channels.settings.changed() => {}
+            open = settings_changed => settings_open = open,
         }
-        publish(&executor, &channels, &mut last_snapshot, snapshot_every);
+        publish(
+            &executor,
+            &view,
+            &snapshot,
+            &mut last_snapshot,
+            snapshot_every,
+        );
     }
     tracing::info!("DR stopped; loads stay as the running events want them until the next start");
 }
@@ -282,7 +309,8 @@ pub async fn run(
 /// `every`, the snapshot.
 fn publish(
     executor: &Executor,
-    channels: &DrChannels,
+    view_tx: &watch::Sender<DrView>,
+    snapshot_tx: &watch::Sender<Option<Arc<Vec<u8>>>>,
     last: &mut Option<(Instant, Vec<LoadState>)>,
     every: Duration,
 ) {
@@ -294,7 +322,7 @@ fn publish(
         scheduled_events: scheduled,
         shed_loads: executor.timeline.shed_loads(),
     };
-    channels.view.send_if_modified(|old| {
+    view_tx.send_if_modified(|old| {
         if *old == view {
             false
         } else {
@@ -328,7 +356,7 @@ fn publish(
     };
     match encode(&snapshot, Encoding::Postcard) {
         Ok(payload) => {
-            channels.snapshot.send_replace(Some(Arc::new(payload)));
+            snapshot_tx.send_replace(Some(Arc::new(payload)));
         }
         Err(error) => tracing::error!(%error, "load snapshot does not encode"),
     }

@@ -83,7 +83,9 @@ impl DrStore {
                     let key = self.next_key.fetch_add(1, Ordering::Relaxed);
                     self.outbox.insert(key.to_be_bytes(), payload)?;
                 }
-                Err(error) => tracing::error!(%error, ?ack, "acknowledgement does not encode; dropped"),
+                Err(error) => {
+                    tracing::error!(%error, ?ack, "acknowledgement does not encode; dropped")
+                }
             }
         }
         self.buffer.make_durable()?;

@@ -177,7 +177,9 @@ impl Timeline {
             memory.setpoint = None;
             memory.power_w = None;
         }
-        state.loads.retain(|name, _| config.loads.iter().any(|l| &l.name == name));
+        state
+            .loads
+            .retain(|name, _| config.loads.iter().any(|l| &l.name == name));
         Self { config, state }
     }
 
@@ -186,7 +188,14 @@ impl Timeline {
         &self.state
     }
 
-    fn ack(&self, command_id: u64, event_id: &str, state: AckState, reason: Option<String>, now: i64) -> CommandAck {
+    fn ack(
+        &self,
+        command_id: u64,
+        event_id: &str,
+        state: AckState,
+        reason: Option<String>,
+        now: i64,
+    ) -> CommandAck {
         CommandAck {
             ven_id: self.config.ven_id.clone(),
             command_id,
@@ -200,7 +209,13 @@ impl Timeline {
     /// Handles a command at `now` (ms). `random` draws the randomizeStart
     /// offset; `opted_out` are loads the settings keep out of DR. Returns
     /// the acknowledgements, `received` first.
-    pub fn command(&mut self, command: &Command, now: i64, random: u64, opted_out: &BTreeSet<String>) -> Vec<CommandAck> {
+    pub fn command(
+        &mut self,
+        command: &Command,
+        now: i64,
+        random: u64,
+        opted_out: &BTreeSet<String>,
+    ) -> Vec<CommandAck> {
         let id = command.action.event_id().as_str().to_string();
         let cid = command.command_id;
         let known = self
@@ -218,7 +233,9 @@ impl Timeline {
                 cid,
                 &id,
                 AckState::Received,
-                Some(format!("ignored: command {cid} is not newer than command {known} for this event")),
+                Some(format!(
+                    "ignored: command {cid} is not newer than command {known} for this event"
+                )),
                 now,
             )];
         }
@@ -240,13 +257,16 @@ impl Timeline {
                 if !any_infinite && nominal_end.is_some_and(|end| end <= now) {
                     self.state.events.remove(&id);
                     self.finish(&id, cid);
-                    let end = Timestamp::from_unix_ms(nominal_end.unwrap_or(now)).unwrap_or(Timestamp::NOW_SENTINEL);
+                    let end = Timestamp::from_unix_ms(nominal_end.unwrap_or(now))
+                        .unwrap_or(Timestamp::NOW_SENTINEL);
                     let at = Timestamp::from_unix_ms(now).unwrap_or(Timestamp::NOW_SENTINEL);
                     acks.push(self.ack(
                         cid,
                         &id,
                         AckState::Failed,
-                        Some(format!("expired: the event ended at {end}, before it arrived at {at}")),
+                        Some(format!(
+                            "expired: the event ended at {end}, before it arrived at {at}"
+                        )),
                         now,
                     ));
                     return acks;
@@ -358,11 +378,19 @@ impl Timeline {
     /// capacity loop with the latest site import `(timestamp ms, W)`, and
     /// applies the shed limit (`max_shed_ms` from the settings, at most the
     /// configured hard limit). Returns the acknowledgements.
-    pub fn tick(&mut self, now: i64, import: Option<(i64, f64)>, max_shed_ms: u64, opted_out: &BTreeSet<String>) -> Vec<CommandAck> {
+    pub fn tick(
+        &mut self,
+        now: i64,
+        import: Option<(i64, f64)>,
+        max_shed_ms: u64,
+        opted_out: &BTreeSet<String>,
+    ) -> Vec<CommandAck> {
         let mut acks = Vec::new();
         let ids: Vec<String> = self.state.events.keys().cloned().collect();
         for id in ids {
-            let Some(entry) = self.state.events.get(&id) else { continue };
+            let Some(entry) = self.state.events.get(&id) else {
+                continue;
+            };
             let (start, end) = span(entry);
             let cid = entry.command_id;
             if end.is_some_and(|end| now >= end) {
@@ -388,11 +416,18 @@ impl Timeline {
         acks
     }
 
-    fn capacity_loop(&mut self, now: i64, import: Option<(i64, f64)>, opted_out: &BTreeSet<String>) {
+    fn capacity_loop(
+        &mut self,
+        now: i64,
+        import: Option<(i64, f64)>,
+        opted_out: &BTreeSet<String>,
+    ) {
         let Some((ts, import_w)) = import else { return };
         let ids: Vec<String> = self.state.events.keys().cloned().collect();
         for id in ids {
-            let Some(entry) = self.state.events.get(&id) else { continue };
+            let Some(entry) = self.state.events.get(&id) else {
+                continue;
+            };
             if entry.phase != EventPhase::Active || ts <= entry.capacity_changed_ms {
                 continue;
             }
@@ -454,7 +489,13 @@ impl Timeline {
 
     /// The event governing `load` on the coil (`coil = true`) or setpoint
     /// channel at `now`, and its demand.
-    fn governing(&self, load: &LoadSpec, now: i64, opted_out: &BTreeSet<String>, coil: bool) -> Option<(String, Demand)> {
+    fn governing(
+        &self,
+        load: &LoadSpec,
+        now: i64,
+        opted_out: &BTreeSet<String>,
+        coil: bool,
+    ) -> Option<(String, Demand)> {
         if load.never_switch || opted_out.contains(&load.name) {
             return None;
         }
@@ -467,16 +508,26 @@ impl Timeline {
             .iter()
             .filter(|(_, e)| e.phase == EventPhase::Active)
             .collect();
-        active.sort_by_key(|(id, e)| (e.event.priority.unwrap_or(u32::MAX), span(e).0, (*id).clone()));
+        active.sort_by_key(|(id, e)| {
+            (
+                e.event.priority.unwrap_or(u32::MAX),
+                span(e).0,
+                (*id).clone(),
+            )
+        });
         for (id, entry) in active {
-            let Some(interval) = current_interval(entry, now) else { continue };
+            let Some(interval) = current_interval(entry, now) else {
+                continue;
+            };
             for map in &interval.payloads {
                 let value = map.values.first();
                 let demand = match (&map.payload_type, value, coil) {
-                    (PayloadType::Simple, Some(PayloadValue::Integer(level)), true) => {
-                        Some(Demand::Shed(*level > 0 && i64::from(load.simple_level) <= *level))
-                    }
-                    (PayloadType::ImportCapacityLimit, Some(_), true) if self.config.has_site_meter => {
+                    (PayloadType::Simple, Some(PayloadValue::Integer(level)), true) => Some(
+                        Demand::Shed(*level > 0 && i64::from(load.simple_level) <= *level),
+                    ),
+                    (PayloadType::ImportCapacityLimit, Some(_), true)
+                        if self.config.has_site_meter =>
+                    {
                         Some(Demand::Shed(entry.capacity_shed.contains(&load.name)))
                     }
                     (PayloadType::DispatchSetpoint, Some(v), false) => v.as_f64().map(|v| {
@@ -502,7 +553,9 @@ impl Timeline {
         for load in &loads {
             let coil = self.governing(load, now, opted_out, true);
             let setpoint = self.governing(load, now, opted_out, false);
-            let Some(memory) = self.state.loads.get_mut(&load.name) else { continue };
+            let Some(memory) = self.state.loads.get_mut(&load.name) else {
+                continue;
+            };
             // Coil channel.
             let wants_shed = matches!(coil, Some((_, Demand::Shed(true))));
             if !wants_shed {
@@ -518,7 +571,9 @@ impl Timeline {
                         actions.push(Action {
                             load: load.name.clone(),
                             write: Write::Coil(false),
-                            cause: LoadChangeCause::Event { event_id: object_id(&event) },
+                            cause: LoadChangeCause::Event {
+                                event_id: object_id(&event),
+                            },
                         });
                     }
                 }
@@ -532,7 +587,9 @@ impl Timeline {
                                 load: load.name.clone(),
                                 write: Write::Coil(baseline),
                                 cause: LoadChangeCause::Restore {
-                                    event_id: object_id(memory.coil_event.as_deref().unwrap_or("unknown")),
+                                    event_id: object_id(
+                                        memory.coil_event.as_deref().unwrap_or("unknown"),
+                                    ),
                                 },
                             });
                         }
@@ -552,7 +609,9 @@ impl Timeline {
                         actions.push(Action {
                             load: load.name.clone(),
                             write: Write::Setpoint(value),
-                            cause: LoadChangeCause::Event { event_id: object_id(&event) },
+                            cause: LoadChangeCause::Event {
+                                event_id: object_id(&event),
+                            },
                         });
                     }
                 }
@@ -565,7 +624,9 @@ impl Timeline {
                                 load: load.name.clone(),
                                 write: Write::Setpoint(baseline),
                                 cause: LoadChangeCause::Restore {
-                                    event_id: object_id(memory.setpoint_event.as_deref().unwrap_or("unknown")),
+                                    event_id: object_id(
+                                        memory.setpoint_event.as_deref().unwrap_or("unknown"),
+                                    ),
                                 },
                             });
                         }
@@ -578,7 +639,9 @@ impl Timeline {
 
     /// A write of [`plan`](Self::plan) succeeded at `now`.
     pub fn write_done(&mut self, action: &Action, now: i64) {
-        let Some(memory) = self.state.loads.get_mut(&action.load) else { return };
+        let Some(memory) = self.state.loads.get_mut(&action.load) else {
+            return;
+        };
         match action.write {
             Write::Coil(on) => {
                 memory.on = Some(on);
@@ -619,7 +682,9 @@ impl Timeline {
                 Write::Coil(_) if memory.on.is_none() || memory.on == memory.baseline_on => {
                     memory.baseline_on = None;
                 }
-                Write::Setpoint(_) if memory.setpoint.is_none() || memory.setpoint == memory.baseline_setpoint => {
+                Write::Setpoint(_)
+                    if memory.setpoint.is_none() || memory.setpoint == memory.baseline_setpoint =>
+                {
                     memory.baseline_setpoint = None;
                 }
                 _ => {}
@@ -668,18 +733,27 @@ impl Timeline {
             .loads
             .iter()
             .map(|spec| {
-                let memory = self.state.loads.get(&spec.name).cloned().unwrap_or_default();
+                let memory = self
+                    .state
+                    .loads
+                    .get(&spec.name)
+                    .cloned()
+                    .unwrap_or_default();
                 let on = memory.on.unwrap_or(true);
                 LoadState {
                     name: spec.name.clone(),
                     on,
-                    power_w: memory.power_w.or(Some(if on { spec.rated_power_w } else { 0.0 })),
+                    power_w: memory
+                        .power_w
+                        .or(Some(if on { spec.rated_power_w } else { 0.0 })),
                     setpoint: memory
                         .setpoint
                         .zip(spec.setpoint_scale)
                         .map(|(raw, scale)| f64::from(raw) * scale),
                     controllable: !spec.never_switch,
-                    last_change: memory.last_change_ms.and_then(|ms| Timestamp::from_unix_ms(ms).ok()),
+                    last_change: memory
+                        .last_change_ms
+                        .and_then(|ms| Timestamp::from_unix_ms(ms).ok()),
                     cause: memory.cause.unwrap_or(LoadChangeCause::Startup),
                 }
             })
@@ -758,7 +832,10 @@ fn windows(event: &Event, received: i64, offset: u64) -> Vec<(i64, Option<i64>)>
             None => None,
         };
         previous_end = Some(end);
-        out.push((start.saturating_add(offset), end.map(|e| e.saturating_add(offset))));
+        out.push((
+            start.saturating_add(offset),
+            end.map(|e| e.saturating_add(offset)),
+        ));
     }
     out
 }
@@ -786,7 +863,11 @@ fn current_interval(entry: &EventEntry, now: i64) -> Option<&Interval> {
         .map(|(i, _)| i)
 }
 
-fn current_payload<'a>(entry: &'a EventEntry, now: i64, ty: &PayloadType) -> Option<&'a PayloadValue> {
+fn current_payload<'a>(
+    entry: &'a EventEntry,
+    now: i64,
+    ty: &PayloadType,
+) -> Option<&'a PayloadValue> {
     current_interval(entry, now)?
         .payloads
         .iter()
