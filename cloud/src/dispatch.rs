@@ -111,7 +111,9 @@ pub async fn run<S: Store + 'static>(
             more: false,
             refill: false,
         };
-        let lost = connection.run(rx, &wake, &mut shutdown, &mut failures).await;
+        let lost = connection
+            .run(rx, &wake, &mut shutdown, &mut failures)
+            .await;
         metrics.dispatch.connected.store(0, Ordering::Relaxed);
         let _ = connection.client.try_disconnect();
         poller.abort();
@@ -121,7 +123,11 @@ pub async fn run<S: Store + 'static>(
         let delay = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
             .min(Duration::from_secs(5));
         failures = failures.saturating_add(1);
-        tracing::warn!(error = reason, ?delay, "dispatch lost the broker; reconnecting");
+        tracing::warn!(
+            error = reason,
+            ?delay,
+            "dispatch lost the broker; reconnecting"
+        );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_for(|&stop| stop) => return Ok(()),
@@ -204,7 +210,10 @@ impl<S: Store> Connection<S> {
             }
             Signal::Acknowledged(pkid) => {
                 if let Some(key) = self.in_flight.remove(&pkid) {
-                    self.metrics.dispatch.acknowledged.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .dispatch
+                        .acknowledged
+                        .fetch_add(1, Ordering::Relaxed);
                     self.acked.push(key);
                     self.refill |= self.more;
                 }
@@ -258,7 +267,10 @@ impl<S: Store> Connection<S> {
                 .try_publish(topic, QoS::AtLeastOnce, false, command.payload)
             {
                 Ok(()) => {
-                    self.metrics.dispatch.published.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .dispatch
+                        .published
+                        .fetch_add(1, Ordering::Relaxed);
                     self.awaiting_pkid.push_back(key.clone());
                     self.outstanding.insert(key);
                 }

@@ -17,14 +17,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gridlink_cloud::store::dr::{
+    AckOutcome, DrFilter, EventRecord, EventWrite, OutboxCommand, PowerMean, ProgramRecord,
+    ProgramWrite,
+};
 use gridlink_cloud::store::{
     AnyStore, ConnectOptions, IngestBatch, IngestOutcome, Resolution, Role, SeriesPoint,
     SeriesQuery, Store, StoreError,
 };
 use gridlink_protocol::telemetry::MAX_TS_MS;
 use gridlink_protocol::{
-    LoadChangeCause, LoadSnapshot, LoadState, ObjectId, Phase, Point, Quantity, Series, Status,
-    Timestamp, VenId,
+    AckState, Command, CommandAck, CommandAction, LoadChangeCause, LoadSnapshot, LoadState,
+    ObjectId, Phase, Point, Quantity, Series, Status, Timestamp, VenId,
 };
 use gridlink_testkit::postgres::PostgresCluster;
 use tempfile::TempDir;
@@ -148,8 +152,13 @@ conformance!(
         retention_deletes_raw_and_keeps_rollups,
         far_past_and_future,
         invalid_input_stores_nothing,
+        programs_crud_and_filters,
+        events_queue_commands_with_increasing_ids,
+        acks_are_stored_once_for_targeted_vens,
+        site_power_means_per_ven,
     ],
     pair: [
+        command_ids_survive_another_process,
         late_data_for_a_day_another_process_dropped,
         two_processes_ingest_overlapping_groups,
     ],
@@ -1521,4 +1530,443 @@ async fn unsupported_urls_are_refused_without_secrets() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+}
+
+// ---------------------------------------------------------------- demand response
+
+fn oid(id: &str) -> ObjectId {
+    ObjectId::new(id).unwrap()
+}
+
+fn program_write(name: &str, targets: &[&str]) -> ProgramWrite {
+    ProgramWrite {
+        name: name.into(),
+        targets: targets.iter().map(|t| (*t).to_string()).collect(),
+        body: serde_json::json!({ "programName": name, "targets": targets }),
+    }
+}
+
+fn protocol_event(program: &str) -> gridlink_protocol::Event {
+    serde_json::from_value(serde_json::json!({
+        "id": "pending", "programID": program,
+        "intervalPeriod": { "start": "2026-01-01T00:00:00Z", "duration": "PT1H" },
+        "intervals": [{ "id": 0, "payloads": [{ "type": "SIMPLE", "values": [2] }] }]
+    }))
+    .unwrap()
+}
+
+fn event_write(program: &str, targets: &[&str], vens: &[&str], end_ms: Option<i64>) -> EventWrite {
+    EventWrite {
+        program_id: oid(program),
+        start_ms: Some(DAY0),
+        end_ms,
+        priority: Some(1),
+        targets: targets.iter().map(|t| (*t).to_string()).collect(),
+        vens: vens.iter().map(|v| ven(v)).collect(),
+        body: serde_json::json!({ "programID": program, "targets": targets }),
+        event: protocol_event(program),
+    }
+}
+
+fn decoded(command: &OutboxCommand) -> Command {
+    let decoded: Command = gridlink_protocol::decode(&command.payload).unwrap();
+    assert_eq!(decoded.ven_id, command.ven_id);
+    assert_eq!(decoded.command_id, command.command_id);
+    decoded
+}
+
+fn commands_of(commands: &[OutboxCommand]) -> Vec<(String, u64, &'static str)> {
+    let mut out: Vec<_> = commands
+        .iter()
+        .map(|c| {
+            let kind = match decoded(c).action {
+                CommandAction::Event(_) => "event",
+                CommandAction::Cancel { .. } => "cancel",
+            };
+            (c.ven_id.to_string(), c.command_id, kind)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn dr_filter(limit: u32) -> DrFilter {
+    DrFilter {
+        limit,
+        ..DrFilter::default()
+    }
+}
+
+async fn programs_crud_and_filters<S: Store>(s: &S) {
+    let a = s
+        .create_program(&oid("p-a"), &program_write("A", &["north"]), 1000)
+        .await
+        .unwrap();
+    assert_eq!(a.created_ms, 1000);
+    s.create_program(&oid("p-b"), &program_write("B", &["south", "x"]), 2000)
+        .await
+        .unwrap();
+    s.create_program(&oid("p-c"), &program_write("C", &[]), 3000)
+        .await
+        .unwrap();
+    let duplicate = s
+        .create_program(&oid("p-d"), &program_write("A", &[]), 4000)
+        .await;
+    assert!(duplicate.is_err(), "programName is unique");
+
+    let names = |list: Vec<ProgramRecord>| list.into_iter().map(|p| p.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.programs(&dr_filter(50)).await.unwrap()),
+        ["A", "B", "C"]
+    );
+    let by_target = DrFilter {
+        targets: vec!["x".into(), "north".into()],
+        ..dr_filter(50)
+    };
+    assert_eq!(names(s.programs(&by_target).await.unwrap()), ["A", "B"]);
+    let page = DrFilter {
+        skip: 1,
+        ..dr_filter(1)
+    };
+    assert_eq!(names(s.programs(&page).await.unwrap()), ["B"]);
+
+    let updated = s
+        .update_program(&oid("p-a"), &program_write("A2", &["west"]), 5000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((updated.created_ms, updated.modified_ms), (1000, 5000));
+    assert_eq!(updated.targets, ["west"]);
+    assert_eq!(s.program(&oid("p-a")).await.unwrap().unwrap(), updated);
+    assert!(
+        s.update_program(&oid("nope"), &program_write("Z", &[]), 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.delete_program(&oid("p-c")).await.unwrap().unwrap().name,
+        "C"
+    );
+    assert!(s.delete_program(&oid("p-c")).await.unwrap().is_none());
+    assert!(s.program(&oid("p-c")).await.unwrap().is_none());
+}
+
+async fn events_queue_commands_with_increasing_ids<S: Store>(s: &S) {
+    for v in ["ven-a", "ven-b", "ven-c"] {
+        s.set_ven_groups(&ven(v), &["all".to_string()])
+            .await
+            .unwrap();
+    }
+    s.set_ven_groups(&ven("ven-a"), &["north".into(), "all".into()])
+        .await
+        .unwrap();
+    assert_eq!(s.ven_groups(&ven("ven-a")).await.unwrap(), ["all", "north"]);
+    let resolved = s
+        .resolve_targets(&["north".into(), "ven-c".into(), "all".into(), "ghost".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        resolved,
+        vec![
+            vec![ven("ven-a")],
+            vec![ven("ven-c")],
+            vec![ven("ven-a"), ven("ven-b"), ven("ven-c")],
+            vec![],
+        ]
+    );
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    s.create_program(&oid("other"), &program_write("O", &[]), 1)
+        .await
+        .unwrap();
+
+    let (record, commands) = s
+        .create_event(
+            &oid("e1"),
+            &event_write(
+                "prog",
+                &["north", "ven-b"],
+                &["ven-a", "ven-b"],
+                Some(DAY0 + HOUR),
+            ),
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.vens, [ven("ven-a"), ven("ven-b")]);
+    assert_eq!((record.created_ms, record.start_ms), (100, Some(DAY0)));
+    assert_eq!(
+        commands_of(&commands),
+        [("ven-a".into(), 1, "event"), ("ven-b".into(), 1, "event")]
+    );
+    match decoded(&commands[0]).action {
+        CommandAction::Event(e) => {
+            assert_eq!(
+                e.id.as_str(),
+                "e1",
+                "the stored id replaces the placeholder"
+            );
+        }
+        CommandAction::Cancel { .. } => panic!("expected the event"),
+    }
+
+    // Retarget: b keeps it (new version), c gains it, a is cancelled.
+    let (record, commands) = s
+        .update_event(
+            &oid("e1"),
+            &event_write("prog", &["ven-b", "ven-c"], &["ven-b", "ven-c"], None),
+            200,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.vens, [ven("ven-b"), ven("ven-c")]);
+    assert_eq!(
+        (record.created_ms, record.modified_ms, record.end_ms),
+        (100, 200, None)
+    );
+    assert_eq!(
+        commands_of(&commands),
+        [
+            ("ven-a".into(), 2, "cancel"),
+            ("ven-b".into(), 2, "event"),
+            ("ven-c".into(), 1, "event")
+        ]
+    );
+    s.create_event(
+        &oid("e2"),
+        &event_write("other", &["all"], &["ven-a"], Some(DAY0 - 1)),
+        300,
+    )
+    .await
+    .unwrap();
+
+    let ids = |list: Vec<EventRecord>| {
+        list.into_iter()
+            .map(|e| e.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(s.events(&dr_filter(50)).await.unwrap()), ["e1", "e2"]);
+    let of_program = DrFilter {
+        program_id: Some(oid("other")),
+        ..dr_filter(50)
+    };
+    assert_eq!(ids(s.events(&of_program).await.unwrap()), ["e2"]);
+    let targeted = DrFilter {
+        targets: vec!["ven-c".into()],
+        ..dr_filter(50)
+    };
+    assert_eq!(ids(s.events(&targeted).await.unwrap()), ["e1"]);
+    let active = DrFilter {
+        active_at: Some(DAY0),
+        ..dr_filter(50)
+    };
+    assert_eq!(ids(s.events(&active).await.unwrap()), ["e1"], "e2 ended");
+    let page = DrFilter {
+        skip: 1,
+        ..dr_filter(5)
+    };
+    assert_eq!(ids(s.events(&page).await.unwrap()), ["e2"]);
+
+    let (_, commands) = s.delete_event(&oid("e1"), 400).await.unwrap().unwrap();
+    assert_eq!(
+        commands_of(&commands),
+        [("ven-b".into(), 3, "cancel"), ("ven-c".into(), 2, "cancel")]
+    );
+    assert!(s.event(&oid("e1")).await.unwrap().is_none());
+    assert!(s.delete_event(&oid("e1"), 500).await.unwrap().is_none());
+    assert!(
+        s.update_event(&oid("e1"), &event_write("prog", &[], &[], None), 500)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(matches!(
+        s.delete_program(&oid("other")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.delete_program(&oid("prog")).await.unwrap().is_some());
+
+    // The outbox: 8 commands, oldest first, until marked sent.
+    let unsent = s.unsent_commands(100).await.unwrap();
+    assert_eq!(unsent.len(), 8);
+    assert_eq!(
+        unsent
+            .iter()
+            .take(2)
+            .map(|c| c.command_id)
+            .collect::<Vec<_>>(),
+        [1, 1]
+    );
+    let first_two: Vec<(VenId, u64)> = unsent[..2]
+        .iter()
+        .map(|c| (c.ven_id.clone(), c.command_id))
+        .collect();
+    s.mark_sent(&first_two, 600).await.unwrap();
+    s.mark_sent(&first_two, 700).await.unwrap();
+    let rest = s.unsent_commands(100).await.unwrap();
+    assert_eq!(rest, unsent[2..]);
+    assert_eq!(s.unsent_commands(3).await.unwrap(), unsent[2..5]);
+}
+
+async fn acks_are_stored_once_for_targeted_vens<S: Store>(s: &S) {
+    s.set_ven_groups(&ven("ven-a"), &[]).await.unwrap();
+    s.set_ven_groups(&ven("ven-b"), &[]).await.unwrap();
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    s.create_event(
+        &oid("e1"),
+        &event_write("prog", &["ven-a"], &["ven-a"], None),
+        1,
+    )
+    .await
+    .unwrap();
+    let ack = |v: &str, event: &str, state: AckState, at: i64, reason: Option<&str>| CommandAck {
+        ven_id: ven(v),
+        command_id: 1,
+        event_id: oid(event),
+        state,
+        at: Timestamp::from_unix_ms(at).unwrap(),
+        reason: reason.map(str::to_string),
+    };
+    let received = ack("ven-a", "e1", AckState::Received, DAY0, None);
+    assert_eq!(
+        s.record_ack(&received, DAY0 + 5).await.unwrap(),
+        AckOutcome::Stored
+    );
+    assert_eq!(
+        s.record_ack(&received, DAY0 + 9).await.unwrap(),
+        AckOutcome::Duplicate
+    );
+    let failed = ack(
+        "ven-a",
+        "e1",
+        AckState::Failed,
+        DAY0 + 1000,
+        Some("coil write timed out"),
+    );
+    assert_eq!(
+        s.record_ack(&failed, DAY0 + 1005).await.unwrap(),
+        AckOutcome::Stored
+    );
+    assert_eq!(
+        s.record_ack(&ack("ven-b", "e1", AckState::Received, DAY0, None), 0)
+            .await
+            .unwrap(),
+        AckOutcome::UnknownEvent,
+        "e1 was not sent to ven-b"
+    );
+    assert_eq!(
+        s.record_ack(&ack("ven-a", "nope", AckState::Received, DAY0, None), 0)
+            .await
+            .unwrap(),
+        AckOutcome::UnknownEvent
+    );
+    // Cancelled acknowledgements still land after the event is deleted.
+    s.delete_event(&oid("e1"), 2).await.unwrap().unwrap();
+    let cancelled = ack("ven-a", "e1", AckState::Cancelled, DAY0 + 2000, None);
+    assert_eq!(
+        s.record_ack(&cancelled, DAY0 + 2001).await.unwrap(),
+        AckOutcome::Stored
+    );
+
+    let acks = s.event_acks(&oid("e1")).await.unwrap();
+    let seen: Vec<_> = acks
+        .iter()
+        .map(|a| (a.state, a.at_ms, a.reason.as_deref(), a.received_ms))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (AckState::Received, DAY0, None, DAY0 + 5),
+            (
+                AckState::Failed,
+                DAY0 + 1000,
+                Some("coil write timed out"),
+                DAY0 + 1005
+            ),
+            (AckState::Cancelled, DAY0 + 2000, None, DAY0 + 2001),
+        ]
+    );
+}
+
+async fn command_ids_survive_another_process<S: Store>(s: &S, other: &S) {
+    s.set_ven_groups(&ven("ven-a"), &[]).await.unwrap();
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    let mut last = 0;
+    for (i, store) in [s, other, s, other].into_iter().enumerate() {
+        let id = oid(&format!("e{i}"));
+        let (_, commands) = store
+            .create_event(&id, &event_write("prog", &["ven-a"], &["ven-a"], None), 1)
+            .await
+            .unwrap();
+        assert_eq!(commands.len(), 1);
+        assert!(commands[0].command_id > last, "strictly increasing");
+        last = commands[0].command_id;
+    }
+    assert_eq!(last, 4);
+}
+
+async fn site_power_means_per_ven<S: Store>(s: &S) {
+    let reactive = series(
+        "main",
+        Quantity::ReactivePower,
+        Phase::Total,
+        0,
+        &[(DAY0, 999)],
+    );
+    let l1 = series("main", Quantity::ActivePower, Phase::L1, 0, &[(DAY0, 999)]);
+    s.ingest(&[
+        batch(
+            "ven-a",
+            1,
+            DAY0,
+            vec![
+                power(&[(DAY0, 100), (DAY0 + 1000, 300), (DAY0 + 2000, 50)]),
+                reactive,
+                l1,
+            ],
+        ),
+        batch("ven-b", 1, DAY0, vec![power(&[(DAY0 + 500, 40)])]),
+    ])
+    .await
+    .unwrap();
+    let means = s
+        .site_power(
+            &[ven("ven-a"), ven("ven-b"), ven("ven-z")],
+            DAY0,
+            DAY0 + 2000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        means,
+        [
+            (
+                ven("ven-a"),
+                PowerMean {
+                    mean_w: 200.0,
+                    readings: 2
+                }
+            ),
+            (
+                ven("ven-b"),
+                PowerMean {
+                    mean_w: 40.0,
+                    readings: 1
+                }
+            ),
+        ]
+    );
+    assert!(
+        s.site_power(&[ven("ven-a")], 0, DAY0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -49,7 +49,12 @@ pub const PAYLOAD_TYPES: [&str; 5] = [
     "PRICE",
 ];
 /// Fields the server sets; ignored in requests.
-const SERVER_FIELDS: [&str; 4] = ["id", "createdDateTime", "modificationDateTime", "objectType"];
+const SERVER_FIELDS: [&str; 4] = [
+    "id",
+    "createdDateTime",
+    "modificationDateTime",
+    "objectType",
+];
 
 /// The client fields of an `eventRequest`, parsed with their paths.
 #[derive(Debug, Deserialize)]
@@ -152,9 +157,8 @@ fn object(
     modified_ms: i64,
     body: &Value,
 ) -> Value {
-    let time = |ms: i64| {
-        Timestamp::from_unix_ms(ms).map_or(Value::Null, |t| Value::String(t.to_string()))
-    };
+    let time =
+        |ms: i64| Timestamp::from_unix_ms(ms).map_or(Value::Null, |t| Value::String(t.to_string()));
     let mut out = Map::new();
     out.insert("id".into(), Value::String(id.to_string()));
     out.insert("createdDateTime".into(), time(created_ms));

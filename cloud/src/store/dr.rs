@@ -22,7 +22,7 @@
 use std::future::Future;
 
 use gridlink_protocol::{
-    AckState, Command, CommandAction, CommandAck, Encoding, Event, ObjectId, Timestamp, VenId,
+    AckState, Command, CommandAck, CommandAction, Encoding, Event, ObjectId, Timestamp, VenId,
     encode,
 };
 
@@ -475,7 +475,11 @@ impl DrStore for AnyStore {
     async fn mark_sent(&self, sent: &[(VenId, u64)], now_ms: i64) -> Result<(), StoreError> {
         delegate!(self, s => s.mark_sent(sent, now_ms))
     }
-    async fn record_ack(&self, ack: &CommandAck, received_ms: i64) -> Result<AckOutcome, StoreError> {
+    async fn record_ack(
+        &self,
+        ack: &CommandAck,
+        received_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
         delegate!(self, s => s.record_ack(ack, received_ms))
     }
     async fn event_acks(&self, event_id: &ObjectId) -> Result<Vec<AckRecord>, StoreError> {

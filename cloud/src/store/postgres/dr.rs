@@ -66,7 +66,9 @@ async fn event_in(
     conn: &mut PgConnection,
     id: &ObjectId,
 ) -> Result<Option<EventRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_event!(), " WHERE e.id = $1 AND e.deleted IS NULL"
+    let row = sqlx::query(concat!(
+        select_event!(),
+        " WHERE e.id = $1 AND e.deleted IS NULL"
     ))
     .bind(id.as_str())
     .fetch_optional(&mut *conn)
@@ -315,11 +317,13 @@ impl DrStore for PgStore {
     }
 
     async fn ven_groups(&self, ven: &VenId) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT group_name FROM ven_groups WHERE ven_id = $1 ORDER BY group_name COLLATE \"C\"")
-            .bind(ven.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .db()
+        sqlx::query_scalar(
+            "SELECT group_name FROM ven_groups WHERE ven_id = $1 ORDER BY group_name COLLATE \"C\"",
+        )
+        .bind(ven.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .db()
     }
 
     async fn resolve_targets(&self, targets: &[String]) -> Result<Vec<Vec<VenId>>, StoreError> {
@@ -333,7 +337,10 @@ impl DrStore for PgStore {
             .fetch_all(&self.pool)
             .await
             .db()?;
-            let mut vens = ids.iter().map(|s| ven_id(s)).collect::<Result<Vec<_>, _>>()?;
+            let mut vens = ids
+                .iter()
+                .map(|s| ven_id(s))
+                .collect::<Result<Vec<_>, _>>()?;
             vens.sort();
             out.push(vens);
         }
@@ -429,12 +436,14 @@ impl DrStore for PgStore {
         let Some(record) = event_in(&mut tx, id).await? else {
             return Ok(None);
         };
-        sqlx::query("UPDATE events SET deleted = $2, modified = GREATEST(modified, $2) WHERE id = $1")
-            .bind(id.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await
-            .db()?;
+        sqlx::query(
+            "UPDATE events SET deleted = $2, modified = GREATEST(modified, $2) WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .db()?;
         let commands = queue(&mut tx, id, None, &[], &record.vens, now_ms).await?;
         tx.commit().await.db()?;
         Ok(Some((record, commands)))
@@ -446,7 +455,9 @@ impl DrStore for PgStore {
     }
 
     async fn events(&self, filter: &DrFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let rows = sqlx::query(concat!(select_event!(), " WHERE e.deleted IS NULL \
+        let rows = sqlx::query(concat!(
+            select_event!(),
+            " WHERE e.deleted IS NULL \
              AND ($1 IS NULL OR e.program_id = $1) \
              AND ($2 IS NULL OR e.end_ms IS NULL OR e.end_ms > $2) \
              AND ($3 = '[]' OR EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.id \

@@ -66,7 +66,9 @@ async fn event_in(
     conn: &mut SqliteConnection,
     id: &ObjectId,
 ) -> Result<Option<EventRecord>, StoreError> {
-    let row = sqlx::query(concat!(select_event!(), " WHERE e.id = ?1 AND e.deleted IS NULL"
+    let row = sqlx::query(concat!(
+        select_event!(),
+        " WHERE e.id = ?1 AND e.deleted IS NULL"
     ))
     .bind(id.as_str())
     .fetch_optional(&mut *conn)
@@ -156,7 +158,10 @@ async fn write_targets(
     Ok(())
 }
 
-async fn current_vens(conn: &mut SqliteConnection, id: &ObjectId) -> Result<Vec<VenId>, StoreError> {
+async fn current_vens(
+    conn: &mut SqliteConnection,
+    id: &ObjectId,
+) -> Result<Vec<VenId>, StoreError> {
     let rows: Vec<String> = sqlx::query_scalar(
         "SELECT ven_id FROM event_vens WHERE event_id = ?1 AND removed IS NULL ORDER BY ven_id",
     )
@@ -276,7 +281,9 @@ impl DrStore for SqliteStore {
     }
 
     async fn programs(&self, filter: &DrFilter) -> Result<Vec<ProgramRecord>, StoreError> {
-        let rows: Vec<ProgramRow> = sqlx::query_as(concat!(select_program!(), " WHERE (?1 = '[]' OR EXISTS (SELECT 1 FROM json_each(programs.targets) t \
+        let rows: Vec<ProgramRow> = sqlx::query_as(concat!(
+            select_program!(),
+            " WHERE (?1 = '[]' OR EXISTS (SELECT 1 FROM json_each(programs.targets) t \
                WHERE t.value IN (SELECT value FROM json_each(?1)))) \
              ORDER BY created, id LIMIT ?2 OFFSET ?3"
         ))
@@ -315,11 +322,13 @@ impl DrStore for SqliteStore {
     }
 
     async fn ven_groups(&self, ven: &VenId) -> Result<Vec<String>, StoreError> {
-        sqlx::query_scalar("SELECT group_name FROM ven_groups WHERE ven_id = ?1 ORDER BY group_name")
-            .bind(ven.as_str())
-            .fetch_all(&self.reader)
-            .await
-            .db()
+        sqlx::query_scalar(
+            "SELECT group_name FROM ven_groups WHERE ven_id = ?1 ORDER BY group_name",
+        )
+        .bind(ven.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .db()
     }
 
     async fn resolve_targets(&self, targets: &[String]) -> Result<Vec<Vec<VenId>>, StoreError> {
@@ -333,7 +342,10 @@ impl DrStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .db()?;
-            let mut vens = ids.iter().map(|s| ven_id(s)).collect::<Result<Vec<_>, _>>()?;
+            let mut vens = ids
+                .iter()
+                .map(|s| ven_id(s))
+                .collect::<Result<Vec<_>, _>>()?;
             vens.sort();
             out.push(vens);
         }
@@ -446,7 +458,9 @@ impl DrStore for SqliteStore {
     }
 
     async fn events(&self, filter: &DrFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let rows = sqlx::query(concat!(select_event!(), " WHERE e.deleted IS NULL \
+        let rows = sqlx::query(concat!(
+            select_event!(),
+            " WHERE e.deleted IS NULL \
              AND (?1 IS NULL OR e.program_id = ?1) \
              AND (?2 IS NULL OR e.end_ms IS NULL OR e.end_ms > ?2) \
              AND (?3 = '[]' OR EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.id \
