@@ -338,9 +338,11 @@ impl Timeline {
             match (&map.payload_type, map.values.first()) {
                 (PayloadType::Simple, Some(PayloadValue::Integer(level))) => {
                     actionable = true;
-                    affected |= participating
-                        .iter()
-                        .any(|l| l.has_coil && *level > 0 && i64::from(l.simple_level) <= *level);
+                    // Level 0 sheds nothing but governs the coil loads
+                    // (it overrides lower-priority events).
+                    affected |= participating.iter().any(|l| {
+                        l.has_coil && (*level == 0 || i64::from(l.simple_level) <= *level)
+                    });
                 }
                 (PayloadType::ImportCapacityLimit, Some(_)) if self.config.has_site_meter => {
                     actionable = true;
@@ -873,4 +875,373 @@ fn current_payload<'a>(
         .iter()
         .find(|m| &m.payload_type == ty)
         .and_then(|m| m.values.first())
+}
+
+#[cfg(test)]
+mod tests {
+    use gridlink_protocol::openadr::{IntervalPeriod, ValuesMap};
+    use gridlink_protocol::{IsoDuration, VenId};
+
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn spec(name: &str, priority: u32, level: u8) -> LoadSpec {
+        LoadSpec {
+            name: name.into(),
+            has_coil: true,
+            setpoint_scale: None,
+            rated_power_w: 1000.0,
+            priority,
+            simple_level: level,
+            never_switch: false,
+        }
+    }
+
+    fn timeline(loads: Vec<LoadSpec>) -> Timeline {
+        let mut t = Timeline::new(
+            TimelineConfig {
+                ven_id: VenId::new("ven-1").unwrap(),
+                loads,
+                max_shed_ms: 3_600_000,
+                restore_hysteresis_w: 500.0,
+                has_site_meter: true,
+            },
+            TimelineState::default(),
+        );
+        let names: Vec<String> = t.config.loads.iter().map(|l| l.name.clone()).collect();
+        for name in names {
+            t.observed(&name, Some(true), Some(100), T0 - 10_000);
+        }
+        t
+    }
+
+    fn event(id: &str, start: i64, secs: u64, payload: (PayloadType, PayloadValue)) -> Event {
+        Event {
+            id: ObjectId::new(id).unwrap(),
+            program_id: ObjectId::new("p").unwrap(),
+            event_name: None,
+            priority: None,
+            targets: Vec::new(),
+            payload_descriptors: Vec::new(),
+            interval_period: Some(IntervalPeriod {
+                start: Some(Timestamp::from_unix_ms(start).unwrap()),
+                duration: Some(IsoDuration::from_secs(secs)),
+                randomize_start: None,
+            }),
+            intervals: vec![Interval {
+                id: 0,
+                interval_period: None,
+                payloads: vec![ValuesMap {
+                    payload_type: payload.0,
+                    values: vec![payload.1],
+                }],
+            }],
+        }
+    }
+
+    fn simple(id: &str, start: i64, secs: u64, level: i64) -> Event {
+        event(id, start, secs, (PayloadType::Simple, PayloadValue::Integer(level)))
+    }
+
+    fn cmd(command_id: u64, event: Event) -> Command {
+        Command {
+            ven_id: VenId::new("ven-1").unwrap(),
+            command_id,
+            issued_at: Timestamp::from_unix_ms(T0).unwrap(),
+            action: CommandAction::Event(event),
+        }
+    }
+
+    fn cancel(command_id: u64, id: &str) -> Command {
+        Command {
+            ven_id: VenId::new("ven-1").unwrap(),
+            command_id,
+            issued_at: Timestamp::from_unix_ms(T0).unwrap(),
+            action: CommandAction::Cancel {
+                event_id: ObjectId::new(id).unwrap(),
+            },
+        }
+    }
+
+    fn states(acks: &[CommandAck]) -> Vec<AckState> {
+        acks.iter().map(|a| a.state).collect()
+    }
+
+    /// Runs tick + plan and applies every write as successful; returns the
+    /// acks and the writes.
+    fn step(t: &mut Timeline, now: i64, import: Option<f64>) -> (Vec<CommandAck>, Vec<Action>) {
+        let none = BTreeSet::new();
+        let acks = t.tick(now, import.map(|w| (now, w)), u64::MAX, &none);
+        let actions = t.plan(now, &none);
+        for a in &actions {
+            t.write_done(a, now);
+        }
+        (acks, actions)
+    }
+
+    fn coil(load: &str, on: bool) -> (String, Write) {
+        (load.to_string(), Write::Coil(on))
+    }
+
+    fn writes(actions: &[Action]) -> Vec<(String, Write)> {
+        actions.iter().map(|a| (a.load.clone(), a.write)).collect()
+    }
+
+    #[test]
+    fn simple_event_runs_through_its_states() {
+        let mut t = timeline(vec![spec("a", 1, 1), spec("b", 2, 2), spec("c", 3, 3)]);
+        let none = BTreeSet::new();
+        let acks = t.command(&cmd(1, simple("e", T0 + 1000, 10, 2)), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Scheduled]);
+        let (acks, w) = step(&mut t, T0 + 500, None);
+        assert!(acks.is_empty() && w.is_empty());
+        let (acks, w) = step(&mut t, T0 + 1000, None);
+        assert_eq!(states(&acks), [AckState::Active]);
+        assert_eq!(writes(&w), [coil("a", false), coil("b", false)]);
+        assert_eq!(t.shed_loads(), ["a", "b"]);
+        let (acks, w) = step(&mut t, T0 + 5000, None);
+        assert!(acks.is_empty() && w.is_empty());
+        let (acks, w) = step(&mut t, T0 + 11_000, None);
+        assert_eq!(states(&acks), [AckState::Completed]);
+        assert_eq!(writes(&w), [coil("a", true), coil("b", true)]);
+        assert!(matches!(w[0].cause, LoadChangeCause::Restore { .. }));
+        let (_, w) = step(&mut t, T0 + 12_000, None);
+        assert!(w.is_empty());
+        assert!(!t.busy());
+    }
+
+    #[test]
+    fn overlapping_events_resolve_by_priority() {
+        let mut t = timeline(vec![spec("a", 1, 1), spec("b", 2, 2)]);
+        let none = BTreeSet::new();
+        let mut low = simple("low", T0, 20, 2);
+        low.priority = Some(5);
+        let mut high = simple("high", T0 + 5000, 5, 0);
+        high.priority = Some(1);
+        t.command(&cmd(1, low), T0, 0, &none);
+        t.command(&cmd(2, high), T0, 0, &none);
+        let (_, w) = step(&mut t, T0, None);
+        assert_eq!(writes(&w), [coil("a", false), coil("b", false)]);
+        // The high-priority event (SIMPLE 0) governs both loads: restored.
+        let (acks, w) = step(&mut t, T0 + 5000, None);
+        assert_eq!(states(&acks), [AckState::Active]);
+        assert_eq!(writes(&w), [coil("a", true), coil("b", true)]);
+        // It ends; the low-priority one applies again.
+        let (acks, w) = step(&mut t, T0 + 10_000, None);
+        assert_eq!(states(&acks), [AckState::Completed]);
+        assert_eq!(acks[0].event_id.as_str(), "high");
+        assert_eq!(writes(&w), [coil("a", false), coil("b", false)]);
+        let (acks, w) = step(&mut t, T0 + 20_000, None);
+        assert_eq!(states(&acks), [AckState::Completed]);
+        assert_eq!(writes(&w), [coil("a", true), coil("b", true)]);
+    }
+
+    #[test]
+    fn an_update_replaces_and_an_older_command_is_ignored() {
+        let mut t = timeline(vec![spec("a", 1, 1), spec("b", 2, 3)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(5, simple("e", T0, 60, 1)), T0, 0, &none);
+        let (_, w) = step(&mut t, T0, None);
+        assert_eq!(writes(&w), [coil("a", false)]);
+        let acks = t.command(&cmd(7, simple("e", T0, 60, 3)), T0 + 1000, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Scheduled]);
+        let (acks, w) = step(&mut t, T0 + 1000, None);
+        assert_eq!(states(&acks), [AckState::Active]);
+        assert_eq!(acks[0].command_id, 7);
+        assert_eq!(writes(&w), [coil("b", false)]);
+        // Older and equal command ids: acknowledged as received, ignored.
+        for old in [6, 7] {
+            let acks = t.command(&cmd(old, simple("e", T0, 60, 0)), T0 + 2000, 0, &none);
+            assert_eq!(states(&acks), [AckState::Received]);
+            assert!(acks[0].reason.as_deref().unwrap().starts_with("ignored:"));
+        }
+        let (_, w) = step(&mut t, T0 + 2000, None);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn cancel_restores_and_unknown_cancel_is_acknowledged() {
+        let mut t = timeline(vec![spec("a", 1, 1)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(1, simple("e", T0, 60, 1)), T0, 0, &none);
+        step(&mut t, T0, None);
+        let acks = t.command(&cancel(2, "e"), T0 + 1000, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Cancelled]);
+        assert!(acks[1].reason.is_none());
+        let (_, w) = step(&mut t, T0 + 1000, None);
+        assert_eq!(writes(&w), [coil("a", true)]);
+        // The event arriving late after its cancel is ignored.
+        let acks = t.command(&cmd(1, simple("e", T0, 60, 1)), T0 + 2000, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received]);
+        let acks = t.command(&cancel(3, "nope"), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Cancelled]);
+        assert!(acks[1].reason.is_some());
+    }
+
+    #[test]
+    fn randomize_start_offset_is_bounded_and_kept() {
+        for random in [0, 1, 299_999, 300_000, 300_001, u64::MAX] {
+            let mut t = timeline(vec![spec("a", 1, 1)]);
+            let none = BTreeSet::new();
+            let mut e = simple("e", T0 + 1000, 600, 1);
+            e.interval_period.as_mut().unwrap().randomize_start = Some(IsoDuration::from_secs(300));
+            t.command(&cmd(1, e.clone()), T0, random, &none);
+            let offset = t.state().events["e"].offset_ms;
+            assert!(offset <= 300_000, "{random}: {offset}");
+            assert_eq!(offset, random % 300_001);
+            // An update keeps the offset drawn first.
+            t.command(&cmd(2, e), T0, random.wrapping_add(12_345), &none);
+            assert_eq!(t.state().events["e"].offset_ms, offset);
+            // Nothing before the start plus the offset.
+            let start = T0 + 1000 + i64::try_from(offset).unwrap();
+            let (acks, _) = step(&mut t, start - 1, None);
+            assert!(acks.is_empty());
+            let (acks, _) = step(&mut t, start, None);
+            assert_eq!(states(&acks), [AckState::Active]);
+        }
+    }
+
+    #[test]
+    fn an_expired_event_fails_and_touches_nothing() {
+        let mut t = timeline(vec![spec("a", 1, 1)]);
+        let none = BTreeSet::new();
+        let acks = t.command(&cmd(1, simple("e", T0 - 20_000, 10, 3)), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Failed]);
+        assert!(acks[1].reason.as_deref().unwrap().starts_with("expired:"));
+        let (acks, w) = step(&mut t, T0, None);
+        assert!(acks.is_empty() && w.is_empty());
+    }
+
+    #[test]
+    fn payloads_not_acted_on_and_unaffected_loads_opt_out() {
+        let mut t = timeline(vec![spec("a", 1, 2)]);
+        let none = BTreeSet::new();
+        let price = event("p", T0, 60, (PayloadType::Price, PayloadValue::Number(0.3)));
+        let acks = t.command(&cmd(1, price), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::OptedOut]);
+        assert!(acks[1].reason.as_deref().unwrap().contains("PRICE"));
+        let acks = t.command(&cmd(2, simple("s", T0, 60, 1)), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::OptedOut]);
+        assert_eq!(acks[1].reason.as_deref(), Some("no participating load is affected"));
+        let opted: BTreeSet<String> = ["a".to_string()].into();
+        let acks = t.command(&cmd(3, simple("s2", T0, 60, 3)), T0, 0, &opted);
+        assert_eq!(states(&acks), [AckState::Received, AckState::OptedOut]);
+    }
+
+    #[test]
+    fn never_switch_loads_are_untouched() {
+        let mut never = spec("n", 0, 1);
+        never.never_switch = true;
+        let mut t = timeline(vec![never, spec("a", 1, 1)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(1, simple("e", T0, 10, 3)), T0, 0, &none);
+        let (_, w) = step(&mut t, T0, None);
+        assert_eq!(writes(&w), [coil("a", false)]);
+    }
+
+    #[test]
+    fn max_shed_restores_and_the_event_continues() {
+        let mut t = timeline(vec![spec("a", 1, 1), spec("b", 2, 1)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(1, simple("e", T0, 100, 1)), T0, 0, &none);
+        let acks = t.tick(T0, None, 30_000, &none);
+        assert_eq!(states(&acks), [AckState::Active]);
+        for a in t.plan(T0, &none) {
+            t.write_done(&a, T0);
+        }
+        // The settings' shed limit (30 s) is below the hard limit (1 h).
+        assert!(t.tick(T0 + 30_000, None, 30_000, &none).is_empty());
+        let w = t.plan(T0 + 30_000, &none);
+        assert_eq!(writes(&w), [coil("a", true), coil("b", true)]);
+        assert!(matches!(w[0].cause, LoadChangeCause::Restore { .. }));
+        for a in &w {
+            t.write_done(a, T0 + 30_000);
+        }
+        // Still active, but not shed again.
+        assert!(t.tick(T0 + 40_000, None, 30_000, &none).is_empty());
+        assert!(t.plan(T0 + 40_000, &none).is_empty());
+        assert_eq!(t.event_ids().0, ["e"]);
+        let acks = t.tick(T0 + 100_000, None, 30_000, &none);
+        assert_eq!(states(&acks), [AckState::Completed]);
+    }
+
+    #[test]
+    fn capacity_limit_sheds_in_priority_order_and_restores_with_hysteresis() {
+        let mut t = timeline(vec![spec("c", 3, 1), spec("a", 1, 1), spec("b", 2, 1)]);
+        let none = BTreeSet::new();
+        let limit = event(
+            "cap",
+            T0,
+            100,
+            (PayloadType::ImportCapacityLimit, PayloadValue::Number(5.0)),
+        );
+        t.command(&cmd(1, limit), T0, 0, &none);
+        // 6.5 kW: two loads of 1 kW bring it under 5 kW.
+        let (_, w) = step(&mut t, T0, Some(6500.0));
+        assert_eq!(writes(&w), [coil("a", false), coil("b", false)]);
+        // A reading not newer than the change is not used.
+        let acks = t.tick(T0 + 500, Some((T0, 9000.0)), u64::MAX, &none);
+        assert!(acks.is_empty());
+        assert!(t.plan(T0 + 500, &none).is_empty());
+        // 4.2 kW: restoring b (1 kW) would give 5.2 > 4.5: keep.
+        let (_, w) = step(&mut t, T0 + 1000, Some(4200.0));
+        assert!(w.is_empty());
+        // 3.4 kW: 4.4 <= 4.5: restore the last shed (b) first.
+        let (_, w) = step(&mut t, T0 + 2000, Some(3400.0));
+        assert_eq!(writes(&w), [coil("b", true)]);
+        let (_, w) = step(&mut t, T0 + 3000, Some(3400.0));
+        assert_eq!(writes(&w), [coil("a", true)]);
+        let (acks, _) = step(&mut t, T0 + 100_000, Some(3400.0));
+        assert_eq!(states(&acks), [AckState::Completed]);
+    }
+
+    #[test]
+    fn a_failed_write_fails_the_event_and_restores_the_rest() {
+        let mut t = timeline(vec![spec("a", 1, 1), spec("b", 2, 1)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(1, simple("e", T0, 100, 1)), T0, 0, &none);
+        t.tick(T0, None, u64::MAX, &none);
+        let w = t.plan(T0, &none);
+        t.write_done(&w[0], T0);
+        let acks = t.write_failed(&w[1], "coil 1 write failed", T0);
+        assert_eq!(states(&acks), [AckState::Failed]);
+        assert_eq!(acks[0].reason.as_deref(), Some("load b: coil 1 write failed"));
+        let (_, w) = step(&mut t, T0 + 1000, None);
+        assert_eq!(writes(&w), [coil("a", true)]);
+    }
+
+    #[test]
+    fn restart_resumes_running_events_and_completes_ended_ones() {
+        let mut t = timeline(vec![spec("a", 1, 1), spec("b", 2, 2)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(1, simple("short", T0, 10, 1)), T0, 0, &none);
+        t.command(&cmd(2, simple("long", T0, 100, 2)), T0, 0, &none);
+        step(&mut t, T0, None);
+        assert_eq!(t.shed_loads(), ["a", "b"]);
+        // Persisted, then the process dies; 20 s later it starts again and
+        // finds the loads as they were left.
+        let persisted = durable(&t);
+        let mut t = Timeline::new(t.config.clone(), persisted);
+        t.observed("a", Some(false), None, T0 + 20_000);
+        t.observed("b", Some(false), None, T0 + 20_000);
+        let (acks, w) = step(&mut t, T0 + 20_000, None);
+        assert_eq!(states(&acks), [AckState::Completed]);
+        assert_eq!(acks[0].event_id.as_str(), "short");
+        // "long" still sheds both (SIMPLE 2): nothing to write.
+        assert!(w.is_empty(), "{w:?}");
+        // It ends while the agent is down again: restored at start.
+        let persisted = durable(&t);
+        let mut t = Timeline::new(t.config.clone(), persisted);
+        t.observed("a", Some(false), None, T0 + 200_000);
+        t.observed("b", Some(false), None, T0 + 200_000);
+        let (acks, w) = step(&mut t, T0 + 200_000, None);
+        assert_eq!(states(&acks), [AckState::Completed]);
+        assert_eq!(writes(&w), [coil("a", true), coil("b", true)]);
+    }
+
+    fn durable(t: &Timeline) -> TimelineState {
+        let bytes = postcard::to_allocvec(t.state()).unwrap();
+        postcard::from_bytes(&bytes).unwrap()
+    }
 }
