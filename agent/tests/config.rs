@@ -486,3 +486,103 @@ fn every_problem_is_reported_at_once() {
     assert!(problems[1].starts_with("agent.toml:13:20: devices[0].poll_interval_ms: "));
     assert_eq!(err.to_string(), problems.join("\n"));
 }
+
+/// `BASE` with a site meter point on `main` and the given `[dr]` and
+/// `[[loads]]` text after it.
+fn with_dr(tail: &str) -> String {
+    let base = BASE.replace(
+        "  quantity = \"voltage\"\n  phase = \"L1\"\n",
+        "  quantity = \"voltage\"\n  phase = \"L1\"\n\n  [[devices.points]]\n  register = \"input\"\n  address = 52\n  type = \"f32\"\n  quantity = \"active_power\"\n",
+    );
+    format!("{base}{tail}")
+}
+
+const LOAD: &str = "\n[[loads]]\nname = \"hvac\"\ncontroller = \"tcp://127.0.0.1:5020\"\nunit_id = 1\ncoil = 0\n\
+                    rated_power_w = 3000.0\n";
+
+#[test]
+fn dr_and_loads_parse_and_are_optional() {
+    let c = config::parse(BASE, "agent.toml").unwrap();
+    assert!(c.loads.is_empty());
+    assert_eq!(c.dr, config::DrConfig::default());
+    assert_eq!(c.dr.site_meter, None);
+
+    let text = with_dr(&format!(
+        "\n[dr]\nsite_meter = \"main\"\nmax_shed_s = 600\ncontrol_interval_ms = 500\n{LOAD}\
+         setpoint = {{ address = 0, scale = 0.5 }}\npower = {{ register = \"input\", address = 4096, type = \"f32\" }}\n\
+         priority = 2\nsimple_level = 3\n"
+    ));
+    let c = config::parse(&text, "agent.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.dr.site_meter.as_deref(), Some("main"));
+    assert_eq!((c.dr.max_shed_s, c.dr.control_interval_ms), (600, 500));
+    let load = &c.loads[0];
+    assert_eq!(load.coil, Some(0));
+    assert_eq!(load.setpoint.unwrap().scale, 0.5);
+    assert_eq!(load.power.unwrap().value_type, ValueType::F32);
+    assert_eq!(
+        (load.priority, load.simple_level, load.never_switch),
+        (2, 3, false)
+    );
+}
+
+#[test]
+fn the_example_config_has_dr_and_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let c = config::load(dir.join("agent.example.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.dr.site_meter.as_deref(), Some("main"));
+    let names: Vec<&str> = c.loads.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["hvac", "freezer"]);
+    assert!(c.loads[1].never_switch);
+}
+
+#[test]
+fn dr_mistakes_name_the_field_and_line() {
+    // A site meter that is not a device.
+    let err = error(&with_dr("\n[dr]\nsite_meter = \"grid\"\n"));
+    assert!(
+        err.contains(":41:14: dr.site_meter: \"grid\" names no [[devices]] entry"),
+        "{err}"
+    );
+    // A device without an active_power/total point.
+    let err = error(&with_dr("\n[dr]\nsite_meter = \"pv\"\n").replace(
+        "  quantity = \"active_power\"\n\n[dr]",
+        "  quantity = \"current\"\n\n[dr]",
+    ));
+    assert!(err.contains("dr.site_meter: device \"pv\""), "{err}");
+    // Duplicate load names, bad level, no coil or setpoint, bad controller.
+    let text = with_dr(&format!("{LOAD}{LOAD}simple_level = 4\n"));
+    let err = config::parse(&text, "agent.toml").unwrap_err();
+    let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 2, "{problems:#?}");
+    assert!(
+        problems[0].contains("loads[1].name: \"hvac\" is already the name of loads[0] (line 41)"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].contains("loads[1].simple_level: 4 is outside 1..=3"),
+        "{problems:?}"
+    );
+    let err = error(&with_dr(&LOAD.replace("coil = 0\n", "")));
+    assert!(
+        err.contains("loads[0].coil: the load has neither a coil nor a setpoint"),
+        "{err}"
+    );
+    let err = error(&with_dr(&LOAD.replace("tcp://127.0.0.1:5020", "udp://x")));
+    assert!(
+        err.starts_with("agent.toml:42:14: unsupported controller"),
+        "{err}"
+    );
+    let err = error(&with_dr(&format!("{LOAD}cooil = 1\n")));
+    assert!(err.contains("unknown field `cooil`"), "{err}");
+    let err = error(&with_dr(
+        "\n[dr]\ncontrol_interval_ms = 10\nwrite_retries = 11\n",
+    ));
+    assert!(
+        err.contains("dr.control_interval_ms: 10 ms is outside 100..=60000"),
+        "{err}"
+    );
+    assert!(
+        err.contains("dr.write_retries: 11 is outside 0..=10"),
+        "{err}"
+    );
+}

@@ -941,7 +941,12 @@ mod tests {
     }
 
     fn simple(id: &str, start: i64, secs: u64, level: i64) -> Event {
-        event(id, start, secs, (PayloadType::Simple, PayloadValue::Integer(level)))
+        event(
+            id,
+            start,
+            secs,
+            (PayloadType::Simple, PayloadValue::Integer(level)),
+        )
     }
 
     fn cmd(command_id: u64, event: Event) -> Command {
@@ -1123,7 +1128,10 @@ mod tests {
         assert!(acks[1].reason.as_deref().unwrap().contains("PRICE"));
         let acks = t.command(&cmd(2, simple("s", T0, 60, 1)), T0, 0, &none);
         assert_eq!(states(&acks), [AckState::Received, AckState::OptedOut]);
-        assert_eq!(acks[1].reason.as_deref(), Some("no participating load is affected"));
+        assert_eq!(
+            acks[1].reason.as_deref(),
+            Some("no participating load is affected")
+        );
         let opted: BTreeSet<String> = ["a".to_string()].into();
         let acks = t.command(&cmd(3, simple("s2", T0, 60, 3)), T0, 0, &opted);
         assert_eq!(states(&acks), [AckState::Received, AckState::OptedOut]);
@@ -1206,7 +1214,10 @@ mod tests {
         t.write_done(&w[0], T0);
         let acks = t.write_failed(&w[1], "coil 1 write failed", T0);
         assert_eq!(states(&acks), [AckState::Failed]);
-        assert_eq!(acks[0].reason.as_deref(), Some("load b: coil 1 write failed"));
+        assert_eq!(
+            acks[0].reason.as_deref(),
+            Some("load b: coil 1 write failed")
+        );
         let (_, w) = step(&mut t, T0 + 1000, None);
         assert_eq!(writes(&w), [coil("a", true)]);
     }
