@@ -232,7 +232,7 @@ pub async fn run_with(
     ));
     let shadow = spawn_shadow(
         &config,
-        config_digest,
+        &config_digest,
         &buffer,
         &metrics,
         ShadowEnds {
@@ -308,7 +308,7 @@ struct ShadowEnds {
 /// ends.poll_interval, shutdown)`.
 fn spawn_shadow(
     config: &AgentConfig,
-    config_digest: String,
+    config_digest: &str,
     buffer: &Arc<Buffer>,
     metrics: &Arc<Metrics>,
     ends: ShadowEnds,

@@ -489,7 +489,8 @@ pub struct UplinkLinks {
     /// The durable outbox of DR acknowledgements, published ahead of
     /// telemetry and removed on PUBACK.
     pub dr_store: Option<Arc<DrStore>>,
-    /// Where valid commands go. Without it commands are PUBACKed and dropped.
+    /// Where valid commands go. Without it commands are acknowledged to the
+    /// broker and dropped.
     pub commands: Option<mpsc::Sender<InboundCommand>>,
     /// Where shadow responses go.
     pub shadow_inbound: Option<mpsc::Sender<ShadowInbound>>,
@@ -535,10 +536,14 @@ pub async fn run(
 /// shadow response topics. Incoming publishes are acknowledged manually: a
 /// command only once DR has made it durable; anything else at once. A
 /// command that is oversized, does not decode or names another VEN is
-/// logged, counted in `gridlink_dr_commands_rejected_total` and PUBACKed
-/// (dropped). Publishing order while there is room in the window and the
+/// logged, counted in `gridlink_dr_commands_rejected_total` and
+/// acknowledged to the broker (dropped). Publishing order while there is room in the window and the
 /// rate limits: DR acknowledgements, shadow messages, the load snapshot,
 /// then telemetry.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one select loop over the connection, the buffer, DR and the shadow"
+)]
 pub async fn run_with(
     settings: UplinkSettings,
     buffer: Arc<Buffer>,
@@ -752,7 +757,7 @@ fn on_event(
             }
         }
         Event::Incoming(Packet::Publish(publish)) => {
-            on_publish(publish, client, settings, links, metrics);
+            on_publish(&publish, client, settings, links, metrics);
         }
         Event::Outgoing(Outgoing::Publish(pkid)) if pkid != 0 => state.window.numbered(pkid),
         Event::Incoming(Packet::PubAck(ack)) => match state.window.acked(ack.pkid) {
@@ -786,11 +791,12 @@ fn on_event(
     }
 }
 
-/// Routes one incoming PUBLISH: a command to DR (PUBACKed by DR once
-/// durable), a shadow response to the shadow client; everything else, and
-/// every command that is not acceptable, is PUBACKed here.
+/// Routes one incoming PUBLISH: a command to DR (which has it acknowledged
+/// to the broker once durable), a shadow response to the shadow client;
+/// everything else, and every command that is not acceptable, is
+/// acknowledged here.
 fn on_publish(
-    publish: Publish,
+    publish: &Publish,
     client: &AsyncClient,
     settings: &UplinkSettings,
     links: &UplinkLinks,
@@ -814,7 +820,7 @@ fn on_publish(
                             command_id = command.command_id,
                             "no DR executor; command dropped"
                         );
-                        ack_now(&publish);
+                        ack_now(publish);
                         return;
                     };
                     let acker = client.clone();
@@ -835,7 +841,7 @@ fn on_publish(
                 Err(reason) => {
                     metrics.dr_commands_rejected.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%reason, bytes = publish.payload.len(), "command dropped");
-                    ack_now(&publish);
+                    ack_now(publish);
                 }
             }
         }
@@ -851,12 +857,12 @@ fn on_publish(
             {
                 tracing::warn!(%error, ?op, "shadow client is not taking messages; dropped");
             }
-            ack_now(&publish);
+            ack_now(publish);
         }
         _ => {
             metrics.dr_commands_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(topic = %publish.topic, "message on an unexpected topic dropped");
-            ack_now(&publish);
+            ack_now(publish);
         }
     }
 }

@@ -68,7 +68,7 @@ use crate::metrics::{Metrics, now_ms};
 use crate::reading::Reading;
 pub use link::{DevicePoll, Link, PointError, RequestError};
 use plan::{Plan, RegisterSpan};
-pub use poller::Hooks;
+pub use poller::{Hooks, SitePowerFeed};
 
 /// A device ready to poll: its settings and its request plan.
 #[derive(Debug, Clone)]

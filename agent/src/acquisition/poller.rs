@@ -17,12 +17,15 @@ use super::{DevicePlan, Endpoint};
 use crate::metrics::{Metrics, ModbusErrorKind, now_ms};
 use crate::reading::Reading;
 
+/// Where the site meter's import goes: `(timestamp ms, W)`.
+pub type SitePowerFeed = watch::Sender<Option<(i64, f64)>>;
+
 /// What acquisition shares with the rest of the agent beyond readings.
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
     /// The device whose `active_power` / `total` reading is the site's
     /// import, and where to publish it as `(timestamp ms, W)`.
-    pub site_power: Option<(Arc<str>, watch::Sender<Option<(i64, f64)>>)>,
+    pub site_power: Option<(Arc<str>, SitePowerFeed)>,
     /// A poll interval overriding every device's (`None`: as configured).
     pub poll_override: Option<watch::Receiver<Option<std::time::Duration>>>,
 }

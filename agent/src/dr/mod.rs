@@ -9,7 +9,8 @@
 //!
 //! Order of a command: decoded and checked by the uplink, handed here,
 //! applied to the timeline, the state and its `received` (and following)
-//! acknowledgements made durable, and only then PUBACKed. Every control
+//! acknowledgements made durable, and only then acknowledged to the broker
+//! (PUBACK). Every control
 //! interval the timeline advances on the local clock, so events end and
 //! loads are restored without any network.
 
@@ -190,6 +191,10 @@ impl Executor {
     }
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the select loop and its start-up read in one place"
+)]
 /// Runs DR until `shutdown` turns true. On stop the loads are left as the
 /// events want them; the next start resumes from the persisted state.
 pub async fn run(
@@ -286,7 +291,7 @@ pub async fn run(
                 let import = *site_power.borrow();
                 executor.step(import, &current).await;
                 // Measured power: every tick while an event runs, else every 5th.
-                if executor.timeline.busy() || tick_count % 5 == 0 {
+                if executor.timeline.busy() || tick_count.is_multiple_of(5) {
                     for (name, power) in executor.io.read_powers(&executor.metrics).await {
                         executor.timeline.set_power(&name, power);
                     }

@@ -3,7 +3,8 @@
 //!
 //! [`DrStore::save`] writes the state and the new acknowledgements, then
 //! flushes sled and `fsync`s its files ([`Buffer::make_durable`]). Only
-//! after it returns is a command PUBACKed or an acknowledgement offered to
+//! after it returns is a command acknowledged to the broker (PUBACK) or an
+//! acknowledgement offered to
 //! the uplink. An acknowledgement leaves the outbox when the broker's
 //! PUBACK for it arrives ([`DrStore::remove_ack`], not synced: a crash
 //! that takes the removal back sends it once more).
@@ -84,7 +85,7 @@ impl DrStore {
                     self.outbox.insert(key.to_be_bytes(), payload)?;
                 }
                 Err(error) => {
-                    tracing::error!(%error, ?ack, "acknowledgement does not encode; dropped")
+                    tracing::error!(%error, ?ack, "acknowledgement does not encode; dropped");
                 }
             }
         }

@@ -24,8 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use gridlink_protocol::openadr::{Interval, ObjectId, PayloadType, PayloadValue};
 use gridlink_protocol::{
-    AckState, Command, CommandAck, CommandAction, Event, LoadChangeCause, LoadState, Timestamp,
-    VenId,
+    AckState, Command, CommandAck, CommandAction, Event, IsoDuration, LoadChangeCause, LoadState,
+    Timestamp, VenId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -280,7 +280,7 @@ impl Timeline {
                 let range = event
                     .interval_period
                     .and_then(|p| p.randomize_start)
-                    .and_then(|d| d.millis())
+                    .and_then(IsoDuration::millis)
                     .unwrap_or(0);
                 let previous = self.state.events.remove(&id);
                 let offset_ms = match &previous {
@@ -438,7 +438,7 @@ impl Timeline {
             else {
                 continue;
             };
-            let limit_w = limit_kw * 1000.0;
+            let cap_w = limit_kw * 1000.0;
             // The loads this event governs on the coil channel, shedding order.
             let mut governed: Vec<&LoadSpec> = self
                 .config
@@ -452,7 +452,7 @@ impl Timeline {
             governed.sort_by_key(|l| l.priority);
             let shed = entry.capacity_shed.clone();
             let mut new_shed = shed.clone();
-            if import_w > limit_w {
+            if import_w > cap_w {
                 let mut expected = import_w;
                 for load in governed.iter().filter(|l| !shed.contains(&l.name)) {
                     let memory = self.state.loads.get(&load.name);
@@ -461,13 +461,13 @@ impl Timeline {
                     }
                     expected -= self.power_of(load);
                     new_shed.push(load.name.clone());
-                    if expected <= limit_w {
+                    if expected <= cap_w {
                         break;
                     }
                 }
             } else if let Some(last) = shed.last()
                 && let Some(load) = self.config.loads.iter().find(|l| &l.name == last)
-                && import_w + self.power_of(load) <= limit_w - self.config.restore_hysteresis_w
+                && import_w + self.power_of(load) <= cap_w - self.config.restore_hysteresis_w
             {
                 new_shed.pop();
             }
@@ -829,10 +829,9 @@ fn windows(event: &Event, received: i64, offset: u64) -> Vec<(i64, Option<i64>)>
         let duration = own
             .and_then(|p| p.duration)
             .or_else(|| base.and_then(|p| p.duration));
-        let end = match duration.and_then(|d| d.millis()) {
-            Some(ms) => Some(start.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
-            None => None,
-        };
+        let end = duration
+            .and_then(IsoDuration::millis)
+            .map(|ms| start.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
         previous_end = Some(end);
         out.push((
             start.saturating_add(offset),
