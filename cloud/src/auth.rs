@@ -52,15 +52,18 @@ pub enum Permission {
     Dispatch,
     /// Create API tokens.
     ManageTokens,
+    /// Change a VEN's desired settings through its device shadow.
+    ConfigureVens,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::ReadTelemetry,
         Self::RegisterVens,
         Self::Dispatch,
         Self::ManageTokens,
+        Self::ConfigureVens,
     ];
 
     /// What the permission lets a caller do, for messages ("read telemetry").
@@ -70,19 +73,22 @@ impl Permission {
             Self::RegisterVens => "register VENs",
             Self::Dispatch => "dispatch DR events",
             Self::ManageTokens => "manage API tokens",
+            Self::ConfigureVens => "configure VENs",
         }
     }
 }
 
 /// Whether `role` has `permission`: viewers read; installers read and
-/// register VENs; operators read and dispatch; admins do everything; VEN
-/// clients (OpenADR) have none of these.
+/// register VENs; operators read and dispatch; installers and operators
+/// also configure VENs (their shadow's desired settings); admins do
+/// everything; VEN clients (OpenADR) have none of these.
 pub const fn allows(role: Role, permission: Permission) -> bool {
     match (role, permission) {
         (Role::Admin, _)
         | (Role::Viewer | Role::Installer | Role::Operator, Permission::ReadTelemetry)
         | (Role::Installer, Permission::RegisterVens)
-        | (Role::Operator, Permission::Dispatch) => true,
+        | (Role::Operator, Permission::Dispatch)
+        | (Role::Installer | Role::Operator, Permission::ConfigureVens) => true,
         (Role::Viewer | Role::Installer | Role::Operator | Role::Ven, _) => false,
     }
 }
@@ -252,13 +258,13 @@ mod tests {
     #[test]
     fn permissions_by_role() {
         // Columns in the order of `Permission::ALL`: read telemetry,
-        // register VENs, dispatch, manage tokens.
+        // register VENs, dispatch, manage tokens, configure VENs.
         let table = [
-            (Role::Viewer, [true, false, false, false]),
-            (Role::Installer, [true, true, false, false]),
-            (Role::Operator, [true, false, true, false]),
-            (Role::Admin, [true, true, true, true]),
-            (Role::Ven, [false, false, false, false]),
+            (Role::Viewer, [true, false, false, false, false]),
+            (Role::Installer, [true, true, false, false, true]),
+            (Role::Operator, [true, false, true, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Ven, [false, false, false, false, false]),
         ];
         for role in Role::ALL {
             assert!(table.iter().any(|(r, _)| *r == role), "{role:?} is missing");

@@ -61,6 +61,9 @@ pub struct CloudConfig {
     /// How long raw readings are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The device shadow service.
+    #[serde(default)]
+    pub shadow: ShadowConfig,
 }
 
 /// Default of [`CloudConfig::database_url`]: SQLite in the working directory.
@@ -76,6 +79,7 @@ impl Default for CloudConfig {
             mqtt: MqttConfig::default(),
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
+            shadow: ShadowConfig::default(),
         }
     }
 }
@@ -331,6 +335,31 @@ impl RetentionConfig {
     }
 }
 
+/// `[shadow]`: the device shadow service (`crate::shadow`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowConfig {
+    /// Answer the AWS IoT shadow topics (`$aws/things/+/shadow/update` and
+    /// `/get`) and serve `PATCH /api/v1/vens/{id}/shadow`. Turn it off
+    /// where the broker runs the shadow itself (AWS IoT Core). Default
+    /// true. Env `GRIDLINK_SHADOW_ENABLED`.
+    #[serde(default = "default_shadow_enabled")]
+    pub enabled: bool,
+}
+
+/// Default of [`ShadowConfig::enabled`]: on, as Mosquitto has no shadow.
+pub const fn default_shadow_enabled() -> bool {
+    true
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            enabled: default_shadow_enabled(),
+        }
+    }
+}
+
 /// Why the configuration was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -511,6 +540,18 @@ pub const ENV_VARS: &[EnvVar] = &[
         setting: "retention.raw_days",
         apply: |c, v| {
             c.retention.raw_days = env_int(v, 0, 36_500)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_SHADOW_ENABLED",
+        setting: "shadow.enabled",
+        apply: |c, v| {
+            c.shadow.enabled = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+            };
             Ok(())
         },
     },

@@ -11,8 +11,10 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::config::{CloudConfig, RetentionConfig, redact_database_url};
+use crate::dispatch;
 use crate::ingest::{self, IngestSettings};
 use crate::metrics::Metrics;
+use crate::shadow::ShadowService;
 use crate::store::{AnyStore, Store};
 
 /// How often `serve` prepares partitions and deletes raw readings past
@@ -47,8 +49,17 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let metrics = Arc::new(Metrics::default());
-    let state = AppState::new(Arc::clone(&store), Arc::clone(&metrics))
+    let mut state = AppState::new(Arc::clone(&store), Arc::clone(&metrics))
         .with_max_points(config.http.max_points);
+    let shadow = if config.shadow.enabled {
+        let service = ShadowService::new(settings.clone(), Arc::clone(&metrics))
+            .context("starting the shadow service")?;
+        state = state.with_shadow(service.handle());
+        Some(service)
+    } else {
+        None
+    };
+    let dispatch_wake = Arc::clone(&state.dispatch_wake);
     let app = api::router(state);
     let (stop, stopped) = watch::channel(false);
 
@@ -70,8 +81,20 @@ pub async fn serve(
             .await;
         ("http", result.context("HTTP server"))
     });
+    let dispatch = dispatch::run(
+        settings.clone(),
+        Arc::clone(&store),
+        dispatch_wake,
+        Arc::clone(&metrics),
+        stopped.clone(),
+    );
+    tasks.spawn(async move { ("dispatch", dispatch.await.map_err(anyhow::Error::from)) });
     let ingest = ingest::run(settings, Arc::clone(&store), metrics, stopped.clone());
     tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
+    if let Some(service) = shadow {
+        let shadow = service.run(Arc::clone(&store), stopped.clone());
+        tasks.spawn(async move { ("shadow", shadow.await.map_err(anyhow::Error::from)) });
+    }
     tasks.spawn(retention(store, config.retention.clone(), stopped));
 
     let failure = tokio::select! {

@@ -16,10 +16,15 @@
 //!   acknowledgements: a request is acknowledged only after its document
 //!   is stored and its answers are queued, so a request that arrives while
 //!   the database is down waits at the broker.
-//! - Shared subscriptions (`$share/{group}/$aws/things/+/shadow/update` and
-//!   `.../get`): several `serve` processes split the requests. Documents are
-//!   written with an optimistic version check ([`ShadowStore`]), so two
-//!   processes (or a process and the API) never lose each other's update.
+//! - Plain subscriptions to `$aws/things/+/shadow/update` and `.../get`:
+//!   Mosquitto 2.0 does not deliver `$aws/...` topics through a shared
+//!   subscription (`$share/{group}/$aws/...` gets nothing;
+//!   `tests/shadow.rs` checks this, so a broker that starts delivering them
+//!   is noticed). Run the shadow service in ONE `serve` process
+//!   (`shadow.enabled = false` in the others), or every process answers
+//!   every request. Documents are still written with an optimistic version
+//!   check ([`ShadowStore`]), so the service and the API never lose each
+//!   other's updates.
 //! - The API's `PATCH /api/v1/vens/{id}/shadow` stores a desired change
 //!   itself ([`update`]) and publishes its answers through this client's
 //!   [`ShadowHandle`].
@@ -70,7 +75,10 @@ pub struct ShadowMetrics {
 impl ShadowMetrics {
     /// Counts a rejection with `code`.
     pub fn rejected(&self, code: u16) {
-        let i = CODES.iter().position(|&c| c == code).unwrap_or(CODES.len() - 1);
+        let i = CODES
+            .iter()
+            .position(|&c| c == code)
+            .unwrap_or(CODES.len() - 1);
         self.rejected[i].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -301,7 +309,11 @@ impl ShadowHandle {
     /// everything was queued.
     pub fn publish_update(&self, ven_id: &VenId, updated: &Updated) -> bool {
         let mut queued = true;
-        for (topic, payload) in answers(ven_id, ShadowOp::Update, &Ok(Answer::Updated(updated.clone()))) {
+        for (topic, payload) in answers(
+            ven_id,
+            ShadowOp::Update,
+            &Ok(Answer::Updated(updated.clone())),
+        ) {
             let is_delta = topic.kind == TopicKind::Shadow(ShadowOp::UpdateDelta);
             match self
                 .client
@@ -375,14 +387,15 @@ impl ShadowService {
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
         let Self {
-            settings,
+            settings: _,
             client,
             mut eventloop,
             metrics,
         } = self;
+        // Not shared: Mosquitto does not deliver `$aws/...` through `$share/`.
         let filters: Vec<String> = [ShadowOp::Update, ShadowOp::Get]
             .into_iter()
-            .map(|op| TopicKind::Shadow(op).shared_filter(&settings.share_group))
+            .map(|op| TopicKind::Shadow(op).wildcard_filter())
             .collect();
         let (tx, mut rx) = mpsc::channel::<(Publish, u64)>(CHANNEL);
         let generation = Arc::new(AtomicU64::new(0));
@@ -446,14 +459,15 @@ impl ShadowService {
             let Some((publish, received_in)) = next else {
                 break;
             };
-            let Some(done) = handle(&*store, &client, &metrics, &publish, &mut shutdown).await
-            else {
+            if !handle(&*store, &client, &metrics, &publish, &mut shutdown).await {
                 break; // shutting down with the database away: not acknowledged
-            };
-            if done && received_in == generation.load(Ordering::SeqCst) {
-                if let Err(error) = client.try_ack(&publish) {
-                    tracing::warn!(%error, "cannot queue an acknowledgement; the broker will redeliver");
-                }
+            }
+            // An acknowledgement for an earlier connection's packet id would
+            // acknowledge the wrong message: the broker redelivers instead.
+            if received_in == generation.load(Ordering::SeqCst)
+                && let Err(error) = client.try_ack(&publish)
+            {
+                tracing::warn!(%error, "cannot queue an acknowledgement; the broker will redeliver");
             }
         }
         let _ = client.try_disconnect();
@@ -470,28 +484,27 @@ fn now_s() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Answers one request. `Some(true)`: answered (acknowledge it);
-/// `None`: shutdown came while the database was away (leave it to the
-/// broker).
+/// Answers one request. `true`: answered (acknowledge it); `false`:
+/// shutdown came while the database was away (leave it to the broker).
 async fn handle<S: ShadowStore>(
     store: &S,
     client: &AsyncClient,
     metrics: &Metrics,
     publish: &Publish,
     shutdown: &mut watch::Receiver<bool>,
-) -> Option<bool> {
+) -> bool {
     let topic = match Topic::parse(&publish.topic) {
         Ok(topic) => topic,
         Err(error) => {
             tracing::warn!(%error, "shadow service: not a shadow topic; dropped");
-            return Some(true);
+            return true;
         }
     };
     let op = match topic.kind {
         TopicKind::Shadow(op @ (ShadowOp::Update | ShadowOp::Get)) => op,
         other => {
             tracing::warn!(topic = %publish.topic, ?other, "shadow service: not a request; dropped");
-            return Some(true);
+            return true;
         }
     };
     let ven_id = topic.ven_id;
@@ -527,11 +540,11 @@ async fn handle<S: ShadowStore>(
                     Err(StoreError::Unavailable(error)) => {
                         tracing::warn!(%error, ?delay, "shadow: database unavailable; retrying, not acknowledged");
                         if *shutdown.borrow() {
-                            return None;
+                            return false;
                         }
                         tokio::select! {
                             () = tokio::time::sleep(delay) => {}
-                            _ = shutdown.wait_for(|&stop| stop) => return None,
+                            _ = shutdown.wait_for(|&stop| stop) => return false,
                         }
                         delay = (delay * 2).min(Duration::from_secs(5));
                     }
@@ -572,5 +585,5 @@ async fn handle<S: ShadowStore>(
             tracing::warn!(%error, %topic, "cannot queue a shadow answer");
         }
     }
-    Some(true)
+    true
 }

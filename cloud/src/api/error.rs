@@ -68,6 +68,13 @@ pub enum ApiError {
     /// No such VEN (404).
     #[error("unknown VEN {0}")]
     UnknownVen(VenId),
+    /// The VEN has no device shadow yet (404).
+    #[error("no shadow for {0}")]
+    NoShadow(VenId),
+    /// This cloud does not run the device shadow (`shadow.enabled =
+    /// false`: the broker's shadow service keeps it) (503).
+    #[error("the device shadow is not served here")]
+    ShadowOff,
     /// No route has this path (404).
     #[error("no route for {0}")]
     NoRoute(String),
@@ -101,11 +108,11 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::InvalidParams(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { status, .. } => *status,
-            Self::UnknownVen(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::UnknownVen(_) | Self::NoShadow(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ShadowOff => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,6 +125,8 @@ impl ApiError {
             Self::InvalidParams(_) => "invalid-parameter",
             Self::InvalidBody { .. } => "invalid-body",
             Self::UnknownVen(_) => "unknown-ven",
+            Self::NoShadow(_) => "no-shadow",
+            Self::ShadowOff => "shadow-off",
             Self::NoRoute(_) => "not-found",
             Self::MethodNotAllowed(_) => "method-not-allowed",
             Self::Conflict(_) => "conflict",
@@ -134,6 +143,8 @@ impl ApiError {
             Self::InvalidParams(_) => "Invalid parameter",
             Self::InvalidBody { .. } => "Invalid request body",
             Self::UnknownVen(_) => "Unknown VEN",
+            Self::NoShadow(_) => "No shadow",
+            Self::ShadowOff => "Shadow not served here",
             Self::NoRoute(_) => "Not found",
             Self::MethodNotAllowed(_) => "Method not allowed",
             Self::Conflict(_) => "Conflict",
@@ -163,6 +174,10 @@ impl ApiError {
                 .join("; "),
             Self::InvalidBody { detail, .. } => detail.clone(),
             Self::UnknownVen(ven) => format!("no VEN {:?} is known", ven.as_str()),
+            Self::NoShadow(ven) => format!("No shadow exists with name: {ven}"),
+            Self::ShadowOff => "this cloud does not run the device shadow (shadow.enabled = false): \
+                the broker's shadow service (AWS IoT) keeps it"
+                .into(),
             Self::NoRoute(path) => {
                 format!("no route for {path}; the routes are listed in /openapi.json")
             }

@@ -24,6 +24,7 @@ mod openapi;
 mod params;
 mod request_metrics;
 mod series;
+mod shadow;
 mod tokens;
 mod vens;
 
@@ -53,6 +54,10 @@ pub struct AppState<S> {
     pub requests: Arc<RequestMetrics>,
     /// Most points in one series or network answer (`http.max_points`).
     pub max_points: u32,
+    /// The device shadow service's client, through which `PATCH
+    /// /api/v1/vens/{id}/shadow` publishes; `None` where the broker runs
+    /// the shadow (`shadow.enabled = false`), and that route answers 503.
+    pub shadow: Option<crate::shadow::ShadowHandle>,
 }
 
 impl<S> AppState<S> {
@@ -63,7 +68,15 @@ impl<S> AppState<S> {
             metrics,
             requests: Arc::new(RequestMetrics::default()),
             max_points: default_max_points(),
+            shadow: None,
         }
+    }
+
+    /// The same state with the shadow service's handle.
+    #[must_use]
+    pub fn with_shadow(mut self, handle: crate::shadow::ShadowHandle) -> Self {
+        self.shadow = Some(handle);
+        self
     }
 
     /// The same state with another point limit (at least 10, as
@@ -82,6 +95,7 @@ impl<S> Clone for AppState<S> {
             metrics: Arc::clone(&self.metrics),
             requests: Arc::clone(&self.requests),
             max_points: self.max_points,
+            shadow: self.shadow.clone(),
         }
     }
 }
@@ -107,11 +121,15 @@ pub enum Operation {
     Network,
     /// `POST /api/v1/tokens`: issue an API token.
     CreateToken,
+    /// `GET /api/v1/vens/{id}/shadow`: a VEN's device shadow.
+    GetShadow,
+    /// `PATCH /api/v1/vens/{id}/shadow`: change a VEN's desired settings.
+    PatchShadow,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -121,6 +139,8 @@ impl Operation {
         Self::Series,
         Self::Network,
         Self::CreateToken,
+        Self::GetShadow,
+        Self::PatchShadow,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -135,6 +155,7 @@ impl Operation {
             Self::Series => "/api/v1/series",
             Self::Network => "/api/v1/network",
             Self::CreateToken => "/api/v1/tokens",
+            Self::GetShadow | Self::PatchShadow => "/api/v1/vens/{id}/shadow",
         }
     }
 
@@ -142,6 +163,7 @@ impl Operation {
     pub fn method(self) -> Method {
         match self {
             Self::CreateToken => Method::POST,
+            Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
     }
@@ -150,9 +172,13 @@ impl Operation {
     pub const fn permission(self) -> Option<Permission> {
         match self {
             Self::Health | Self::Metrics | Self::OpenApi => None,
-            Self::ListVens | Self::GetVen | Self::ListLoads | Self::Series | Self::Network => {
-                Some(Permission::ReadTelemetry)
-            }
+            Self::ListVens
+            | Self::GetVen
+            | Self::ListLoads
+            | Self::Series
+            | Self::Network
+            | Self::GetShadow => Some(Permission::ReadTelemetry),
+            Self::PatchShadow => Some(Permission::ConfigureVens),
             Self::CreateToken => Some(Permission::ManageTokens),
         }
     }
@@ -169,6 +195,8 @@ impl Operation {
             Self::Series => "getSeries",
             Self::Network => "getNetwork",
             Self::CreateToken => "createToken",
+            Self::GetShadow => "getVenShadow",
+            Self::PatchShadow => "patchVenShadow",
         }
     }
 
@@ -184,6 +212,8 @@ impl Operation {
             Self::Series => on(filter, series::series::<S>),
             Self::Network => on(filter, series::network::<S>),
             Self::CreateToken => on(filter, tokens::create::<S>),
+            Self::GetShadow => on(filter, shadow::get::<S>),
+            Self::PatchShadow => on(filter, shadow::patch::<S>),
         }
     }
 }

@@ -38,7 +38,8 @@ pub fn openapi_document() -> Value {
         "tags": [
             { "name": "operations", "description": "Health, metrics and this document." },
             { "name": "telemetry", "description": "VENs, loads and data over time." },
-            { "name": "auth", "description": "API tokens." }
+            { "name": "auth", "description": "API tokens." },
+            { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." }
         ],
         "paths": paths,
         "components": {
@@ -277,6 +278,53 @@ fn describe(operation: Operation) -> Value {
                 "422": problem_response("The body does not fit the schema."),
             }
         }),
+        Operation::GetShadow => json!({
+            "tags": ["shadow"],
+            "summary": "A VEN's device shadow",
+            "description": "The document as `$aws/things/{venId}/shadow/get/accepted` shows it: \
+                desired settings, the state the agent reported, their delta, the version.",
+            "parameters": [ven_id_path()],
+            "responses": {
+                "200": ok_json("The shadow.", "Shadow"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+                "404": problem_response("The VEN has no shadow yet (`no-shadow`)."),
+            }
+        }),
+        Operation::PatchShadow => json!({
+            "tags": ["shadow"],
+            "summary": "Change a VEN's desired settings",
+            "description": "Merges `desired` into the shadow's desired state key by key (`null` \
+                deletes a key, `\"desired\": null` clears it), stores the document with version + 1 \
+                and publishes `update/accepted` and `update/delta` to the VEN. Keys are checked \
+                against the settings the agent accepts; whether a value lies inside the agent's \
+                hard limits only the agent knows: it refuses one outside them and reports why in \
+                `reported.rejected`. Installer, operator and admin tokens.",
+            "parameters": [ven_id_path()],
+            "requestBody": {
+                "required": true,
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ShadowPatch" } } }
+            },
+            "responses": {
+                "200": ok_json("The shadow after the change.", "Shadow"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+                "404": { "$ref": "#/components/responses/UnknownVen" },
+                "409": problem_response("`version` is not the shadow's current version (`conflict`)."),
+                "415": problem_response("The body is not `application/json`."),
+            }
+        }),
+        Operation::GetVenGroups
+        | Operation::SetVenGroups
+        | Operation::SearchPrograms
+        | Operation::CreateProgram
+        | Operation::GetProgram
+        | Operation::UpdateProgram
+        | Operation::DeleteProgram
+        | Operation::SearchEvents
+        | Operation::CreateEvent
+        | Operation::GetEvent
+        | Operation::UpdateEvent
+        | Operation::DeleteEvent
+        | Operation::EventStatus => super::openapi_dr::describe(operation).unwrap_or_default(),
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());
@@ -333,8 +381,9 @@ fn schemas() -> Value {
                 "type": {
                     "type": "string", "format": "uri",
                     "description": "`urn:gridlink:problem:` and one of unauthenticated, forbidden, \
-                        invalid-parameter, invalid-body, unknown-ven, not-found, \
-                        method-not-allowed, conflict, unprocessable, unavailable, internal."
+                        invalid-parameter, invalid-body, unknown-ven, no-shadow, not-found, \
+                        method-not-allowed, conflict, unprocessable, unavailable, shadow-off, \
+                        internal."
                 },
                 "title": { "type": "string" },
                 "status": { "type": "integer" },
@@ -462,6 +511,49 @@ fn schemas() -> Value {
                 "vens_total": { "type": "integer", "description": "VENs known now." },
                 "vens_online": { "type": "integer", "description": "VENs whose last status says online." },
                 "points": { "type": "array", "items": { "$ref": "#/components/schemas/NetworkPoint" } }
+            }
+        },
+        "Shadow": {
+            "type": "object",
+            "description": "A device shadow (AWS IoT classic shadow, without metadata).",
+            "required": ["state", "version", "timestamp"],
+            "properties": {
+                "state": {
+                    "type": "object",
+                    "properties": {
+                        "desired": { "type": "object", "description": "Settings asked for (absent if none)." },
+                        "reported": { "type": "object", "description": "The agent's state: agent_version, \
+                            config_digest, poll_interval_ms, max_shed_s, loads, buffer, dr, limits, rejected." },
+                        "delta": { "type": "object", "description": "Desired keys that differ from reported." }
+                    }
+                },
+                "version": { "type": "integer", "description": "One more per accepted update." },
+                "timestamp": { "type": "integer", "description": "Last update, seconds since the epoch." }
+            }
+        },
+        "ShadowPatch": {
+            "type": "object",
+            "required": ["desired"],
+            "additionalProperties": false,
+            "properties": {
+                "desired": {
+                    "type": ["object", "null"],
+                    "additionalProperties": false,
+                    "description": "Merged into desired; null deletes a key.",
+                    "properties": {
+                        "poll_interval_ms": { "type": ["integer", "null"], "minimum": 1 },
+                        "max_shed_s": { "type": ["integer", "null"], "minimum": 0 },
+                        "loads": {
+                            "type": ["object", "null"],
+                            "additionalProperties": {
+                                "type": ["object", "null"],
+                                "additionalProperties": false,
+                                "properties": { "dr_participation": { "type": ["boolean", "null"] } }
+                            }
+                        }
+                    }
+                },
+                "version": { "type": "integer", "minimum": 0, "description": "Apply only to this version (else 409)." }
             }
         },
         "TokenRequest": {

@@ -127,9 +127,16 @@ timeout_ms = 1000
         }
     }
     if dr {
-        let _ = write!(
-            toml,
-            r#"
+        dr_sections(&mut toml, site, modbus);
+    }
+    toml
+}
+
+/// Appends `[dr]` and one `[[loads]]` table per load of `site`.
+fn dr_sections(toml: &mut String, site: &Site, modbus: SocketAddr) {
+    let _ = write!(
+        toml,
+        r#"
 [dr]
 site_meter = "{SITE_METER}"
 max_shed_s = 3600
@@ -140,12 +147,12 @@ snapshot_interval_s = 60
 write_timeout_ms = 1000
 write_retries = 3
 "#
-        );
-        for k in 1..=config.loads {
-            let Some(load) = site.load(k) else { continue };
-            let _ = write!(
-                toml,
-                r#"
+    );
+    for k in 1..=site.config().loads {
+        let Some(load) = site.load(k) else { continue };
+        let _ = write!(
+            toml,
+            r#"
 [[loads]]
 name = "load-{k}"
 controller = "tcp://{modbus}"
@@ -158,14 +165,12 @@ priority = {k}
 simple_level = {level}
 never_switch = false
 "#,
-                coil = k - 1,
-                power = 4096 + 2 * (u32::from(k) - 1),
-                rated = f64::from(load.rated_power_w),
-                level = simple_level(k),
-            );
-        }
+            coil = k - 1,
+            power = 4096 + 2 * (u32::from(k) - 1),
+            rated = f64::from(load.rated_power_w),
+            level = simple_level(k),
+        );
     }
-    toml
 }
 
 /// The SIMPLE level from which load `k` is shed: loads 1 and 2 at level 1,

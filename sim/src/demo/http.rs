@@ -2,6 +2,7 @@
 //! to wait for the cloud's API and for tests to call it (the workspace has
 //! no HTTP client crate, and the demo needs nothing more).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -70,13 +71,14 @@ pub async fn request(
             "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
         );
         if let Some(token) = token {
-            head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+            let _ = write!(head, "Authorization: Bearer {token}\r\n");
         }
         if let Some(body) = body {
-            head.push_str(&format!(
+            let _ = write!(
+                head,
                 "Content-Type: application/json\r\nContent-Length: {}\r\n",
                 body.len()
-            ));
+            );
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await?;

@@ -5,8 +5,9 @@
 //! 1. a demo CA and certificates ([`gridlink_provision::pki::TestPki`]):
 //!    the broker's server certificate for 127.0.0.1/localhost, the cloud's
 //!    `backend` certificate and one certificate per VEN (`pki/`);
-//! 2. an embedded MQTT broker, rumqttd with TLS and client certificates
-//!    ([`broker`]; it does not isolate VENs' topics, see there);
+//! 2. an embedded MQTT broker ([`broker`]): TLS with client certificates,
+//!    the device policy enforced (each VEN only its own topics), QoS 1,
+//!    persistent sessions, shared subscriptions, retained messages, wills;
 //! 3. N simulated sites ([`Site`] on Modbus TCP, loopback, free ports): a
 //!    main meter, a PV and a heat-pump sub-meter and 4 loads each, seeds
 //!    `seed`, `seed + 1`, ...;
@@ -17,8 +18,7 @@
 //! When every VEN's readings are visible through the API it sends a
 //! [`Ready`] (addresses, token, ready-made requests), then runs until
 //! `shutdown` completes: the agents stop first (they drain their buffers
-//! to the broker), then the cloud. rumqttd has no stop API; its threads
-//! end with the process.
+//! to the broker), then the cloud, then the broker.
 
 mod agent_toml;
 pub mod broker;
@@ -27,12 +27,13 @@ pub mod http;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use gridlink_cloud::config::CloudConfig;
 use gridlink_cloud::store::{Role, Store as _};
-use gridlink_protocol::VenId;
+use gridlink_protocol::{ShadowOp, TopicKind, VenId};
 use gridlink_provision::pki::TestPki;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
@@ -50,8 +51,11 @@ pub const LOADS_PER_SITE: u16 = 4;
 /// How long [`run`] waits for every VEN's first readings before it reports
 /// ready anyway (with a warning).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long the cloud gets to acknowledge the agents' last messages
-/// before it stops (see [`run`]).
+/// How long the demo waits for the cloud's subscriptions before it starts
+/// the agents anyway.
+const CLOUD_SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the cloud gets to store and acknowledge the agents' last
+/// messages before it stops.
 const CLOUD_SETTLE: Duration = Duration::from_secs(1);
 /// How long the agents get to drain and stop.
 const AGENT_STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -169,7 +173,7 @@ impl Ready {
         );
         let _ = writeln!(
             text,
-            "  broker   mqtts://{}  (rumqttd, client certificates in {})",
+            "  broker   mqtts://{}  (embedded, client certificates in {})",
             self.broker,
             self.dir.join("pki").display()
         );
@@ -185,7 +189,7 @@ impl Ready {
                 site.config.display()
             );
         }
-        let _ = writeln!(text, "  WARNING  {}", broker::ISOLATION_WARNING);
+        let _ = writeln!(text, "  note     {}", broker::BROKER_NOTICE);
         if !self.dr {
             let _ = writeln!(
                 text,
@@ -246,29 +250,13 @@ pub async fn run(
         "--sites must be 1 to {MAX_SITES}, not {}",
         options.sites
     );
-    // rumqttc and the agents use rustls 0.23 with ring; make ring the
-    // process default so no builder has to choose. (rumqttd uses its own
-    // rustls 0.22, also on ring.) Fails only if a default is already set.
+    // Everything here uses rustls 0.23 with ring; make ring the process
+    // default so no builder has to choose. Fails only if a default is
+    // already set.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing::warn!("{}", broker::ISOLATION_WARNING);
 
     // Kept alive until the end of `run`; removes a temporary directory.
-    let (dir, _temporary) = match &options.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let dir = std::fs::canonicalize(dir)
-                .with_context(|| format!("cannot resolve {}", dir.display()))?;
-            (dir, None)
-        }
-        None => {
-            let temporary = tempfile::Builder::new()
-                .prefix("gridlink-demo-")
-                .tempdir()
-                .context("cannot create a temporary directory")?;
-            (temporary.path().to_path_buf(), Some(temporary))
-        }
-    };
+    let (dir, _temporary) = demo_dir(options.dir.as_deref())?;
 
     let ven_ids = (1..=options.sites)
         .map(|i| VenId::new(format!("site-{i}")))
@@ -279,9 +267,8 @@ pub async fn run(
         .with_context(|| format!("cannot create {}", pki_dir.display()))?;
     let pki = TestPki::generate(&pki_dir, &ven_ids).context("creating the demo CA")?;
 
-    let broker_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, broker::free_port()?));
     let broker = broker::start(
-        broker_addr,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         broker::BrokerTls {
             ca: pki.ca_cert(),
             cert: &pki.server().cert,
@@ -289,85 +276,20 @@ pub async fn run(
         },
     )
     .await?;
+    let broker_addr = broker.addr();
     tracing::info!(broker = %broker_addr, "embedded MQTT broker listening (TLS, client certificates)");
+    tracing::info!("{}", broker::BROKER_NOTICE);
 
-    // The simulated sites.
-    let mut simulators = JoinSet::new();
-    let mut sites = Vec::new();
-    for (i, ven) in (0u64..).zip(&ven_ids) {
-        let site = Site::new(SiteConfig {
-            meters: METERS_PER_SITE,
-            loads: LOADS_PER_SITE,
-            seed: options.seed.wrapping_add(i),
-            ..SiteConfig::default()
-        })
-        .context("demo site")?;
-        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .context("cannot listen for Modbus TCP")?;
-        let modbus = listener.local_addr()?;
-        simulators.spawn(serve_tcp(site.clone(), listener));
-        tracing::info!(ven = %ven, %modbus, seed = site.config().seed, "simulated site");
-        sites.push((ven.clone(), site, modbus));
-    }
+    let (simulators, sites) = start_sites(&ven_ids, options.seed).await?;
 
-    // The cloud, with an operator token.
-    let http_port = match options.http_port {
-        0 => broker::free_port()?,
-        port => port,
-    };
-    let api = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
-    let cloud_config = cloud_config(&dir, api, broker_addr, &pki)?;
-    let settings = cloud_config.ingest_settings()?;
-    let token = create_token(&cloud_config).await?;
-    let (stop_cloud, cloud_stop) = oneshot::channel::<()>();
-    let mut cloud = tokio::spawn(gridlink_cloud::server::serve(
-        cloud_config,
-        settings,
-        async move {
-            let _ = cloud_stop.await;
-        },
-    ));
+    let (api, token, stop_cloud, mut cloud) =
+        start_cloud(&dir, options.http_port, broker_addr, &pki).await?;
 
-    // The agents.
+    // The agents, once the cloud has subscribed: a VEN's first status is
+    // retained, but retained messages do not reach shared subscriptions.
+    wait_for_cloud_subscriptions(&broker, &mut cloud).await?;
     let (stop_agents, agents_stop) = watch::channel(false);
-    let mut agents = JoinSet::new();
-    let mut demo_sites = Vec::new();
-    let mut dr = true;
-    for (ven, site, modbus) in &sites {
-        let identity = pki
-            .identity(ven.as_str())
-            .context("the VEN's certificate is missing")?;
-        let agent_dir = dir.join("agents").join(ven.as_str());
-        std::fs::create_dir_all(&agent_dir)
-            .with_context(|| format!("cannot create {}", agent_dir.display()))?;
-        let health = SocketAddr::from((Ipv4Addr::LOCALHOST, broker::free_port()?));
-        let paths = AgentPaths {
-            broker: broker_addr,
-            ca: pki.ca_cert(),
-            cert: &identity.cert,
-            key: &identity.key,
-            buffer: &agent_dir.join("buffer"),
-            health,
-            modbus: *modbus,
-        };
-        let config_path = agent_dir.join("agent.toml");
-        let (text, config) = agent_config(ven.as_str(), site, paths, &config_path, &mut dr)?;
-        std::fs::write(&config_path, text)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let name = ven.as_str().to_owned();
-        let stop = agents_stop.clone();
-        agents.spawn(async move {
-            let result = gridlink_agent::service::run(config, stop).await;
-            (name, result)
-        });
-        demo_sites.push(DemoSite {
-            ven_id: ven.as_str().to_owned(),
-            modbus: *modbus,
-            health,
-            config: config_path,
-        });
-    }
+    let (mut agents, demo_sites, dr) = start_agents(&dir, &pki, broker_addr, &sites, &agents_stop)?;
 
     let mut ready_info = Ready {
         api,
@@ -418,6 +340,147 @@ pub async fn run(
         tracing::info!("stopping: agents first (they drain their buffers), then the cloud");
     }
 
+    let cloud_result = stop_all(
+        Running {
+            stop_agents,
+            agents,
+            stop_cloud,
+            cloud,
+            simulators,
+            broker,
+        },
+        failure.is_some(),
+    )
+    .await;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    cloud_result?;
+    tracing::info!("demo stopped");
+    Ok(())
+}
+
+/// The demo directory: `dir` (created, kept) or a new temporary directory
+/// (removed when the returned guard is dropped).
+fn demo_dir(dir: Option<&Path>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let dir = std::fs::canonicalize(dir)
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        Ok((dir, None))
+    } else {
+        let temporary = tempfile::Builder::new()
+            .prefix("gridlink-demo-")
+            .tempdir()
+            .context("cannot create a temporary directory")?;
+        Ok((temporary.path().to_path_buf(), Some(temporary)))
+    }
+}
+
+/// A simulated site served on Modbus TCP, and its VEN.
+type SimulatedSite = (VenId, Site, SocketAddr);
+
+/// Starts one simulated site per VEN on a free loopback port.
+async fn start_sites(
+    ven_ids: &[VenId],
+    seed: u64,
+) -> anyhow::Result<(JoinSet<std::io::Result<()>>, Vec<SimulatedSite>)> {
+    let mut simulators = JoinSet::new();
+    let mut sites = Vec::new();
+    for (i, ven) in (0u64..).zip(ven_ids) {
+        let site = Site::new(SiteConfig {
+            meters: METERS_PER_SITE,
+            loads: LOADS_PER_SITE,
+            seed: seed.wrapping_add(i),
+            ..SiteConfig::default()
+        })
+        .context("demo site")?;
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("cannot listen for Modbus TCP")?;
+        let modbus = listener.local_addr()?;
+        simulators.spawn(serve_tcp(site.clone(), listener));
+        tracing::info!(ven = %ven, %modbus, seed = site.config().seed, "simulated site");
+        sites.push((ven.clone(), site, modbus));
+    }
+    Ok((simulators, sites))
+}
+
+/// The agents' tasks: each returns its VEN id and how it ended.
+type AgentTasks = JoinSet<(String, anyhow::Result<gridlink_agent::service::Summary>)>;
+
+/// Writes each site's agent config and starts its agent; returns the
+/// tasks, the sites as [`Ready`] shows them, and whether the configs carry
+/// the DR sections.
+fn start_agents(
+    dir: &Path,
+    pki: &TestPki,
+    broker: SocketAddr,
+    sites: &[SimulatedSite],
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<(AgentTasks, Vec<DemoSite>, bool)> {
+    let mut agents = JoinSet::new();
+    let mut demo_sites = Vec::new();
+    let mut dr = true;
+    for (ven, site, modbus) in sites {
+        let identity = pki
+            .identity(ven.as_str())
+            .context("the VEN's certificate is missing")?;
+        let agent_dir = dir.join("agents").join(ven.as_str());
+        std::fs::create_dir_all(&agent_dir)
+            .with_context(|| format!("cannot create {}", agent_dir.display()))?;
+        let health = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?));
+        let paths = AgentPaths {
+            broker,
+            ca: pki.ca_cert(),
+            cert: &identity.cert,
+            key: &identity.key,
+            buffer: &agent_dir.join("buffer"),
+            health,
+            modbus: *modbus,
+        };
+        let config_path = agent_dir.join("agent.toml");
+        let (text, config) = agent_config(ven.as_str(), site, paths, &config_path, &mut dr)?;
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let name = ven.as_str().to_owned();
+        let stop = stop.clone();
+        agents.spawn(async move {
+            let result = gridlink_agent::service::run(config, stop).await;
+            (name, result)
+        });
+        demo_sites.push(DemoSite {
+            ven_id: ven.as_str().to_owned(),
+            modbus: *modbus,
+            health,
+            config: config_path,
+        });
+    }
+    Ok((agents, demo_sites, dr))
+}
+
+/// What [`stop_all`] stops.
+struct Running {
+    stop_agents: watch::Sender<bool>,
+    agents: AgentTasks,
+    stop_cloud: oneshot::Sender<()>,
+    cloud: CloudTask,
+    simulators: JoinSet<std::io::Result<()>>,
+    broker: broker::EmbeddedBroker,
+}
+
+/// Stops the agents (they drain to the broker), then the cloud, the
+/// simulators and the broker; returns how the cloud stopped. `failed`: the
+/// demo is stopping because something failed (no grace period).
+async fn stop_all(running: Running, failed: bool) -> anyhow::Result<()> {
+    let Running {
+        stop_agents,
+        mut agents,
+        stop_cloud,
+        mut cloud,
+        mut simulators,
+        broker,
+    } = running;
     let _ = stop_agents.send(true);
     let drain = async {
         while let Some(joined) = agents.join_next().await {
@@ -441,14 +504,12 @@ pub async fn run(
         tracing::warn!(timeout = ?AGENT_STOP_TIMEOUT, "agents did not stop in time; aborting them");
         agents.abort_all();
     }
-    // Let the cloud acknowledge what the agents sent last before it
-    // disconnects: rumqttd 0.20's router panics when a persistent session
-    // with a shared subscription leaves with messages in flight.
-    if failure.is_none() {
+    // Let the cloud store and acknowledge what the agents sent last.
+    if !failed {
         tokio::time::sleep(CLOUD_SETTLE).await;
     }
     let _ = stop_cloud.send(());
-    let cloud_result = if cloud.is_finished() && failure.is_some() {
+    let cloud_result = if cloud.is_finished() && failed {
         Ok(())
     } else {
         match (&mut cloud).await {
@@ -458,13 +519,50 @@ pub async fn run(
     };
     simulators.abort_all();
     while simulators.join_next().await.is_some() {}
-    drop(pki);
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    cloud_result?;
-    tracing::info!("demo stopped");
-    Ok(())
+    let stats = broker.stats();
+    tracing::info!(
+        connections = stats.connections.load(Ordering::Relaxed),
+        refused = stats.refused.load(Ordering::Relaxed),
+        published = stats.published.load(Ordering::Relaxed),
+        delivered = stats.delivered.load(Ordering::Relaxed),
+        denied_publishes = stats.denied_publishes.load(Ordering::Relaxed),
+        denied_subscriptions = stats.denied_subscriptions.load(Ordering::Relaxed),
+        dropped = stats.dropped.load(Ordering::Relaxed),
+        "MQTT broker stopping"
+    );
+    broker.stop().await;
+    cloud_result
+}
+
+/// The cloud's task, stopped through its oneshot.
+type CloudTask = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// Starts the cloud on SQLite in `dir`, its API on `http_port` (0: a free
+/// port), with a new operator token; returns the API address, the token,
+/// the stop sender and the task.
+async fn start_cloud(
+    dir: &Path,
+    http_port: u16,
+    broker: SocketAddr,
+    pki: &TestPki,
+) -> anyhow::Result<(SocketAddr, String, oneshot::Sender<()>, CloudTask)> {
+    let http_port = match http_port {
+        0 => free_port()?,
+        port => port,
+    };
+    let api = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
+    let cloud_config = cloud_config(dir, api, broker, pki)?;
+    let settings = cloud_config.ingest_settings()?;
+    let token = create_token(&cloud_config).await?;
+    let (stop_cloud, cloud_stop) = oneshot::channel::<()>();
+    let cloud = tokio::spawn(gridlink_cloud::server::serve(
+        cloud_config,
+        settings,
+        async move {
+            let _ = cloud_stop.await;
+        },
+    ));
+    Ok((api, token, stop_cloud, cloud))
 }
 
 /// The cloud's configuration, through its own loader: SQLite in `dir`, the
@@ -547,6 +645,52 @@ fn agent_config(
     Ok((text, config))
 }
 
+/// Waits (up to [`CLOUD_SUBSCRIBE_TIMEOUT`]) until the cloud has
+/// subscribed to the VENs' topics at the broker; fails if the cloud stops.
+async fn wait_for_cloud_subscriptions(
+    broker: &broker::EmbeddedBroker,
+    cloud: &mut CloudTask,
+) -> anyhow::Result<()> {
+    let group = gridlink_cloud::config::default_share_group();
+    let mut filters: Vec<String> = [
+        TopicKind::Meter,
+        TopicKind::Status,
+        TopicKind::Loads,
+        TopicKind::Ack,
+    ]
+    .into_iter()
+    .map(|kind| kind.shared_filter(&group))
+    .collect();
+    filters.extend(
+        [ShadowOp::Update, ShadowOp::Get].map(|op| TopicKind::Shadow(op).wildcard_filter()),
+    );
+    let deadline = tokio::time::Instant::now() + CLOUD_SUBSCRIBE_TIMEOUT;
+    loop {
+        if cloud.is_finished() {
+            return match cloud.await {
+                Ok(Ok(())) => Err(anyhow::anyhow!("the cloud stopped on its own")),
+                Ok(Err(error)) => Err(error.context("the cloud failed")),
+                Err(error) => Err(anyhow::Error::new(error).context("the cloud panicked")),
+            };
+        }
+        let missing: Vec<&String> = filters
+            .iter()
+            .filter(|f| !broker.has_subscription(f))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?missing,
+                "the cloud has not subscribed to these yet; starting the agents anyway"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until `/api/v1/vens` lists every VEN in `vens` with a reading;
 /// true if that happened within [`READY_TIMEOUT`].
 async fn wait_for_vens(api: SocketAddr, token: String, vens: Vec<String>) -> bool {
@@ -573,6 +717,15 @@ async fn wait_for_vens(api: SocketAddr, token: String, vens: Vec<String>) -> boo
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A loopback port free at the time of the call (bound, then released),
+/// for servers that bind by themselves (the cloud's API, the agents'
+/// health endpoints).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free port on 127.0.0.1")?;
+    Ok(listener.local_addr()?.port())
 }
 
 fn unix_seconds() -> u64 {
