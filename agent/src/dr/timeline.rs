@@ -1250,6 +1250,32 @@ mod tests {
         assert_eq!(writes(&w), [coil("a", true), coil("b", true)]);
     }
 
+    #[test]
+    fn dispatch_setpoint_writes_and_restores_the_previous_setpoint() {
+        let mut dial = spec("dial", 1, 1);
+        dial.has_coil = false;
+        dial.setpoint_scale = Some(0.5);
+        let mut t = timeline(vec![dial, spec("relay", 2, 1)]);
+        let none = BTreeSet::new();
+        let e = event(
+            "sp",
+            T0,
+            10,
+            (PayloadType::DispatchSetpoint, PayloadValue::Number(20.0)),
+        );
+        let acks = t.command(&cmd(1, e), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Scheduled]);
+        let (_, w) = step(&mut t, T0, None);
+        // 20 / 0.5 = 40 in the register; the relay-only load is not governed.
+        assert_eq!(writes(&w), [("dial".to_string(), Write::Setpoint(40))]);
+        assert_eq!(t.load_states()[0].setpoint, Some(20.0));
+        let (acks, w) = step(&mut t, T0 + 10_000, None);
+        assert_eq!(states(&acks), [AckState::Completed]);
+        assert_eq!(writes(&w), [("dial".to_string(), Write::Setpoint(100))]);
+        let (_, w) = step(&mut t, T0 + 11_000, None);
+        assert!(w.is_empty());
+    }
+
     fn durable(t: &Timeline) -> TimelineState {
         let bytes = postcard::to_allocvec(t.state()).unwrap();
         postcard::from_bytes(&bytes).unwrap()
