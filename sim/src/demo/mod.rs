@@ -223,8 +223,8 @@ EVENT=$(curl -s -X POST {auth} {json} \
   -d '{event}' \
   $API/openadr3/3.1.0/events | {extract_id}); echo "event $EVENT"
 
-# each VEN's acknowledgements and the measured shed; the VENs
-curl -s {auth} $API/api/v1/events/$EVENT/status
+# a moment later: each VEN's acknowledgements and the measured shed; a site's loads
+sleep 3; curl -s {auth} $API/api/v1/events/$EVENT/status
 curl -s {auth} $API/api/v1/vens/{first}/loads
 
 Stop with Ctrl-C.
