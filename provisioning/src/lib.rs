@@ -26,6 +26,8 @@
 //! [`pki::TestPki`] writes a whole PKI (CA, broker, backend and VEN
 //! certificates) into a directory for tests and the demo.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod broker;
 pub mod bundle;
 pub mod ca_dir;

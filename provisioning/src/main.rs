@@ -104,6 +104,76 @@ enum Command {
         /// The bundle directory.
         bundle: PathBuf,
     },
+    /// Register gateways with AWS IoT Core (things, certificates from CSRs,
+    /// the device policy).
+    #[cfg(feature = "aws")]
+    Aws {
+        #[command(flatten)]
+        target: AwsTarget,
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
+}
+
+/// Where the AWS calls go.
+#[cfg(feature = "aws")]
+#[derive(Debug, clap::Args)]
+struct AwsTarget {
+    /// Another AWS IoT endpoint (moto, LocalStack); default: AWS itself.
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// The AWS region (default: from the environment or profile).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// The device policy's name (created from the one policy document if
+    /// missing).
+    #[arg(long, global = true, default_value = gridlink_provision::aws::DEFAULT_POLICY_NAME)]
+    policy: String,
+}
+
+#[cfg(feature = "aws")]
+#[derive(Debug, Subcommand)]
+enum AwsCommand {
+    /// Register one gateway (--ven, --csr, --out) or many (--batch FILE).
+    /// Idempotent: running it again reuses the thing and its active
+    /// certificate.
+    Register {
+        /// The VEN id = thing name (must equal the CSR's CN).
+        #[arg(
+            long,
+            value_name = "VEN_ID",
+            required_unless_present = "batch",
+            conflicts_with = "batch"
+        )]
+        ven: Option<VenId>,
+        /// The CSR made on the gateway.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "batch",
+            conflicts_with = "batch"
+        )]
+        csr: Option<PathBuf>,
+        /// The bundle directory to write.
+        #[arg(
+            long,
+            value_name = "BUNDLE",
+            required_unless_present = "batch",
+            conflicts_with = "batch"
+        )]
+        out: Option<PathBuf>,
+        /// A CSV file `ven_id,csr,out` (with that header): many gateways,
+        /// resumable (rows whose bundle exists are skipped).
+        #[arg(long, value_name = "FILE")]
+        batch: Option<PathBuf>,
+    },
+    /// Revoke a gateway's certificates (UpdateCertificate REVOKED) and
+    /// detach them from the thing and the policy.
+    Revoke {
+        /// The VEN id = thing name.
+        #[arg(long, value_name = "VEN_ID")]
+        ven: VenId,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +196,9 @@ enum CaCommand {
 }
 
 fn main() -> ExitCode {
+    // The AWS SDK brings rustls with aws-lc beside our ring: name the
+    // process default so no rustls builder has to guess.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -247,6 +320,13 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 files.server_key.display()
             );
         }
+        #[cfg(feature = "aws")]
+        Command::Aws { target, command } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            return runtime.block_on(aws::run(target, command));
+        }
         Command::Verify { bundle } => {
             let report = verify::verify(&bundle, time::OffsetDateTime::now_utc());
             for check in &report.checks {
@@ -262,4 +342,160 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "aws")]
+mod aws {
+    use std::path::Path;
+    use std::process::ExitCode;
+
+    use gridlink_protocol::VenId;
+    use gridlink_provision::aws::{AMAZON_ROOT_CA_1, AwsIot, read_batch};
+    use gridlink_provision::bundle::{Bundle, Endpoint};
+    use gridlink_provision::pki;
+
+    use super::{AwsCommand, AwsTarget};
+
+    type Error = Box<dyn std::error::Error>;
+
+    pub(super) async fn run(target: AwsTarget, command: AwsCommand) -> Result<ExitCode, Error> {
+        let iot = AwsIot::connect(target.endpoint_url.as_deref(), target.region.as_deref()).await;
+        match command {
+            AwsCommand::Register {
+                batch: Some(batch), ..
+            } => register_batch(&iot, &target.policy, &batch).await,
+            AwsCommand::Register {
+                ven: Some(ven),
+                csr: Some(csr),
+                out: Some(out),
+                ..
+            } => {
+                if out.exists() {
+                    return Err(format!(
+                        "{} already exists; refusing to overwrite a bundle",
+                        out.display()
+                    )
+                    .into());
+                }
+                let summary = register_one(&iot, &target.policy, &ven, &csr, &out).await?;
+                println!("{ven}: {summary}; bundle written to {}", out.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            AwsCommand::Register { .. } => Err("give --ven, --csr and --out, or --batch".into()),
+            AwsCommand::Revoke { ven } => {
+                let count = iot.revoke(&ven, &target.policy).await?;
+                if count == 0 {
+                    return Err(format!("no certificate is attached to thing {ven}").into());
+                }
+                println!("revoked and detached {count} certificate(s) of {ven}");
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+
+    async fn register_one(
+        iot: &AwsIot,
+        policy: &str,
+        ven: &VenId,
+        csr: &Path,
+        out: &Path,
+    ) -> Result<String, Error> {
+        let csr_pem =
+            std::fs::read_to_string(csr).map_err(|e| format!("{}: {e}", csr.display()))?;
+        // Check the CSR here, before AWS sees it: signature and CN = thing name.
+        match pki::csr_common_name(&csr_pem)? {
+            Some(cn) if cn == ven.as_str() => {}
+            Some(cn) => {
+                return Err(format!(
+                    "{}: the CSR is for {cn:?}, not {:?}",
+                    csr.display(),
+                    ven.as_str()
+                )
+                .into());
+            }
+            None => return Err(format!("{}: the CSR has no CN", csr.display()).into()),
+        }
+        let done = iot.register(ven, &csr_pem, policy).await?;
+        Bundle {
+            ven: ven.clone(),
+            cert_pem: done.certificate_pem.clone(),
+            ca_pem: AMAZON_ROOT_CA_1.to_owned(),
+            key_pem: None,
+            endpoint: Endpoint {
+                host: done.endpoint.clone(),
+                port: 8883,
+            },
+        }
+        .write(out)?;
+        Ok(format!(
+            "thing {}, certificate {} ({}), policy {}, endpoint {}",
+            if done.thing_created {
+                "created"
+            } else {
+                "existed"
+            },
+            done.certificate_id,
+            if done.certificate_created {
+                "created"
+            } else {
+                "reused"
+            },
+            if done.policy_created {
+                "created"
+            } else {
+                "existed"
+            },
+            done.endpoint
+        ))
+    }
+
+    async fn register_batch(iot: &AwsIot, policy: &str, batch: &Path) -> Result<ExitCode, Error> {
+        let rows = read_batch(batch)?;
+        let total = rows.len();
+        let (mut done, mut skipped) = (0, 0);
+        let mut failures = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let outcome =
+                if row.out.join("cert.pem").exists() && row.out.join("agent.toml").exists() {
+                    skipped += 1;
+                    "skipped (bundle exists)".to_owned()
+                } else {
+                    let result = match VenId::new(row.ven.clone()) {
+                        Ok(ven) => register_one(iot, policy, &ven, &row.csr, &row.out).await,
+                        Err(e) => Err(format!("bad ven_id {:?}: {e}", row.ven).into()),
+                    };
+                    match result {
+                        Ok(summary) => {
+                            done += 1;
+                            summary
+                        }
+                        Err(e) => {
+                            failures.push(format!("line {}: {}: {e}", row.line, row.ven));
+                            format!("FAILED: {e}")
+                        }
+                    }
+                };
+            let width = 20;
+            let filled = (i + 1) * width / total.max(1);
+            eprintln!(
+                "[{}{}] {:>4}/{total} {}: {outcome}",
+                "#".repeat(filled),
+                "-".repeat(width - filled),
+                i + 1,
+                row.ven
+            );
+        }
+        println!(
+            "registered {done}, skipped {skipped} (done before), failed {}",
+            failures.len()
+        );
+        for failure in &failures {
+            println!("  {failure}");
+        }
+        Ok(if failures.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
 }

@@ -38,6 +38,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 
 pub mod mosquitto;
+pub mod moto;
 pub mod mqtt;
 pub mod postgres;
 mod process;
