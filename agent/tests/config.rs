@@ -586,3 +586,15 @@ fn dr_mistakes_name_the_field_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_serial_load_cannot_share_a_polled_bus() {
+    let text = format!(
+        "{BASE}\n[[loads]]\nname = \"pump\"\ncontroller = \"file:///dev/ttyUSB0\"\nunit_id = 5\ncoil = 0\nrated_power_w = 500.0\n"
+    );
+    let err = error(&text);
+    assert!(
+        err.contains("loads[0].controller: file:///dev/ttyUSB0 is the bus of devices[1]"),
+        "{err}"
+    );
+}

@@ -39,7 +39,7 @@ pub(super) fn check(config: &AgentConfig, spans: &SpanIndex<'_>) -> Vec<Problem>
     check_buffer(&mut c, &config.buffer);
     check_devices(&mut c, &config.devices);
     check_dr(&mut c, config);
-    check_loads(&mut c, &config.loads);
+    check_loads(&mut c, &config.loads, &config.devices);
     c.problems
 }
 
@@ -437,7 +437,7 @@ fn check_dr(c: &mut Checker<'_>, config: &AgentConfig) {
     }
 }
 
-fn check_loads(c: &mut Checker<'_>, loads: &[super::LoadConfig]) {
+fn check_loads(c: &mut Checker<'_>, loads: &[super::LoadConfig], devices: &[DeviceConfig]) {
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, load) in loads.iter().enumerate() {
         let at = |field: &'static str| vec![Seg::Key("loads"), Seg::Index(i), Seg::Key(field)];
@@ -454,6 +454,16 @@ fn check_loads(c: &mut Checker<'_>, loads: &[super::LoadConfig]) {
             names.insert(&load.name, first);
         }
         let serial = matches!(load.controller, Controller::Serial { .. });
+        if serial && let Some(j) = devices.iter().position(|d| d.controller == load.controller) {
+            c.fail(
+                &at("controller"),
+                format!(
+                    "{} is the bus of devices[{j}]; a serial load needs a bus of its own \
+                     (DR opens its own connection)",
+                    load.controller
+                ),
+            );
+        }
         if serial && load.unit_id == 0 {
             c.fail(
                 &at("unit_id"),

@@ -166,14 +166,37 @@ impl LoadIo {
         out
     }
 
-    /// Reads the measured power of every load that has a power register.
-    pub async fn read_powers(&mut self, metrics: &Metrics) -> Vec<(String, Option<f64>)> {
+    /// Reads every load's relay (if it has a coil) and measured power (if
+    /// it has a power register): `(name, on, power)`.
+    pub async fn read_live(
+        &mut self,
+        metrics: &Metrics,
+    ) -> Vec<(String, Option<bool>, Option<f64>)> {
         let mut out = Vec::new();
         for load in self.loads.clone() {
-            if load.power.is_some() {
-                let power = self.read_power(&load, metrics).await;
-                out.push((load.name.clone(), power));
-            }
+            let timeout = self.timeout;
+            let on = match load.coil {
+                Some(address) => {
+                    match self
+                        .link(&load.controller)
+                        .read_raw(load.unit_id, RegisterKind::Coil, address, 1, timeout)
+                        .await
+                    {
+                        Ok(bits) => bits.first().map(|b| *b != 0),
+                        Err(error) => {
+                            metrics.modbus_error(&load.name, error.kind());
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let power = if load.power.is_some() {
+                self.read_power(&load, metrics).await
+            } else {
+                None
+            };
+            out.push((load.name.clone(), on, power));
         }
         out
     }

@@ -290,9 +290,14 @@ pub async fn run(
                 tick_count += 1;
                 let import = *site_power.borrow();
                 executor.step(import, &current).await;
-                // Measured power: every tick while an event runs, else every 5th.
+                // Relays and measured power: every tick while an event
+                // runs, else every 5th.
                 if executor.timeline.busy() || tick_count.is_multiple_of(5) {
-                    for (name, power) in executor.io.read_powers(&executor.metrics).await {
+                    let now = now_ms();
+                    for (name, on, power) in executor.io.read_live(&executor.metrics).await {
+                        if let Some(on) = on {
+                            executor.timeline.external(&name, on, now);
+                        }
                         executor.timeline.set_power(&name, power);
                     }
                 }

@@ -722,6 +722,19 @@ impl Timeline {
         }
     }
 
+    /// The relay state read from a load while running: a change DR did
+    /// not make is recorded with cause `external` (and undone at the next
+    /// plan if an event governs the load).
+    pub fn external(&mut self, load: &str, on: bool, now: i64) {
+        if let Some(memory) = self.state.loads.get_mut(load)
+            && memory.on.is_some_and(|known| known != on)
+        {
+            memory.on = Some(on);
+            memory.last_change_ms = Some(now);
+            memory.cause = Some(LoadChangeCause::External);
+        }
+    }
+
     /// The measured power of a load, W.
     pub fn set_power(&mut self, load: &str, power_w: Option<f64>) {
         if let Some(memory) = self.state.loads.get_mut(load) {
@@ -1274,6 +1287,23 @@ mod tests {
         assert_eq!(writes(&w), [("dial".to_string(), Write::Setpoint(100))]);
         let (_, w) = step(&mut t, T0 + 11_000, None);
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn an_external_change_is_reported_and_undone_during_an_event() {
+        let mut t = timeline(vec![spec("a", 1, 1)]);
+        let none = BTreeSet::new();
+        t.command(&cmd(1, simple("e", T0, 60, 1)), T0, 0, &none);
+        step(&mut t, T0, None);
+        t.external("a", false, T0 + 500);
+        assert!(matches!(
+            t.load_states()[0].cause,
+            LoadChangeCause::Event { .. }
+        ));
+        t.external("a", true, T0 + 1000);
+        assert_eq!(t.load_states()[0].cause, LoadChangeCause::External);
+        let (_, w) = step(&mut t, T0 + 1500, None);
+        assert_eq!(writes(&w), [coil("a", false)]);
     }
 
     fn durable(t: &Timeline) -> TimelineState {
