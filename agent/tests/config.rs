@@ -517,7 +517,7 @@ fn dr_and_loads_parse_and_are_optional() {
     assert_eq!((c.dr.max_shed_s, c.dr.control_interval_ms), (600, 500));
     let load = &c.loads[0];
     assert_eq!(load.coil, Some(0));
-    assert_eq!(load.setpoint.unwrap().scale, 0.5);
+    assert!((load.setpoint.unwrap().scale - 0.5).abs() < f64::EPSILON);
     assert_eq!(load.power.unwrap().value_type, ValueType::F32);
     assert_eq!(
         (load.priority, load.simple_level, load.never_switch),

@@ -189,7 +189,7 @@ mod tests {
         let d: DrConfig = toml::from_str("").unwrap();
         assert_eq!(d, DrConfig::default());
         assert_eq!(d.max_shed_s, 14_400);
-        assert_eq!(d.restore_hysteresis_w, 500.0);
+        assert!((d.restore_hysteresis_w - 500.0).abs() < f64::EPSILON);
         let d: DrConfig =
             toml::from_str("site_meter = \"main\"\nwrite_retries = 0\ncontrol_interval_ms = 500")
                 .unwrap();
@@ -207,7 +207,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.coil, Some(0));
-        assert_eq!(l.setpoint.unwrap().scale, 1.0);
+        assert!((l.setpoint.unwrap().scale - 1.0).abs() < f64::EPSILON);
         let p = l.power.unwrap();
         assert_eq!((p.register, p.address), (RegisterKind::Input, 4096));
         assert_eq!(p.byte_order, ByteOrder::default());
