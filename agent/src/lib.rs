@@ -13,4 +13,5 @@ pub mod health;
 pub mod metrics;
 pub mod reading;
 pub mod service;
+pub mod shadow;
 pub mod uplink;

@@ -312,9 +312,10 @@ impl ShadowDocument {
     }
 }
 
-/// Merges `patch` into `target`: `null` deletes, objects merge, anything
+/// Merges `patch` into `target` as a shadow update does: `null` deletes,
+/// objects merge key by key (an object left empty is removed), anything
 /// else replaces.
-fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+pub fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     for (key, value) in patch {
         match value {
             Value::Null => {
@@ -380,6 +381,10 @@ pub struct AgentReported {
     pub config_digest: String,
     /// The poll interval in force, in milliseconds.
     pub poll_interval_ms: u64,
+    /// The longest shed in force, in seconds (the desired `max_shed_s`
+    /// echoed, or the hard limit).
+    #[serde(default)]
+    pub max_shed_s: u64,
     /// Per load: whether it takes part in DR, its state.
     pub loads: BTreeMap<String, LoadReported>,
     /// Buffer health.
