@@ -9,11 +9,11 @@ use std::path::Path;
 use crate::{MeterKind, Site};
 
 /// Whether the generated config must carry the `[dr]` and `[[loads]]`
-/// sections. When false (the default), the demo offers them and, if this
-/// agent build refuses them (its parser denies unknown fields, so an agent
-/// without DR support says "unknown field `dr`"), runs the agents without
-/// them and says so. Set it once every supported agent has DR.
-pub const DR_SECTIONS: bool = false;
+/// sections: on since the agent's DR configuration landed, so a config
+/// the agent refuses fails the demo at start. When false, the demo offers
+/// them and, if the agent refuses them (its parser denies unknown fields:
+/// "unknown field `dr`"), runs the agents without them and says so.
+pub const DR_SECTIONS: bool = true;
 
 /// Name of the site's main meter device in the generated config (the DR
 /// section's `site_meter`).
@@ -228,5 +228,61 @@ fn quoted(path: &Path) -> String {
         format!("{text:?}")
     } else {
         format!("'{text}'")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::SiteConfig;
+
+    fn site() -> Site {
+        Site::new(SiteConfig {
+            meters: 3,
+            loads: 4,
+            seed: 5,
+            ..SiteConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn generated_config_is_one_the_agent_accepts() {
+        let site = site();
+        let dir = PathBuf::from("/tmp/it's a demo");
+        let (ca, cert, key, buffer) = (
+            dir.join("ca.pem"),
+            dir.join("site-1.pem"),
+            dir.join("site-1.key"),
+            dir.join("buffer"),
+        );
+        let paths = AgentPaths {
+            broker: "127.0.0.1:8883".parse().unwrap(),
+            ca: &ca,
+            cert: &cert,
+            key: &key,
+            buffer: &buffer,
+            health: "127.0.0.1:9100".parse().unwrap(),
+            modbus: "127.0.0.1:5020".parse().unwrap(),
+        };
+        let text = agent_toml("site-1", &site, paths, DR_SECTIONS);
+        let config = gridlink_agent::config::parse(&text, "agent.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.ven_id.as_str(), "site-1");
+        assert_eq!(config.mqtt.ca, ca, "a path with a quote survives");
+        assert_eq!(config.buffer.path, buffer);
+        let names: Vec<&str> = config.devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["main", "pv-2", "heat-pump-3"]);
+        assert_eq!(config.devices[0].points.len(), MAIN_METER_POINTS.len());
+        if DR_SECTIONS {
+            assert_eq!(config.dr.site_meter.as_deref(), Some(SITE_METER));
+            let levels: Vec<u8> = config.loads.iter().map(|l| l.simple_level).collect();
+            assert_eq!(levels, [1, 1, 2, 3]);
+        }
+        let without = agent_toml("site-1", &site, paths, false);
+        assert!(!without.contains("[dr]") && !without.contains("[[loads]]"));
+        gridlink_agent::config::parse(&without, "agent.toml").unwrap();
     }
 }

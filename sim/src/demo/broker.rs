@@ -978,6 +978,7 @@ async fn read_packet(
             Err(rumqttc::Error::InsufficientBytes(_)) => {}
             Err(error) => return Err(format!("malformed packet: {error}")),
         }
+        buffer.reserve(16 * 1024);
         match reader.read_buf(buffer).await {
             Ok(0) if buffer.is_empty() => return Ok(None),
             Ok(0) => return Err("closed in the middle of a packet".into()),
