@@ -135,6 +135,14 @@ fn site1_value(i: i64) -> f64 {
 /// site-1: 720 readings in 8 batches (one per 15 min); site-2: 360 in one
 /// batch; a status and a load snapshot for site-1.
 async fn seed(store: &AnyStore) {
+    // site-1 has a device shadow (for `GET .../shadow`).
+    let shadow = gridlink_protocol::shadow::ShadowDocument {
+        version: 1,
+        ..Default::default()
+    };
+    gridlink_cloud::store::ShadowStore::save_shadow(store, &ven("site-1"), &shadow, 0, T0)
+        .await
+        .expect("store a shadow");
     let mut batches = Vec::new();
     for (seq, chunk) in (0..READINGS).collect::<Vec<_>>().chunks(90).enumerate() {
         let mut series = Series::new("main", Quantity::ActivePower, Phase::Total, 0);
@@ -751,6 +759,7 @@ fn sample_request(operation: Operation) -> (String, Option<Value>) {
             None,
         ),
         Operation::CreateToken => (path, Some(json!({ "name": "openapi", "role": "viewer" }))),
+        Operation::PatchShadow => (path, Some(json!({ "desired": { "max_shed_s": 600 } }))),
         _ => (path, None),
     }
 }
@@ -784,6 +793,12 @@ async fn openapi_describes_every_route_of_the_router() {
             answer.json
         );
         // Methods the document does not list are refused.
+        if Operation::ALL
+            .iter()
+            .any(|o| o.path() == operation.path() && o.method() == Method::PATCH)
+        {
+            continue;
+        }
         let answer = app.call(Method::PATCH, &uri, Some(&app.admin), None).await;
         assert_eq!(
             answer.status,
