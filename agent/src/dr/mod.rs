@@ -24,7 +24,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gridlink_protocol::{
-    Command, CommandAck, Encoding, LoadSnapshot, LoadState, Timestamp, encode,
+    AckState, Command, CommandAck, Encoding, LoadChangeCause, LoadSnapshot, LoadState, Timestamp,
+    encode,
 };
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -157,9 +158,14 @@ impl Executor {
         let acks = self
             .timeline
             .tick(now, import, self.max_shed_ms(settings), &opted_out);
+        // `completed` goes out once the restores have been written (below).
+        let (mut completed, acks): (Vec<CommandAck>, Vec<CommandAck>) = acks
+            .into_iter()
+            .partition(|a| a.state == AckState::Completed);
         let actions = self.timeline.plan(now, &opted_out);
         // Baselines and acknowledgements are durable before any write.
         self.save(&acks);
+        let mut restore_failures = Vec::new();
         for action in actions {
             match self.io.write(&action, &self.metrics).await {
                 Ok(()) => {
@@ -172,12 +178,31 @@ impl Executor {
                         .dr_write_failures
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(load = %action.load, write = ?action.write, %reason, "load write failed");
+                    if let LoadChangeCause::Restore { event_id } = &action.cause {
+                        restore_failures.push((
+                            event_id.clone(),
+                            action.load.clone(),
+                            reason.clone(),
+                        ));
+                    }
                     let acks = self.timeline.write_failed(&action, &reason, now_ms());
                     self.save(&acks);
                 }
             }
         }
-        self.save(&[]);
+        for ack in &mut completed {
+            let failed: Vec<String> = restore_failures
+                .iter()
+                .filter(|(event, _, _)| *event == ack.event_id)
+                .map(|(_, load, reason)| {
+                    format!("load {load} not restored yet ({reason}); retrying")
+                })
+                .collect();
+            if !failed.is_empty() {
+                ack.reason = Some(truncate(failed.join("; ")));
+            }
+        }
+        self.save(&completed);
     }
 
     fn command(&mut self, command: &Command, settings: &DrSettings) -> Vec<CommandAck> {
@@ -371,4 +396,17 @@ fn publish(
         Err(error) => tracing::error!(%error, "load snapshot does not encode"),
     }
     *last = Some((now, key(&loads)));
+}
+
+/// Cuts a reason to what an acknowledgement may carry.
+fn truncate(mut text: String) -> String {
+    let max = gridlink_protocol::command::MAX_REASON_LEN;
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
