@@ -883,4 +883,132 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(load_settings(&path), None);
     }
+
+    /// The loop on real channels, a real buffer and a real settings file:
+    /// a connection brings `get` and a report; an accepted delta reaches DR
+    /// and acquisition, is saved, and echoed; a restart without network puts
+    /// the saved settings in force again.
+    #[tokio::test]
+    async fn run_applies_saves_and_restores_on_its_channels() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let buffer = Arc::new(
+            crate::buffer::Buffer::open(
+                crate::buffer::BufferConfig {
+                    path: dir.path().join("buffer"),
+                    max_bytes: 4 << 20,
+                    cache_bytes: 1 << 20,
+                    ven_id: VenId::new("ven-1").unwrap(),
+                    max_payload_bytes: 64 * 1024,
+                },
+                Arc::clone(&metrics),
+            )
+            .unwrap(),
+        );
+        let context = || ShadowContext {
+            ven_id: VenId::new("ven-1").unwrap(),
+            config_digest: "abc".into(),
+            limits: limits(),
+            loads: vec!["hvac".into(), "fridge".into()],
+            default_poll_interval_ms: 1000,
+            buffer: Arc::clone(&buffer),
+            metrics: Arc::clone(&metrics),
+        };
+        let wait = Duration::from_secs(5);
+
+        let (inbound_tx, inbound_rx) = mpsc::channel(8);
+        let (outgoing_tx, mut outgoing_rx) = mpsc::channel(8);
+        let (connection_tx, connection_rx) = watch::channel(Connection::default());
+        let (_view_tx, view_rx) = watch::channel(DrView::default());
+        let (settings_tx, mut settings_rx) = watch::channel(DrSettings::default());
+        let (poll_tx, mut poll_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            context(),
+            inbound_rx,
+            outgoing_tx,
+            connection_rx,
+            view_rx,
+            settings_tx,
+            poll_tx,
+            stop_rx,
+        ));
+        connection_tx
+            .send(Connection {
+                connected: true,
+                generation: 1,
+            })
+            .unwrap();
+        let get = tokio::time::timeout(wait, outgoing_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(get.topic.to_string(), "$aws/things/ven-1/shadow/get");
+        let report = tokio::time::timeout(wait, outgoing_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.topic.to_string(), "$aws/things/ven-1/shadow/update");
+
+        inbound_tx
+            .send(ShadowInbound {
+                op: ShadowOp::UpdateDelta,
+                payload: delta(
+                    json!({"poll_interval_ms": 5000, "loads": {"hvac": {"dr_participation": false}}}),
+                    2,
+                ),
+            })
+            .await
+            .unwrap();
+        let echo = tokio::time::timeout(wait, outgoing_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let echo: Value = serde_json::from_slice(&echo.payload).unwrap();
+        assert_eq!(echo["state"]["reported"]["poll_interval_ms"], 5000);
+        assert_eq!(
+            echo["state"]["reported"]["loads"]["hvac"]["dr_participation"],
+            false
+        );
+        assert_eq!(*poll_rx.borrow_and_update(), Some(Duration::from_secs(5)));
+        assert!(settings_rx.borrow_and_update().opted_out.contains("hvac"));
+        let saved = load_settings(&dir.path().join(SETTINGS_FILE)).unwrap();
+        assert_eq!(saved.poll_interval_ms, Some(5000));
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(wait, task).await.unwrap().unwrap();
+
+        // Restart, never connected: the saved settings are in force.
+        let (_inbound_tx, inbound_rx) = mpsc::channel(8);
+        let (outgoing_tx, mut outgoing_rx) = mpsc::channel(8);
+        let (_connection_tx, connection_rx) = watch::channel(Connection::default());
+        let (_view_tx, view_rx) = watch::channel(DrView::default());
+        let (settings_tx, mut settings_rx) = watch::channel(DrSettings::default());
+        let (poll_tx, mut poll_rx) = watch::channel(None);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(
+            context(),
+            inbound_rx,
+            outgoing_tx,
+            connection_rx,
+            view_rx,
+            settings_tx,
+            poll_tx,
+            stop_rx,
+        ));
+        tokio::time::timeout(wait, poll_rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*poll_rx.borrow(), Some(Duration::from_secs(5)));
+        tokio::time::timeout(wait, settings_rx.wait_for(|s| s.opted_out.contains("hvac")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            outgoing_rx.try_recv().is_err(),
+            "nothing sent while offline"
+        );
+        stop_tx.send(true).unwrap();
+        tokio::time::timeout(wait, task).await.unwrap().unwrap();
+    }
 }
