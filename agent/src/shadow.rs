@@ -889,6 +889,7 @@ mod tests {
     /// and acquisition, is saved, and echoed; a restart without network puts
     /// the saved settings in force again.
     #[tokio::test]
+    #[expect(clippy::too_many_lines, reason = "two runs of the loop, one scenario")]
     async fn run_applies_saves_and_restores_on_its_channels() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(crate::metrics::Metrics::default());
