@@ -814,3 +814,80 @@ async fn a_never_switch_load_is_untouched_by_simple_3() {
     assert!(rig.on(2));
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquisition_feeds_site_power_and_follows_the_poll_override() {
+    use std::sync::atomic::Ordering;
+
+    use gridlink_agent::acquisition::{self, Hooks};
+    use gridlink_agent::metrics::Metrics;
+
+    let site = Site::new(SiteConfig {
+        meters: 1,
+        loads: 1,
+        seed: 9,
+        ..SiteConfig::default()
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sim = tokio::spawn(serve_tcp(site.clone(), listener));
+    let config = gridlink_agent::config::parse(
+        &format!(
+            "ven_id = \"{VEN}\"\n[mqtt]\nhost = \"h\"\n[buffer]\npath = \"b\"\n[dr]\nsite_meter = \"main\"\n\
+             [[devices]]\nname = \"main\"\ncontroller = \"tcp://127.0.0.1:{port}\"\nunit_id = 1\npoll_interval_ms = 1000\n\
+             [[devices.points]]\nregister = \"input\"\naddress = 52\ntype = \"f32\"\nquantity = \"active_power\"\n"
+        ),
+        "agent.toml",
+    )
+    .unwrap();
+    let (power_tx, mut power_rx) = tokio::sync::watch::channel(None);
+    let (override_tx, override_rx) = tokio::sync::watch::channel(None);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+    let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    let metrics = Arc::new(Metrics::default());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(acquisition::run_with(
+        Arc::new(config),
+        tx,
+        Arc::clone(&metrics),
+        shutdown,
+        Hooks {
+            site_power: Some((Arc::from("main"), power_tx)),
+            poll_override: Some(override_rx),
+        },
+    ));
+
+    tokio::time::timeout(Duration::from_secs(5), power_rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    let (ts, watts) = power_rx.borrow().unwrap();
+    assert!((now_ms() - ts).abs() < 5000, "{ts}");
+    let truth = site_power(&site);
+    assert!(
+        (watts - truth).abs() <= 0.1 * truth.abs() + 50.0,
+        "fed {watts} W, meter {truth} W"
+    );
+
+    let polls_in = |ms: u64| {
+        let metrics = Arc::clone(&metrics);
+        async move {
+            let before = metrics.polls.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            metrics.polls.load(Ordering::Relaxed) - before
+        }
+    };
+    assert!(polls_in(2000).await <= 3);
+    override_tx.send(Some(Duration::from_millis(100))).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(polls_in(2000).await >= 10);
+    override_tx.send(None).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(polls_in(2000).await <= 3);
+
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    drain.abort();
+    sim.abort();
+}
