@@ -554,7 +554,10 @@ async fn handle<S: ShadowStore>(
                             code: 500,
                             message: "Internal service failure".into(),
                             timestamp: now,
-                            client_token: None,
+                            client_token: match &request {
+                                ShadowRequest::Update(u) => u.client_token.clone(),
+                                ShadowRequest::Get(g) => g.client_token.clone(),
+                            },
                         });
                     }
                 }
@@ -586,4 +589,80 @@ async fn handle<S: ShadowStore>(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ven() -> VenId {
+        VenId::new("ven-1").unwrap()
+    }
+
+    #[test]
+    fn requests_parse_or_are_rejected_with_400_and_their_token() {
+        assert_eq!(
+            parse_request(ShadowOp::Get, b"", 1).unwrap(),
+            ShadowRequest::Get(ShadowGetRequest::default())
+        );
+        assert!(matches!(
+            parse_request(ShadowOp::Update, br#"{"state":{"reported":{"a":1}}}"#, 1),
+            Ok(ShadowRequest::Update(_))
+        ));
+        let bad = parse_request(ShadowOp::Update, b"{nope", 7).unwrap_err();
+        assert_eq!((bad.code, bad.timestamp), (400, 7));
+        assert!(bad.message.starts_with("Invalid JSON"), "{}", bad.message);
+        let bad =
+            parse_request(ShadowOp::Update, br#"{"state":3,"clientToken":"t"}"#, 7).unwrap_err();
+        assert!(
+            bad.message.starts_with("Invalid request"),
+            "{}",
+            bad.message
+        );
+        assert_eq!(bad.client_token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn answers_go_to_the_request_topics() {
+        let rejected = ShadowRejected {
+            code: 400,
+            message: "x".into(),
+            timestamp: 1,
+            client_token: None,
+        };
+        let topics = |op, result| {
+            answers(&ven(), op, &result)
+                .into_iter()
+                .map(|(t, _)| t.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            topics(ShadowOp::Get, Err(rejected.clone())),
+            ["$aws/things/ven-1/shadow/get/rejected"]
+        );
+        assert_eq!(
+            topics(ShadowOp::Update, Err(rejected)),
+            ["$aws/things/ven-1/shadow/update/rejected"]
+        );
+        let mut document = ShadowDocument::default();
+        let request: ShadowUpdateRequest =
+            serde_json::from_str(r#"{"state":{"desired":{"a":1}}}"#).unwrap();
+        let accepted = document.apply(&request, 1).unwrap();
+        let updated = Updated {
+            accepted,
+            delta: document.delta_message(),
+            document: document.clone(),
+        };
+        assert_eq!(
+            topics(ShadowOp::Update, Ok(Answer::Updated(updated))),
+            [
+                "$aws/things/ven-1/shadow/update/accepted",
+                "$aws/things/ven-1/shadow/update/delta"
+            ]
+        );
+        assert_eq!(
+            topics(ShadowOp::Get, Ok(Answer::Document(document, None))),
+            ["$aws/things/ven-1/shadow/get/accepted"]
+        );
+    }
 }
