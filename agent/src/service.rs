@@ -296,41 +296,48 @@ struct ShadowEnds {
     poll_interval: watch::Sender<Option<Duration>>,
 }
 
-/// Starts the shadow client on its channels.
-///
-/// NOTE for integration: `crate::shadow` (written in parallel) is not in
-/// this crate yet. Until it is, this task only keeps the channel ends
-/// open (so the uplink, DR and acquisition see live channels with the
-/// configured defaults) and drops shadow responses. Wire it as:
-/// `crate::shadow::run(ShadowContext { ven_id, config_digest, limits,
-/// loads, default_poll_interval_ms, buffer, metrics }, ends.inbound,
-/// ends.outgoing, ends.connection, ends.dr_view, ends.dr_settings,
-/// ends.poll_interval, shutdown)`.
+/// Starts the shadow client ([`crate::shadow::run`]) on its channels,
+/// with the configured hard limits.
 fn spawn_shadow(
     config: &AgentConfig,
     config_digest: &str,
     buffer: &Arc<Buffer>,
     metrics: &Arc<Metrics>,
     ends: ShadowEnds,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let _ = (config, buffer, metrics);
-    tracing::debug!(%config_digest, "config digest");
-    tokio::spawn(async move {
-        let ShadowEnds {
-            mut inbound,
-            outgoing,
-            connection,
-            dr_view,
-            dr_settings,
-            poll_interval,
-        } = ends;
-        let _keep = (outgoing, connection, dr_view, dr_settings, poll_interval);
-        loop {
-            tokio::select! {
-                _ = shutdown.wait_for(|&stop| stop) => break,
-                message = inbound.recv() => if message.is_none() { break },
-            }
-        }
-    })
+    let context = crate::shadow::ShadowContext {
+        ven_id: config.ven_id.clone(),
+        config_digest: config_digest.to_string(),
+        limits: gridlink_protocol::shadow::HardLimits {
+            max_shed_s: config.dr.max_shed_s,
+            min_poll_interval_ms: config.dr.min_poll_interval_ms,
+            never_switch: config
+                .loads
+                .iter()
+                .filter(|l| l.never_switch)
+                .map(|l| l.name.clone())
+                .collect(),
+        },
+        loads: config.loads.iter().map(|l| l.name.clone()).collect(),
+        // Devices may differ; the shortest configured interval is reported.
+        default_poll_interval_ms: config
+            .devices
+            .iter()
+            .map(|d| d.poll_interval_ms)
+            .min()
+            .unwrap_or(crate::config::default_poll_interval_ms()),
+        buffer: Arc::clone(buffer),
+        metrics: Arc::clone(metrics),
+    };
+    tokio::spawn(crate::shadow::run(
+        context,
+        ends.inbound,
+        ends.outgoing,
+        ends.connection,
+        ends.dr_view,
+        ends.dr_settings,
+        ends.poll_interval,
+        shutdown,
+    ))
 }
