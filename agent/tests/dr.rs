@@ -891,3 +891,41 @@ async fn acquisition_feeds_site_power_and_follows_the_poll_override() {
     drain.abort();
     sim.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_opted_out_through_the_shadow_is_left_alone() {
+    let rig = Rig::start(2).await;
+    rig.write_config(&[LoadDef::sim(1, 1), LoadDef::sim(2, 1)]);
+    let agent = rig.spawn_agent().await;
+    let delta = serde_json::json!({
+        "state": {"loads": {"load1": {"dr_participation": false}}},
+        "version": 3,
+        "timestamp": now_ms() / 1000,
+    });
+    rig.cloud
+        .client
+        .publish(
+            format!("$aws/things/{VEN}/shadow/update/delta"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&delta).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The delta is applied when the agent logs it; give it a moment.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let start = now_ms() + 1000;
+    rig.cloud
+        .send(&command(1, simple("evt-s", start, 3, 1)))
+        .await;
+    rig.cloud
+        .wait_ack("evt-s", AckState::Active, Duration::from_secs(5))
+        .await;
+    sleep_until_ms(start + 1500).await;
+    assert!(rig.on(1), "opted-out load was shed\n{}", agent.log_text());
+    assert!(!rig.on(2));
+    rig.cloud
+        .wait_ack("evt-s", AckState::Completed, Duration::from_secs(6))
+        .await;
+    agent.stop().await;
+}
