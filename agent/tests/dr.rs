@@ -913,7 +913,7 @@ async fn a_load_opted_out_through_the_shadow_is_left_alone() {
         .await
         .unwrap();
     // The delta is applied when the agent logs it; give it a moment.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let start = now_ms() + 1000;
     rig.cloud
         .send(&command(1, simple("evt-s", start, 3, 1)))
