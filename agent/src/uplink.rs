@@ -899,6 +899,7 @@ fn fill_window(
     // 1. DR acknowledgements, oldest first.
     if let Some(store) = &links.dr_store
         && state.window.has_room()
+        && store.outbox_len() > state.window.in_flight_acks.len()
     {
         let limit = state.window.max_inflight;
         let acks = tokio::task::block_in_place(|| {

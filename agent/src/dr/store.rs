@@ -10,7 +10,7 @@
 //! that takes the removal back sends it once more).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use gridlink_protocol::{CommandAck, Encoding, encode};
 use tokio::sync::Notify;
@@ -43,6 +43,8 @@ pub struct DrStore {
     state: sled::Tree,
     outbox: sled::Tree,
     next_key: AtomicU64,
+    /// Acknowledgements in the outbox (kept here: sled's `len` walks the tree).
+    waiting: AtomicUsize,
     /// Signalled when acknowledgements were added.
     pub acks_added: Notify,
 }
@@ -56,11 +58,13 @@ impl DrStore {
             Some((key, _)) => key_of(&key).map_or(0, |k| k + 1),
             None => 0,
         };
+        let waiting = outbox.iter().count();
         Ok(Self {
             buffer,
             state,
             outbox,
             next_key: AtomicU64::new(next_key),
+            waiting: AtomicUsize::new(waiting),
             acks_added: Notify::new(),
         })
     }
@@ -83,6 +87,7 @@ impl DrStore {
                 Ok(payload) => {
                     let key = self.next_key.fetch_add(1, Ordering::Relaxed);
                     self.outbox.insert(key.to_be_bytes(), payload)?;
+                    self.waiting.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(error) => {
                     tracing::error!(%error, ?ack, "acknowledgement does not encode; dropped");
@@ -110,12 +115,14 @@ impl DrStore {
 
     /// Acknowledgements waiting for the broker.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.len()
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// The broker acknowledged the acknowledgement `key`.
     pub fn remove_ack(&self, key: u64) -> Result<(), StoreError> {
-        self.outbox.remove(key.to_be_bytes())?;
+        if self.outbox.remove(key.to_be_bytes())?.is_some() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 }
