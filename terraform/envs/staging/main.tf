@@ -17,11 +17,12 @@ module "gridlink" {
   environment = "staging"
   production  = true
 
-  vpc_cidr        = "10.41.0.0/16"
-  domain_name     = var.domain_name
-  certificate_arn = var.certificate_arn
-  route53_zone_id = var.route53_zone_id
-  image_tag       = var.image_tag
+  availability_zones = ["${var.region}a", "${var.region}b"]
+  vpc_cidr           = "10.41.0.0/16"
+  domain_name        = var.domain_name
+  certificate_arn    = var.certificate_arn
+  route53_zone_id    = var.route53_zone_id
+  image_tag          = var.image_tag
 
   service_cpu       = 512
   service_memory    = 1024

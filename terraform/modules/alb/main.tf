@@ -1,4 +1,5 @@
 locals {
+  access_logs_bucket = var.access_logs_bucket == null ? aws_s3_bucket.access_logs[0].id : var.access_logs_bucket
   create_certificate = var.certificate_arn == null
   certificate_arn    = local.create_certificate ? aws_acm_certificate_validation.this[0].certificate_arn : var.certificate_arn
 }
@@ -47,6 +48,7 @@ data "aws_vpc" "this" {
 }
 
 resource "aws_lb" "this" {
+  #checkov:skip=CKV_AWS_150:Deletion protection is var.deletion_protection: true in staging and prod (stack: production = true), false in dev so terraform destroy works.
   name                       = "${var.name}-api"
   load_balancer_type         = "application"
   internal                   = false
@@ -55,16 +57,15 @@ resource "aws_lb" "this" {
   drop_invalid_header_fields = true
   enable_deletion_protection = var.deletion_protection
 
-  dynamic "access_logs" {
-    for_each = var.access_logs_bucket == null ? [] : [var.access_logs_bucket]
-    content {
-      bucket  = access_logs.value
-      prefix  = var.name
-      enabled = true
-    }
+  access_logs {
+    bucket  = local.access_logs_bucket
+    prefix  = var.name
+    enabled = true
   }
 
   tags = var.tags
+
+  depends_on = [aws_s3_bucket_policy.access_logs]
 }
 
 resource "aws_lb_target_group" "this" {
@@ -224,9 +225,37 @@ resource "aws_wafv2_web_acl" "this" {
     }
   }
 
+  # Tor exit nodes and anonymising proxies are blocked; the hosting-provider
+  # list only counts, since OpenADR VEN clients and integrations legitimately
+  # run in data centres.
+  rule {
+    name     = "aws-anonymous-ip"
+    priority = 3
+    override_action {
+      none {}
+    }
+    statement {
+      managed_rule_group_statement {
+        vendor_name = "AWS"
+        name        = "AWSManagedRulesAnonymousIpList"
+        rule_action_override {
+          name = "HostingProviderIPList"
+          action_to_use {
+            count {}
+          }
+        }
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "${var.name}-aws-anonymous-ip"
+      sampled_requests_enabled   = true
+    }
+  }
+
   rule {
     name     = "rate-limit"
-    priority = 3
+    priority = 4
     action {
       block {}
     }
@@ -274,4 +303,140 @@ resource "aws_wafv2_web_acl_logging_configuration" "this" {
       name = "authorization"
     }
   }
+}
+
+# --- Access log bucket (when none is given) ---------------------------------
+# ALB access logs can only be written to SSE-S3 buckets, hence no KMS here.
+
+data "aws_caller_identity" "current" {}
+data "aws_elb_service_account" "current" {}
+data "aws_partition" "current" {}
+
+resource "aws_s3_bucket" "access_logs" {
+  #checkov:skip=CKV_AWS_145:ALB access log delivery supports only SSE-S3 (AES256), not SSE-KMS.
+  #checkov:skip=CKV_AWS_144:Access logs are diagnostic data; cross-region replication is not worth its cost.
+  #checkov:skip=CKV_AWS_18:This is the log bucket; logging it would need another bucket.
+  #checkov:skip=CKV2_AWS_62:No consumer of notifications on log objects.
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket        = "${var.name}-alb-logs-${data.aws_caller_identity.current.account_id}"
+  force_destroy = var.force_destroy
+  tags          = var.tags
+}
+
+resource "aws_s3_bucket_public_access_block" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket                  = aws_s3_bucket.access_logs[0].id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket = aws_s3_bucket.access_logs[0].id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket = aws_s3_bucket.access_logs[0].id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket = aws_s3_bucket.access_logs[0].id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket = aws_s3_bucket.access_logs[0].id
+
+  rule {
+    id     = "expire-logs"
+    status = "Enabled"
+    filter {}
+
+    expiration {
+      days = var.access_logs_expiration_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+data "aws_iam_policy_document" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  # Regions opened before August 2022 deliver as the regional ELB account;
+  # newer ones as the log delivery service.
+  statement {
+    sid       = "ElbLogDelivery"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.access_logs[0].arn}/${var.name}/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+    principals {
+      type        = "AWS"
+      identifiers = [data.aws_elb_service_account.current.arn]
+    }
+  }
+
+  statement {
+    sid       = "ElbLogDeliveryService"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.access_logs[0].arn}/${var.name}/AWSLogs/${data.aws_caller_identity.current.account_id}/*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logdelivery.elasticloadbalancing.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid     = "DenyInsecureTransport"
+    effect  = "Deny"
+    actions = ["s3:*"]
+    resources = [
+      aws_s3_bucket.access_logs[0].arn,
+      "${aws_s3_bucket.access_logs[0].arn}/*",
+    ]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "access_logs" {
+  count = var.access_logs_bucket == null ? 1 : 0
+
+  bucket = aws_s3_bucket.access_logs[0].id
+  policy = data.aws_iam_policy_document.access_logs[0].json
+
+  depends_on = [aws_s3_bucket_public_access_block.access_logs]
 }

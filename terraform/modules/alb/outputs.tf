@@ -33,6 +33,11 @@ output "https_listener_arn" {
   value       = aws_lb_listener.https.arn
 }
 
+output "access_logs_bucket" {
+  description = "Bucket holding the ALB access logs."
+  value       = local.access_logs_bucket
+}
+
 output "api_url" {
   description = "Base URL of the API."
   value       = "https://${var.domain_name}"

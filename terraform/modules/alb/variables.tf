@@ -55,9 +55,21 @@ variable "deletion_protection" {
 }
 
 variable "access_logs_bucket" {
-  description = "Existing S3 bucket (SSE-S3, with the ELB log delivery policy) for access logs; null disables them."
+  description = "Existing S3 bucket (SSE-S3, with the ELB log delivery policy) for access logs; null creates one in this module."
   type        = string
   default     = null
+}
+
+variable "access_logs_expiration_days" {
+  description = "Days access logs are kept in the bucket this module creates."
+  type        = number
+  default     = 90
+}
+
+variable "force_destroy" {
+  description = "Let terraform destroy delete the non-empty access log bucket (dev only)."
+  type        = bool
+  default     = false
 }
 
 variable "allowed_cidr_blocks" {

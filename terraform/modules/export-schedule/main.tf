@@ -127,6 +127,10 @@ data "aws_iam_policy_document" "scheduler" {
     resources = [var.execution_role_arn, aws_iam_role.task.arn]
   }
   statement {
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
+    resources = [var.kms_key_arn]
+  }
+  statement {
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.dead_letter.arn]
   }
@@ -151,6 +155,7 @@ resource "aws_scheduler_schedule" "export" {
   description                  = "gridlink daily export of the previous day's readings"
   schedule_expression          = var.schedule_expression
   schedule_expression_timezone = var.schedule_timezone
+  kms_key_arn                  = var.kms_key_arn
 
   flexible_time_window {
     mode                      = "FLEXIBLE"

@@ -1,9 +1,5 @@
-data "aws_availability_zones" "available" {
-  state = "available"
-}
-
 locals {
-  azs      = length(var.availability_zones) == 2 ? var.availability_zones : slice(data.aws_availability_zones.available.names, 0, 2)
+  azs      = var.availability_zones
   nat_azs  = var.single_nat_gateway ? [local.azs[0]] : local.azs
   az_index = { for i, az in local.azs : az => i }
 }

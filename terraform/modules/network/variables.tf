@@ -10,13 +10,12 @@ variable "cidr_block" {
 }
 
 variable "availability_zones" {
-  description = "Exactly two availability zones; empty picks the region's first two."
+  description = "Exactly two availability zones, e.g. [\"eu-west-1a\", \"eu-west-1b\"] (named, so the set never changes when AWS adds a zone)."
   type        = list(string)
-  default     = []
 
   validation {
-    condition     = length(var.availability_zones) == 0 || length(var.availability_zones) == 2
-    error_message = "Give exactly two availability zones, or none."
+    condition     = length(var.availability_zones) == 2
+    error_message = "Give exactly two availability zones."
   }
 }
 

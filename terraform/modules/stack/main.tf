@@ -23,6 +23,7 @@ module "network" {
 
   name                    = local.name
   cidr_block              = var.vpc_cidr
+  availability_zones      = var.availability_zones
   single_nat_gateway      = !var.production
   flow_log_retention_days = var.log_retention_days
   kms_key_arn             = module.kms.key_arn
@@ -81,6 +82,7 @@ module "alb" {
   certificate_arn     = var.certificate_arn
   route53_zone_id     = var.route53_zone_id
   deletion_protection = var.production
+  force_destroy       = !var.production
   kms_key_arn         = module.kms.key_arn
   log_retention_days  = var.log_retention_days
   tags                = local.tags

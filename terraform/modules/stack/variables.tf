@@ -19,6 +19,11 @@ variable "name_prefix" {
   default     = "gridlink"
 }
 
+variable "availability_zones" {
+  description = "The two availability zones of the environment."
+  type        = list(string)
+}
+
 variable "vpc_cidr" {
   description = "CIDR of the environment's VPC."
   type        = string
