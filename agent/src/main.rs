@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use gridlink_agent::config::{self, AgentConfig};
-use gridlink_agent::{check, service};
+use gridlink_agent::{check, keygen, service};
 use tokio::sync::watch;
 
 /// gridlink edge agent: polls meters over Modbus, keeps every reading in a
@@ -33,6 +33,18 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Make this gateway's private key (ECDSA P-256, mode 0600) and a CSR
+    /// with CN = the VEN id, for `gridlink-provision sign` or `aws
+    /// register`. The key never leaves the gateway; an existing key is
+    /// never overwritten.
+    Keygen {
+        /// The VEN id (AWS IoT thing name, MQTT client id, certificate CN).
+        #[arg(long, value_name = "VEN_ID")]
+        ven: gridlink_protocol::VenId,
+        /// Where to write `key.pem` and `VEN_ID.csr` (made if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +59,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let path = match &cli.command {
         Command::Run { config } | Command::Check { config } => config.clone(),
+        Command::Keygen { ven, out } => {
+            return match keygen::keygen(ven, out) {
+                Ok(files) => {
+                    println!(
+                        "wrote {} (private, mode 0600: it stays on this gateway) and {} (give this to the installer)",
+                        files.key.display(),
+                        files.csr.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     let config = match config::load(&path) {
         Ok(config) => config,
@@ -72,6 +100,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check { .. } => runtime.block_on(run_check(&config)),
+        Command::Keygen { .. } => unreachable!("keygen returned above"),
         Command::Run { .. } => match runtime.block_on(run_service(config, digest)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

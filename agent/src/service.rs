@@ -35,6 +35,7 @@ use crate::config::AgentConfig;
 use crate::dr::store::DrStore;
 use crate::dr::{self, DrChannels, InboundCommand};
 use crate::metrics::Metrics;
+use crate::systemd;
 use crate::uplink::{self, UplinkLinks, UplinkSettings};
 use crate::{acquisition, health};
 
@@ -247,7 +248,30 @@ pub async fn run_with(
     );
     let health = tokio::spawn(health::serve(listener, Arc::clone(&metrics), health_stop));
 
-    let _ = shutdown.wait_for(|&stop| stop).await;
+    // systemd (Type=notify): ready now; the watchdog is pinged only while
+    // every task still runs, so a dead task gets the agent restarted.
+    let notifier = systemd::Notifier::from_env();
+    notifier.notify("READY=1");
+    if let Some(every) = notifier.watchdog_interval() {
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|&stop| stop) => break,
+                () = tokio::time::sleep(every) => {
+                    let alive = [acquisition.is_finished(), writer.is_finished(), uplink.is_finished(), dr.is_finished()]
+                        .iter()
+                        .all(|finished| !finished);
+                    if alive {
+                        notifier.notify("WATCHDOG=1");
+                    } else {
+                        tracing::error!("a task has stopped; withholding the systemd watchdog ping");
+                    }
+                }
+            }
+        }
+    } else {
+        let _ = shutdown.wait_for(|&stop| stop).await;
+    }
+    notifier.notify("STOPPING=1");
     tracing::info!("stopping: acquisition first, then the buffer, then the uplink");
     let _ = stop_acquisition.send(true);
     acquisition.await.context("acquisition task")?;
