@@ -32,6 +32,10 @@ use serde::{Deserialize, Serialize};
 /// Most finished event ids remembered (to ignore late or repeated commands).
 const MAX_FINISHED: usize = 1024;
 
+/// Most events on the timeline at once; a further new event is refused
+/// (`failed`), so the persisted state stays bounded.
+pub const MAX_EVENTS: usize = 256;
+
 /// What the timeline knows about one configured load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSpec {
@@ -251,59 +255,93 @@ impl Timeline {
                 acks.push(self.ack(cid, &id, AckState::Cancelled, reason, now));
             }
             CommandAction::Event(event) => {
-                let windows = windows(event, now, 0);
-                let nominal_end = windows.iter().map(|w| w.1).max().flatten();
-                let any_infinite = windows.iter().any(|w| w.1.is_none());
-                if !any_infinite && nominal_end.is_some_and(|end| end <= now) {
-                    self.state.events.remove(&id);
-                    self.finish(&id, cid);
-                    let end = Timestamp::from_unix_ms(nominal_end.unwrap_or(now))
-                        .unwrap_or(Timestamp::NOW_SENTINEL);
-                    let at = Timestamp::from_unix_ms(now).unwrap_or(Timestamp::NOW_SENTINEL);
-                    acks.push(self.ack(
-                        cid,
-                        &id,
-                        AckState::Failed,
-                        Some(format!(
-                            "expired: the event ended at {end}, before it arrived at {at}"
-                        )),
-                        now,
-                    ));
-                    return acks;
-                }
-                if let Err(reason) = self.affects_any(event, opted_out) {
-                    self.state.events.remove(&id);
-                    self.finish(&id, cid);
-                    acks.push(self.ack(cid, &id, AckState::OptedOut, Some(reason), now));
-                    return acks;
-                }
-                let range = event
-                    .interval_period
-                    .and_then(|p| p.randomize_start)
-                    .and_then(IsoDuration::millis)
-                    .unwrap_or(0);
-                let previous = self.state.events.remove(&id);
-                let offset_ms = match &previous {
-                    Some(p) if p.offset_ms <= range => p.offset_ms,
-                    _ => random % range.saturating_add(1).max(1),
-                };
-                let (capacity_shed, capacity_changed_ms) = previous
-                    .map(|p| (p.capacity_shed, p.capacity_changed_ms))
-                    .unwrap_or_default();
-                let entry = EventEntry {
-                    command_id: cid,
-                    event: event.clone(),
-                    received_ms: now,
-                    offset_ms,
-                    phase: EventPhase::Scheduled,
-                    capacity_shed,
-                    capacity_changed_ms,
-                };
-                self.state.events.insert(id.clone(), entry);
-                acks.push(self.ack(cid, &id, AckState::Scheduled, None, now));
+                self.schedule(event, &id, cid, now, random, opted_out, &mut acks);
             }
         }
         acks
+    }
+
+    /// The `Event` part of [`command`](Self::command): expiry, opt-out,
+    /// bounds, then the event on the timeline.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the command's parts, the clock, the draw and the settings"
+    )]
+    fn schedule(
+        &mut self,
+        event: &Event,
+        id: &str,
+        cid: u64,
+        now: i64,
+        random: u64,
+        opted_out: &BTreeSet<String>,
+        acks: &mut Vec<CommandAck>,
+    ) {
+        let windows = windows(event, now, 0);
+        let nominal_end = windows.iter().map(|w| w.1).max().flatten();
+        let any_infinite = windows.iter().any(|w| w.1.is_none());
+        if !any_infinite && nominal_end.is_some_and(|end| end <= now) {
+            self.state.events.remove(id);
+            self.finish(id, cid);
+            let end = Timestamp::from_unix_ms(nominal_end.unwrap_or(now))
+                .unwrap_or(Timestamp::NOW_SENTINEL);
+            let at = Timestamp::from_unix_ms(now).unwrap_or(Timestamp::NOW_SENTINEL);
+            acks.push(self.ack(
+                cid,
+                id,
+                AckState::Failed,
+                Some(format!(
+                    "expired: the event ended at {end}, before it arrived at {at}"
+                )),
+                now,
+            ));
+            return;
+        }
+        if let Err(reason) = self.affects_any(event, opted_out) {
+            self.state.events.remove(id);
+            self.finish(id, cid);
+            acks.push(self.ack(cid, id, AckState::OptedOut, Some(reason), now));
+            return;
+        }
+        let range = event
+            .interval_period
+            .and_then(|p| p.randomize_start)
+            .and_then(IsoDuration::millis)
+            .unwrap_or(0);
+        if !self.state.events.contains_key(id) && self.state.events.len() >= MAX_EVENTS {
+            self.finish(id, cid);
+            acks.push(self.ack(
+                cid,
+                id,
+                AckState::Failed,
+                Some(format!(
+                    "too many events: {MAX_EVENTS} are scheduled or active already"
+                )),
+                now,
+            ));
+            return;
+        }
+        let previous = self.state.events.remove(id);
+        // A start of "now" stays when it was first received.
+        let received_ms = previous.as_ref().map_or(now, |p| p.received_ms);
+        let offset_ms = match &previous {
+            Some(p) if p.offset_ms <= range => p.offset_ms,
+            _ => random % range.saturating_add(1).max(1),
+        };
+        let (capacity_shed, capacity_changed_ms) = previous
+            .map(|p| (p.capacity_shed, p.capacity_changed_ms))
+            .unwrap_or_default();
+        let entry = EventEntry {
+            command_id: cid,
+            event: event.clone(),
+            received_ms,
+            offset_ms,
+            phase: EventPhase::Scheduled,
+            capacity_shed,
+            capacity_changed_ms,
+        };
+        self.state.events.insert(id.to_string(), entry);
+        acks.push(self.ack(cid, id, AckState::Scheduled, None, now));
     }
 
     fn finish(&mut self, id: &str, command_id: u64) {
@@ -1304,6 +1342,34 @@ mod tests {
         assert_eq!(t.load_states()[0].cause, LoadChangeCause::External);
         let (_, w) = step(&mut t, T0 + 1500, None);
         assert_eq!(writes(&w), [coil("a", false)]);
+    }
+
+    #[test]
+    fn the_timeline_is_bounded() {
+        let mut t = timeline(vec![spec("a", 1, 1)]);
+        let none = BTreeSet::new();
+        for i in 0..MAX_EVENTS {
+            let id = format!("e{i}");
+            let acks = t.command(
+                &cmd(i as u64 + 1, simple(&id, T0 + 60_000, 10, 1)),
+                T0,
+                0,
+                &none,
+            );
+            assert_eq!(states(&acks), [AckState::Received, AckState::Scheduled]);
+        }
+        let acks = t.command(&cmd(9999, simple("more", T0 + 60_000, 10, 1)), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Failed]);
+        assert!(
+            acks[1]
+                .reason
+                .as_deref()
+                .unwrap()
+                .starts_with("too many events")
+        );
+        // An update of a known event is still taken.
+        let acks = t.command(&cmd(10_000, simple("e0", T0 + 60_000, 20, 1)), T0, 0, &none);
+        assert_eq!(states(&acks), [AckState::Received, AckState::Scheduled]);
     }
 
     fn durable(t: &Timeline) -> TimelineState {
