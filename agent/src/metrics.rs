@@ -89,6 +89,12 @@ pub struct Metrics {
     pub dr_write_failures: AtomicU64,
     /// DR acknowledgements acknowledged by the broker.
     pub dr_acks_published: AtomicU64,
+    /// DR acknowledgements waiting in the durable outbox.
+    pub dr_outbox: AtomicU64,
+    /// DR events active now.
+    pub dr_active_events: AtomicU64,
+    /// Loads DR holds shed now.
+    pub dr_shed_loads: AtomicU64,
     modbus_errors: Mutex<BTreeMap<(String, ModbusErrorKind), u64>>,
 }
 
@@ -117,7 +123,11 @@ impl Metrics {
     }
 
     /// The plain counters and gauges: name, help text, value.
-    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 19] {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one table entry per metric, three lines each"
+    )]
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 22] {
         [
             (
                 "gridlink_readings_acquired_total",
@@ -203,6 +213,21 @@ impl Metrics {
                 "gridlink_dr_acks_published_total",
                 "DR acknowledgements acknowledged by the broker.",
                 &self.dr_acks_published,
+            ),
+            (
+                "gridlink_dr_outbox",
+                "DR acknowledgements waiting for the broker.",
+                &self.dr_outbox,
+            ),
+            (
+                "gridlink_dr_active_events",
+                "DR events active now.",
+                &self.dr_active_events,
+            ),
+            (
+                "gridlink_dr_shed_loads",
+                "Loads DR holds shed now.",
+                &self.dr_shed_loads,
             ),
             (
                 "gridlink_buffer_records",

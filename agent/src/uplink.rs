@@ -784,6 +784,11 @@ fn on_event(
                     tracing::error!(%error, key, "removing a delivered DR acknowledgement failed; it will be sent again");
                 }
                 metrics.dr_acks_published.fetch_add(1, Ordering::Relaxed);
+                if let Some(store) = &links.dr_store {
+                    metrics
+                        .dr_outbox
+                        .store(store.outbox_len() as u64, Ordering::Relaxed);
+                }
             }
             _ => {}
         },

@@ -631,11 +631,24 @@ async fn loads_are_restored_on_time_with_the_broker_down() {
     sleep_until_ms(start + 5000 + 1500).await;
     assert!(rig.on(1) && rig.on(2), "{}", agent.log_text());
     assert!(rig.cloud.ack("evt-c", AckState::Completed).is_none());
+    // The completed ack waits in the durable outbox.
+    assert!(
+        rig.metric("gridlink_dr_outbox")
+            .await
+            .is_some_and(|n| n >= 1),
+        "{:?}",
+        rig.metric("gridlink_dr_outbox").await
+    );
 
     rig.broker.start().await;
     rig.cloud
         .wait_ack("evt-c", AckState::Completed, Duration::from_secs(15))
         .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rig.metric("gridlink_dr_outbox").await != Some(0) {
+        assert!(tokio::time::Instant::now() < deadline, "outbox not emptied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     agent.stop().await;
 }
 

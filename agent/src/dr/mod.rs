@@ -351,11 +351,22 @@ fn publish(
 ) {
     let loads = executor.timeline.load_states();
     let (active, scheduled) = executor.timeline.event_ids();
+    let shed = executor.timeline.shed_loads();
+    let metrics = &executor.metrics;
+    metrics
+        .dr_active_events
+        .store(active.len() as u64, Ordering::Relaxed);
+    metrics
+        .dr_shed_loads
+        .store(shed.len() as u64, Ordering::Relaxed);
+    metrics
+        .dr_outbox
+        .store(executor.store.outbox_len() as u64, Ordering::Relaxed);
     let view = DrView {
         loads: loads.clone(),
         active_events: active,
         scheduled_events: scheduled,
-        shed_loads: executor.timeline.shed_loads(),
+        shed_loads: shed,
     };
     view_tx.send_if_modified(|old| {
         if *old == view {
