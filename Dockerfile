@@ -17,7 +17,7 @@ ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS builder
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends musl-tools binutils \
+    && apt-get install -y --no-install-recommends musl-tools binutils curl ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
@@ -32,10 +32,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 # Trust anchors the service pins in AWS (terraform/modules/ecs-service and
 # secrets): Amazon Root CA 1 for AWS IoT Core (GRIDLINK_MQTT_CA) and the RDS
 # CA bundle (sslmode=verify-full&sslrootcert=... in GRIDLINK_DATABASE_URL).
-# Files ADDed from a URL are mode 0600: make them readable for nonroot.
-ADD https://www.amazontrust.com/repository/AmazonRootCA1.pem /certs/AmazonRootCA1.pem
-ADD https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /certs/rds-global-bundle.pem
-RUN chmod 0644 /certs/*.pem
+# Readable by nonroot (0644).
+RUN mkdir -p /certs \
+    && curl -fsSL --proto '=https' -o /certs/AmazonRootCA1.pem https://www.amazontrust.com/repository/AmazonRootCA1.pem \
+    && curl -fsSL --proto '=https' -o /certs/rds-global-bundle.pem https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem \
+    && grep -q 'BEGIN CERTIFICATE' /certs/AmazonRootCA1.pem \
+    && grep -q 'BEGIN CERTIFICATE' /certs/rds-global-bundle.pem \
+    && chmod 0644 /certs/*.pem
 
 FROM gcr.io/distroless/static-debian12:nonroot
 LABEL org.opencontainers.image.title="gridlink-cloud" \
