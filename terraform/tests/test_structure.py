@@ -309,7 +309,15 @@ def test_iot_policy_comes_from_the_provisioning_tool():
     endpoint = iot.data["aws_iot_endpoint"]["data"]
     assert endpoint["endpoint_type"] == "iot:Data-ATS"
     rule = iot.resource("aws_iot_topic_rule", "archive")
-    assert rule["sql"] == "SELECT * FROM 'oadr/meter/+'"
+    assert rule["sql"].endswith("FROM 'oadr/meter/+'"), rule["sql"]
+    assert "encode(*, 'base64')" in rule["sql"], "the raw payload is archived whole"
+    firehose = one(rule["firehose"])
+    assert ref(firehose["delivery_stream_name"]) == "aws_kinesis_firehose_delivery_stream.archive.name"
+    stream = iot.resource("aws_kinesis_firehose_delivery_stream", "archive")
+    s3 = one(stream["extended_s3_configuration"])
+    assert ref(s3["bucket_arn"]) == "var.archive_bucket_arn"
+    stack = load(MODULES / "stack")
+    assert ref(stack.modules["iot"]["archive_bucket_arn"]) == "module.telemetry_archive.bucket_arn"
 
 
 # --- Every module ------------------------------------------------------------------

@@ -39,3 +39,8 @@ output "archive_rule_name" {
   description = "Name of the telemetry-archive topic rule (CloudWatch dimension RuleName)."
   value       = aws_iot_topic_rule.archive.name
 }
+
+output "archive_delivery_stream_name" {
+  description = "Firehose delivery stream of the telemetry archive (CloudWatch dimension DeliveryStreamName)."
+  value       = aws_kinesis_firehose_delivery_stream.archive.name
+}

@@ -15,13 +15,8 @@ variable "thing_type_name" {
   default     = "gridlink-ven"
 }
 
-variable "archive_bucket_name" {
-  description = "S3 bucket the telemetry-archive topic rule writes raw oadr/meter/+ payloads to."
-  type        = string
-}
-
 variable "archive_bucket_arn" {
-  description = "ARN of archive_bucket_name."
+  description = "ARN of the S3 bucket the telemetry archive (topic rule -> Firehose) writes raw oadr/meter/+ payloads to."
   type        = string
 }
 

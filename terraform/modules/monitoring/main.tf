@@ -89,7 +89,7 @@ locals {
       missing     = "breaching"
     }
     iot-rule-failure = {
-      description = "IoT telemetry-archive rule: S3 action failures (raw telemetry not archived)"
+      description = "IoT telemetry-archive rule: Firehose action failures (raw telemetry not archived)"
       namespace   = "AWS/IoT"
       metric      = "Failure"
       statistic   = "Sum"
@@ -97,7 +97,7 @@ locals {
       periods     = 1
       threshold   = 0
       comparison  = "GreaterThanThreshold"
-      dimensions  = { RuleName = var.iot_rule_name, ActionType = "S3" }
+      dimensions  = { RuleName = var.iot_rule_name, ActionType = "Firehose" }
       missing     = "notBreaching"
     }
     iot-rule-parse-error = {
@@ -110,6 +110,18 @@ locals {
       threshold   = 0
       comparison  = "GreaterThanThreshold"
       dimensions  = { RuleName = var.iot_rule_name }
+      missing     = "notBreaching"
+    }
+    archive-freshness = {
+      description = "Telemetry archive: oldest record in Firehose older than 15 min (S3 delivery failing)"
+      namespace   = "AWS/Firehose"
+      metric      = "DeliveryToS3.DataFreshness"
+      statistic   = "Maximum"
+      period      = 300
+      periods     = 1
+      threshold   = 900
+      comparison  = "GreaterThanThreshold"
+      dimensions  = { DeliveryStreamName = var.archive_delivery_stream_name }
       missing     = "notBreaching"
     }
   }

@@ -57,6 +57,11 @@ variable "iot_rule_name" {
   type        = string
 }
 
+variable "archive_delivery_stream_name" {
+  description = "DeliveryStreamName dimension of the telemetry archive alarm."
+  type        = string
+}
+
 variable "cpu_threshold_percent" {
   description = "Service CPU alarm threshold (average over 5 min)."
   type        = number

@@ -62,14 +62,13 @@ module "telemetry_archive" {
 module "iot" {
   source = "../iot-core"
 
-  name                = local.name
-  device_policy_name  = var.device_policy_name
-  archive_bucket_name = module.telemetry_archive.bucket_name
-  archive_bucket_arn  = module.telemetry_archive.bucket_arn
-  kms_key_arn         = module.kms.key_arn
-  log_level           = var.iot_log_level
-  log_retention_days  = var.log_retention_days
-  tags                = local.tags
+  name               = local.name
+  device_policy_name = var.device_policy_name
+  archive_bucket_arn = module.telemetry_archive.bucket_arn
+  kms_key_arn        = module.kms.key_arn
+  log_level          = var.iot_log_level
+  log_retention_days = var.log_retention_days
+  tags               = local.tags
 }
 
 module "alb" {
@@ -234,5 +233,6 @@ module "monitoring" {
   alb_arn_suffix                       = module.alb.alb_arn_suffix
   rds_instance_identifier              = module.rds.instance_identifier
   iot_rule_name                        = module.iot.archive_rule_name
+  archive_delivery_stream_name         = module.iot.archive_delivery_stream_name
   tags                                 = local.tags
 }
