@@ -193,6 +193,8 @@ struct LoadDef {
     priority: u32,
     simple_level: u8,
     never_switch: bool,
+    /// Also write its setpoint register (holding `k - 1`).
+    setpoint: bool,
 }
 
 impl LoadDef {
@@ -204,6 +206,7 @@ impl LoadDef {
             priority: u32::from(k),
             simple_level,
             never_switch: false,
+            setpoint: false,
         }
     }
 }
@@ -319,6 +322,9 @@ timeout_ms = 500
                 load.never_switch,
             )
             .unwrap();
+            if let (Some(k), true) = (load.sim, load.setpoint) {
+                writeln!(text, "setpoint = {{ address = {} }}", k - 1).unwrap();
+            }
             if let Some(k) = load.sim {
                 writeln!(
                     text,
@@ -778,6 +784,7 @@ async fn a_failing_write_acks_failed_with_the_reason() {
         priority: 1,
         simple_level: 1,
         never_switch: false,
+        setpoint: false,
     };
     rig.write_config(&[broken, LoadDef::sim(1, 3)]);
     let agent = rig.spawn_agent().await;
@@ -940,5 +947,46 @@ async fn a_load_opted_out_through_the_shadow_is_left_alone() {
     rig.cloud
         .wait_ack("evt-s", AckState::Completed, Duration::from_secs(6))
         .await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_setpoint_is_written_and_the_previous_one_restored() {
+    let rig = Rig::start(2).await;
+    let mut dial = LoadDef::sim(1, 1);
+    dial.setpoint = true;
+    rig.write_config(&[dial, LoadDef::sim(2, 1)]);
+    rig.site.set_load_setpoint(1, 80).unwrap();
+    let agent = rig.spawn_agent().await;
+    let start = now_ms() + 1500;
+    rig.cloud
+        .send(&command(
+            1,
+            event(
+                "sp",
+                start,
+                4,
+                PayloadType::DispatchSetpoint,
+                PayloadValue::Number(40.0),
+            ),
+        ))
+        .await;
+    rig.cloud
+        .wait_ack("sp", AckState::Active, Duration::from_secs(5))
+        .await;
+    sleep_until_ms(start + 1500).await;
+    assert_eq!(
+        rig.site.load(1).unwrap().setpoint_percent,
+        40,
+        "{}",
+        agent.log_text()
+    );
+    // Neither relay is touched, nor the load without a setpoint register.
+    assert!(rig.on(1) && rig.on(2));
+    assert_eq!(rig.site.load(2).unwrap().setpoint_percent, 100);
+    rig.cloud
+        .wait_ack("sp", AckState::Completed, Duration::from_secs(6))
+        .await;
+    assert_eq!(rig.site.load(1).unwrap().setpoint_percent, 80);
     agent.stop().await;
 }
