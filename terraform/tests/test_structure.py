@@ -341,6 +341,17 @@ def test_every_module_documents_its_interface():
         assert 'backend "s3"' in versions and "use_lockfile" in versions, name
 
 
+def test_readme_documents_every_variable_and_output():
+    readme = (TF / "README.md").read_text()
+    dirs = [p for p in MODULES.iterdir() if p.is_dir()] + [p for p in ENVS.iterdir() if p.is_dir()]
+    for path in dirs:
+        d = load(path)
+        for name in list(d.variables) + list(d.outputs):
+            assert f"| `{name}` |" in readme, f"terraform/README.md: {path.name}: {name} is not in a table"
+    for path in MODULES.iterdir():
+        assert f"modules/{path.name}" in readme, f"terraform/README.md does not describe modules/{path.name}"
+
+
 def main() -> int:
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
     failed = 0
