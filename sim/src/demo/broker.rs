@@ -149,9 +149,16 @@ impl EmbeddedBroker {
     }
 
     /// Closes every connection (without publishing wills) and stops.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for EmbeddedBroker {
+    /// Dropping the handle stops the broker too (without waiting).
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
     }
 }
 

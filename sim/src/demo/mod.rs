@@ -289,9 +289,18 @@ pub async fn run(
     // retained, but retained messages do not reach shared subscriptions.
     wait_for_cloud_subscriptions(&broker, &mut cloud).await?;
     let (stop_agents, agents_stop) = watch::channel(false);
-    let (mut agents, demo_sites, dr) = start_agents(&dir, &pki, broker_addr, &sites, &agents_stop)?;
+    let (mut agents, demo_sites, dr) =
+        match start_agents(&dir, &pki, broker_addr, &sites, &agents_stop) {
+            Ok(started) => started,
+            Err(error) => {
+                let _ = stop_agents.send(true);
+                let _ = stop_cloud.send(());
+                let _ = cloud.await;
+                return Err(error);
+            }
+        };
 
-    let mut ready_info = Ready {
+    let ready_info = Ready {
         api,
         broker: broker_addr,
         token,
@@ -303,39 +312,15 @@ pub async fn run(
         all_vens_reporting: false,
     };
 
-    // Up: wait for every VEN's readings (or a failure, or a stop).
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut ready = Some(ready);
-    let mut waiting = std::pin::pin!(wait_for_vens(
-        api,
-        ready_info.token.clone(),
-        ready_info.ven_ids().iter().map(|&v| v.to_owned()).collect()
-    ));
-    let mut broker_check = tokio::time::interval(Duration::from_secs(1));
-    let failure: Option<anyhow::Error> = loop {
-        tokio::select! {
-            () = &mut shutdown => break None,
-            all = &mut waiting, if ready.is_some() => {
-                ready_info.all_vens_reporting = all;
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(ready_info.clone());
-                }
-            }
-            joined = &mut cloud => break Some(match joined {
-                Ok(Ok(())) => anyhow::anyhow!("the cloud stopped on its own"),
-                Ok(Err(error)) => error.context("the cloud failed"),
-                Err(error) => anyhow::Error::new(error).context("the cloud panicked"),
-            }),
-            Some(joined) = agents.join_next() => break Some(match joined {
-                Ok((ven, Ok(_))) => anyhow::anyhow!("the agent of {ven} stopped on its own"),
-                Ok((ven, Err(error))) => error.context(format!("the agent of {ven} failed")),
-                Err(error) => anyhow::Error::new(error).context("an agent panicked"),
-            }),
-            _ = broker_check.tick() => if broker.has_stopped() {
-                break Some(anyhow::anyhow!("the embedded MQTT broker stopped"));
-            },
-        }
-    };
+    let failure = supervise(
+        shutdown,
+        ready,
+        ready_info,
+        &mut cloud,
+        &mut agents,
+        &broker,
+    )
+    .await;
     if failure.is_none() {
         tracing::info!("stopping: agents first (they drain their buffers), then the cloud");
     }
@@ -358,6 +343,52 @@ pub async fn run(
     cloud_result?;
     tracing::info!("demo stopped");
     Ok(())
+}
+
+/// Sends [`Ready`] once every VEN reports, and waits for `shutdown`; or
+/// returns early with the failure of the cloud, an agent or the broker.
+async fn supervise(
+    shutdown: impl Future<Output = ()> + Send,
+    ready: oneshot::Sender<Ready>,
+    ready_info: Ready,
+    cloud: &mut CloudTask,
+    agents: &mut AgentTasks,
+    broker: &broker::EmbeddedBroker,
+) -> Option<anyhow::Error> {
+    // Up: wait for every VEN's readings (or a failure, or a stop).
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut ready = Some(ready);
+    let mut ready_info = ready_info;
+    let mut waiting = std::pin::pin!(wait_for_vens(
+        ready_info.api,
+        ready_info.token.clone(),
+        ready_info.ven_ids().iter().map(|&v| v.to_owned()).collect()
+    ));
+    let mut broker_check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break None,
+            all = &mut waiting, if ready.is_some() => {
+                ready_info.all_vens_reporting = all;
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(ready_info.clone());
+                }
+            }
+            joined = &mut *cloud => break Some(match joined {
+                Ok(Ok(())) => anyhow::anyhow!("the cloud stopped on its own"),
+                Ok(Err(error)) => error.context("the cloud failed"),
+                Err(error) => anyhow::Error::new(error).context("the cloud panicked"),
+            }),
+            Some(joined) = agents.join_next() => break Some(match joined {
+                Ok((ven, Ok(_))) => anyhow::anyhow!("the agent of {ven} stopped on its own"),
+                Ok((ven, Err(error))) => error.context(format!("the agent of {ven} failed")),
+                Err(error) => anyhow::Error::new(error).context("an agent panicked"),
+            }),
+            _ = broker_check.tick() => if broker.has_stopped() {
+                break Some(anyhow::anyhow!("the embedded MQTT broker stopped"));
+            },
+        }
+    }
 }
 
 /// The demo directory: `dir` (created, kept) or a new temporary directory
