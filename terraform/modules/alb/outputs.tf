@@ -19,8 +19,9 @@ output "security_group_id" {
 }
 
 output "target_group_arn" {
-  description = "Target group the ECS service registers its tasks in."
+  description = "Target group the ECS service registers its tasks in (available once the HTTPS listener forwards to it: ECS refuses a target group without a load balancer)."
   value       = aws_lb_target_group.this.arn
+  depends_on  = [aws_lb_listener.https]
 }
 
 output "target_group_arn_suffix" {

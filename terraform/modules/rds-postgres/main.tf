@@ -1,3 +1,8 @@
+locals {
+  # Performance Insights is not offered on the smallest burstable classes.
+  performance_insights = !contains(["db.t3.micro", "db.t3.small", "db.t4g.micro", "db.t4g.small"], var.instance_class)
+}
+
 resource "aws_db_subnet_group" "this" {
   name       = var.name
   subnet_ids = var.private_subnet_ids
@@ -111,9 +116,9 @@ resource "aws_db_instance" "this" {
   apply_immediately                   = false
   iam_database_authentication_enabled = true
 
-  performance_insights_enabled          = true
-  performance_insights_kms_key_id       = var.kms_key_arn
-  performance_insights_retention_period = 7
+  performance_insights_enabled          = local.performance_insights
+  performance_insights_kms_key_id       = local.performance_insights ? var.kms_key_arn : null
+  performance_insights_retention_period = local.performance_insights ? 7 : null
   monitoring_interval                   = 60
   monitoring_role_arn                   = aws_iam_role.monitoring.arn
   enabled_cloudwatch_logs_exports       = ["postgresql", "upgrade"]
