@@ -153,6 +153,11 @@ resource "aws_ecs_task_definition" "this" {
     name = "mqtt-identity"
   }
 
+  # Writable /tmp under the read-only root file system.
+  volume {
+    name = "tmp"
+  }
+
   container_definitions = jsonencode([
     {
       name                   = "mqtt-identity"
@@ -194,6 +199,7 @@ resource "aws_ecs_task_definition" "this" {
       ]
       mountPoints = [
         { sourceVolume = "mqtt-identity", containerPath = local.mqtt_dir, readOnly = true },
+        { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
       ]
       dependsOn = [
         { containerName = "mqtt-identity", condition = "SUCCESS" },

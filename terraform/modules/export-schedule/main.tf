@@ -67,6 +67,12 @@ resource "aws_ecs_task_definition" "export" {
     cpu_architecture        = var.cpu_architecture
   }
 
+  # Writable scratch space (the export may stage files) under the read-only
+  # root file system.
+  volume {
+    name = "tmp"
+  }
+
   container_definitions = jsonencode([
     {
       name                   = "gridlink-cloud"
@@ -74,6 +80,9 @@ resource "aws_ecs_task_definition" "export" {
       essential              = true
       readonlyRootFilesystem = true
       command                = local.command
+      mountPoints = [
+        { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+      ]
       secrets = [
         { name = "GRIDLINK_DATABASE_URL", valueFrom = var.database_url_value_from },
       ]
