@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 /// Events (and baseline rounds) per size.
 const RUNS: usize = 3;
 /// Longest one run may take.
-const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+const RUN_TIMEOUT: Duration = Duration::from_mins(2);
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -183,7 +183,7 @@ fn spawn_ven(
     let mut options = broker.client_options(pki, id.as_str());
     options
         .set_clean_session(false)
-        .set_keep_alive(Duration::from_secs(60));
+        .set_keep_alive(Duration::from_mins(1));
     let (client, mut eventloop) = AsyncClient::new(options, 64);
     let id = id.clone();
     tokio::spawn(async move {

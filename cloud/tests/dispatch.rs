@@ -333,6 +333,7 @@ async fn wait_for_status(rig: &Rig, cloud: &Cloud, event: &str, want: Value) -> 
     }
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 #[tokio::test]
 async fn an_event_reaches_three_vens_their_acks_are_shown_and_delete_cancels() {
     let rig = Rig::start(&["ven-1", "ven-2", "ven-3", "ven-x"]).await;

@@ -152,7 +152,7 @@ impl App {
     }
 }
 
-fn event_body(program_id: &str, targets: Value, start: &str) -> Value {
+fn event_body(program_id: &str, targets: &Value, start: &str) -> Value {
     json!({
         "programID": program_id,
         "eventName": "peak shave",
@@ -164,6 +164,7 @@ fn event_body(program_id: &str, targets: Value, start: &str) -> Value {
     })
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn crud_filters_and_paging(app: App) {
     app.register_vens().await;
     let groups = app.ok(Method::GET, "/api/v1/vens/ven-2/groups", None).await;
@@ -222,7 +223,7 @@ async fn crud_filters_and_paging(app: App) {
             "/openadr3/3.1.0/events",
             Some(event_body(
                 &program_id,
-                json!(["ven-3"]),
+                &json!(["ven-3"]),
                 "2026-01-01T10:00:00Z",
             )),
         )
@@ -235,7 +236,11 @@ async fn crud_filters_and_paging(app: App) {
         .ok(
             Method::POST,
             "/openadr3/3.1.0/events",
-            Some(event_body(&program_id, Value::Null, "2026-01-02T10:00:00Z")),
+            Some(event_body(
+                &program_id,
+                &Value::Null,
+                "2026-01-02T10:00:00Z",
+            )),
         )
         .await;
     let e2_id = e2["id"].as_str().unwrap().to_owned();
@@ -254,7 +259,11 @@ async fn crud_filters_and_paging(app: App) {
         .ok(
             Method::POST,
             "/openadr3/3.1.0/events",
-            Some(event_body(other_id, json!(["all"]), "2999-01-01T00:00:00Z")),
+            Some(event_body(
+                other_id,
+                &json!(["all"]),
+                "2999-01-01T00:00:00Z",
+            )),
         )
         .await;
     let e3_id = e3["id"].as_str().unwrap().to_owned();
@@ -287,11 +296,15 @@ async fn crud_filters_and_paging(app: App) {
     let page = app
         .ok(Method::GET, "/openadr3/3.1.0/events?skip=1&limit=1", None)
         .await;
-    assert_eq!(ids(&page), [e2_id.clone()]);
+    assert_eq!(ids(&page), std::slice::from_ref(&e2_id));
     let active = app
         .ok(Method::GET, "/openadr3/3.1.0/events?active=true", None)
         .await;
-    assert_eq!(ids(&active), [e3_id.clone()], "the 2026 events have ended");
+    assert_eq!(
+        ids(&active),
+        std::slice::from_ref(&e3_id),
+        "the 2026 events have ended"
+    );
     for bad in [
         "limit=51",
         "skip=-1",
@@ -311,7 +324,7 @@ async fn crud_filters_and_paging(app: App) {
     }
 
     // Replace, then delete.
-    let mut body = event_body(&program_id, json!(["ven-1"]), "2026-01-01T10:00:00Z");
+    let mut body = event_body(&program_id, &json!(["ven-1"]), "2026-01-01T10:00:00Z");
     body["eventName"] = json!("renamed");
     let replaced = app
         .ok(
@@ -378,7 +391,7 @@ async fn bad_events_name_the_field(app: App) {
         )
         .await;
     let pid = program["id"].as_str().unwrap();
-    let good = event_body(pid, json!(["ven-1"]), "2026-01-01T10:00:00Z");
+    let good = event_body(pid, &json!(["ven-1"]), "2026-01-01T10:00:00Z");
     let uri = "/openadr3/3.1.0/events";
     let with = |pointer: &str, value: Value| {
         let mut body = good.clone();
@@ -447,6 +460,7 @@ async fn bad_events_name_the_field(app: App) {
     app.ok(Method::POST, uri, Some(good)).await;
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn roles_and_unknown_ids(app: App) {
     app.register_vens().await;
     let program = app
@@ -457,7 +471,7 @@ async fn roles_and_unknown_ids(app: App) {
         )
         .await;
     let pid = program["id"].as_str().unwrap().to_owned();
-    let event = event_body(&pid, json!(["ven-1"]), "2026-01-01T10:00:00Z");
+    let event = event_body(&pid, &json!(["ven-1"]), "2026-01-01T10:00:00Z");
     let writes = [
         (
             Method::POST,
@@ -606,7 +620,7 @@ async fn status_shows_acks_and_measured_response(app: App) {
             "/openadr3/3.1.0/events",
             Some(event_body(
                 program["id"].as_str().unwrap(),
-                json!(["north"]),
+                &json!(["north"]),
                 &start_text,
             )),
         )

@@ -1652,6 +1652,7 @@ async fn programs_crud_and_filters<S: Store>(s: &S) {
     assert!(s.program(&oid("p-c")).await.unwrap().is_none());
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn events_queue_commands_with_increasing_ids<S: Store>(s: &S) {
     for v in ["ven-a", "ven-b", "ven-c"] {
         s.set_ven_groups(&ven(v), &["all".to_string()])
