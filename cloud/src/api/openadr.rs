@@ -89,18 +89,26 @@ struct ProgramRequest {
     targets: Option<Vec<String>>,
 }
 
-/// A new server-assigned object id: a prefix and 16 random hex digits.
-fn new_id(prefix: &str) -> Result<ObjectId, ApiError> {
-    let mut bytes = [0u8; 8];
+/// A new server-assigned object id: the prefix, the creation time in ms and
+/// a per-process sequence number (so ids sort in creation order within a
+/// process, also within one millisecond, as searches list by creation time
+/// then id), and 8 random hex digits.
+fn new_id(prefix: &str, now_ms: i64) -> Result<ObjectId, ApiError> {
+    use std::fmt::Write as _;
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static SEQUENCE: AtomicU16 = AtomicU16::new(0);
+    let mut bytes = [0u8; 4];
     SystemRandom::new()
         .fill(&mut bytes)
         .map_err(|_| ApiError::Internal("the system random generator failed".into()))?;
-    let hex = bytes.iter().fold(String::new(), |mut out, b| {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{b:02x}");
-        out
-    });
-    ObjectId::new(format!("{prefix}-{hex}")).map_err(|e| ApiError::Internal(Box::new(e)))
+    let mut id = format!(
+        "{prefix}-{now_ms:012x}{:04x}",
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    );
+    for b in bytes {
+        let _ = write!(id, "{b:02x}");
+    }
+    ObjectId::new(id).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
 fn body_object(body: Result<Json<Value>, JsonRejection>) -> Result<Map<String, Value>, ApiError> {
@@ -307,8 +315,9 @@ pub(crate) async fn create_program<S: Store>(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let write = program_write(body_object(body)?)?;
-    let id = new_id("program")?;
-    let record = state.store.create_program(&id, &write, now_ms()).await?;
+    let now = now_ms();
+    let id = new_id("program", now)?;
+    let record = state.store.create_program(&id, &write, now).await?;
     Ok((StatusCode::CREATED, Json(program_json(&record))).into_response())
 }
 
@@ -500,7 +509,7 @@ pub(crate) async fn create_event<S: Store>(
 ) -> Result<Response, ApiError> {
     let now = now_ms();
     let write = event_write(&state, body_object(body)?, now).await?;
-    let id = new_id("event")?;
+    let id = new_id("event", now)?;
     let (record, commands) = state.store.create_event(&id, &write, now).await?;
     state.dispatch_wake.notify_one();
     tracing::info!(event = %id, vens = commands.len(), "event created");
