@@ -75,9 +75,10 @@ pub const DEVICE_RULES: &[Rule] = &[
     },
 ];
 
-/// What the cloud backend may do on a broker it shares with the VENs
-/// (Mosquitto). In AWS the backend reads through IoT rules or its own IAM
-/// identity, so this part has no IoT policy counterpart.
+/// What the cloud backend (certificate CN `backend`) may do. On Mosquitto
+/// these become the ACL's `user backend` lines; in AWS the backend is an
+/// MQTT client too, and `terraform/modules/iot-core` gives its certificate
+/// an IoT policy with the same topics.
 pub const BACKEND_RULES: &[Rule] = &[
     Rule {
         access: Access::Subscribe,
