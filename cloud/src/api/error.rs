@@ -75,6 +75,9 @@ pub enum ApiError {
     /// false`: the broker's shadow service keeps it) (503).
     #[error("the device shadow is not served here")]
     ShadowOff,
+    /// No such OpenADR object (404): its kind (`program`, `event`) and id.
+    #[error("unknown {0} {1}")]
+    UnknownObject(&'static str, gridlink_protocol::ObjectId),
     /// No route has this path (404).
     #[error("no route for {0}")]
     NoRoute(String),
@@ -108,7 +111,9 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::InvalidParams(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { status, .. } => *status,
-            Self::UnknownVen(_) | Self::NoShadow(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::UnknownVen(_) | Self::UnknownObject(..) | Self::NoShadow(_) | Self::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -125,6 +130,7 @@ impl ApiError {
             Self::InvalidParams(_) => "invalid-parameter",
             Self::InvalidBody { .. } => "invalid-body",
             Self::UnknownVen(_) => "unknown-ven",
+            Self::UnknownObject(..) => "unknown-object",
             Self::NoShadow(_) => "no-shadow",
             Self::ShadowOff => "shadow-off",
             Self::NoRoute(_) => "not-found",
@@ -143,6 +149,7 @@ impl ApiError {
             Self::InvalidParams(_) => "Invalid parameter",
             Self::InvalidBody { .. } => "Invalid request body",
             Self::UnknownVen(_) => "Unknown VEN",
+            Self::UnknownObject(..) => "Unknown object",
             Self::NoShadow(_) => "No shadow",
             Self::ShadowOff => "Shadow not served here",
             Self::NoRoute(_) => "Not found",
@@ -174,6 +181,7 @@ impl ApiError {
                 .join("; "),
             Self::InvalidBody { detail, .. } => detail.clone(),
             Self::UnknownVen(ven) => format!("no VEN {:?} is known", ven.as_str()),
+            Self::UnknownObject(kind, id) => format!("no {kind} {:?} exists", id.as_str()),
             Self::NoShadow(ven) => format!("No shadow exists with name: {ven}"),
             Self::ShadowOff => "this cloud does not run the device shadow (shadow.enabled = false): \
                 the broker's shadow service (AWS IoT) keeps it"
@@ -184,8 +192,9 @@ impl ApiError {
             Self::MethodNotAllowed(method) => {
                 format!("{method} is not allowed here; see the Allow header")
             }
+            Self::Conflict(StoreError::Conflict(reason))
+            | Self::Unprocessable(StoreError::Invalid(reason)) => reason.clone(),
             Self::Conflict(_) => "the request conflicts with what is stored".into(),
-            Self::Unprocessable(StoreError::Invalid(reason)) => reason.clone(),
             Self::Unprocessable(_) => "the request refers to something that does not exist".into(),
             Self::Unavailable(_) => "the database is unavailable; retry later".into(),
             Self::Internal(_) => "an internal error occurred; it has been logged".into(),
@@ -210,6 +219,7 @@ impl From<StoreError> for ApiError {
                 Self::Unprocessable(error)
             }
             StoreError::Invalid(_) => Self::Unprocessable(error),
+            StoreError::Conflict(_) => Self::Conflict(error),
             _ => Self::Internal(Box::new(error)),
         }
     }

@@ -19,8 +19,12 @@
 //! ```
 
 mod error;
+mod event_status;
+mod groups;
 mod health;
+mod openadr;
 mod openapi;
+mod openapi_dr;
 mod params;
 mod request_metrics;
 mod series;
@@ -36,6 +40,8 @@ use axum::middleware;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
+pub use event_status::BASELINE_WINDOW_MS;
+pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
 
@@ -58,6 +64,9 @@ pub struct AppState<S> {
     /// /api/v1/vens/{id}/shadow` publishes; `None` where the broker runs
     /// the shadow (`shadow.enabled = false`), and that route answers 503.
     pub shadow: Option<crate::shadow::ShadowHandle>,
+    /// Woken after an event write committed commands to the outbox, so the
+    /// dispatcher (`crate::dispatch`) publishes them at once.
+    pub dispatch_wake: Arc<tokio::sync::Notify>,
 }
 
 impl<S> AppState<S> {
@@ -69,6 +78,7 @@ impl<S> AppState<S> {
             requests: Arc::new(RequestMetrics::default()),
             max_points: default_max_points(),
             shadow: None,
+            dispatch_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -96,6 +106,7 @@ impl<S> Clone for AppState<S> {
             requests: Arc::clone(&self.requests),
             max_points: self.max_points,
             shadow: self.shadow.clone(),
+            dispatch_wake: Arc::clone(&self.dispatch_wake),
         }
     }
 }
@@ -125,11 +136,37 @@ pub enum Operation {
     GetShadow,
     /// `PATCH /api/v1/vens/{id}/shadow`: change a VEN's desired settings.
     PatchShadow,
+    /// `GET /api/v1/vens/{id}/groups`: the groups a VEN is in.
+    GetVenGroups,
+    /// `PUT /api/v1/vens/{id}/groups`: set them (registers the VEN).
+    SetVenGroups,
+    /// `GET /openadr3/3.1.0/programs`: search programs.
+    SearchPrograms,
+    /// `POST /openadr3/3.1.0/programs`: create a program.
+    CreateProgram,
+    /// `GET /openadr3/3.1.0/programs/{programID}`: one program.
+    GetProgram,
+    /// `PUT /openadr3/3.1.0/programs/{programID}`: replace a program.
+    UpdateProgram,
+    /// `DELETE /openadr3/3.1.0/programs/{programID}`: delete a program.
+    DeleteProgram,
+    /// `GET /openadr3/3.1.0/events`: search events.
+    SearchEvents,
+    /// `POST /openadr3/3.1.0/events`: create and dispatch an event.
+    CreateEvent,
+    /// `GET /openadr3/3.1.0/events/{eventID}`: one event.
+    GetEvent,
+    /// `PUT /openadr3/3.1.0/events/{eventID}`: replace and redispatch an event.
+    UpdateEvent,
+    /// `DELETE /openadr3/3.1.0/events/{eventID}`: delete (cancel) an event.
+    DeleteEvent,
+    /// `GET /api/v1/events/{id}/status`: acknowledgements and measured response.
+    EventStatus,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 24] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -141,6 +178,19 @@ impl Operation {
         Self::CreateToken,
         Self::GetShadow,
         Self::PatchShadow,
+        Self::GetVenGroups,
+        Self::SetVenGroups,
+        Self::SearchPrograms,
+        Self::CreateProgram,
+        Self::GetProgram,
+        Self::UpdateProgram,
+        Self::DeleteProgram,
+        Self::SearchEvents,
+        Self::CreateEvent,
+        Self::GetEvent,
+        Self::UpdateEvent,
+        Self::DeleteEvent,
+        Self::EventStatus,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -156,13 +206,25 @@ impl Operation {
             Self::Network => "/api/v1/network",
             Self::CreateToken => "/api/v1/tokens",
             Self::GetShadow | Self::PatchShadow => "/api/v1/vens/{id}/shadow",
+            Self::GetVenGroups | Self::SetVenGroups => "/api/v1/vens/{id}/groups",
+            Self::SearchPrograms | Self::CreateProgram => "/openadr3/3.1.0/programs",
+            Self::GetProgram | Self::UpdateProgram | Self::DeleteProgram => {
+                "/openadr3/3.1.0/programs/{programID}"
+            }
+            Self::SearchEvents | Self::CreateEvent => "/openadr3/3.1.0/events",
+            Self::GetEvent | Self::UpdateEvent | Self::DeleteEvent => {
+                "/openadr3/3.1.0/events/{eventID}"
+            }
+            Self::EventStatus => "/api/v1/events/{id}/status",
         }
     }
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Self::CreateToken => Method::POST,
+            Self::CreateToken | Self::CreateProgram | Self::CreateEvent => Method::POST,
+            Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => Method::PUT,
+            Self::DeleteProgram | Self::DeleteEvent => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
@@ -177,7 +239,20 @@ impl Operation {
             | Self::ListLoads
             | Self::Series
             | Self::Network
-            | Self::GetShadow => Some(Permission::ReadTelemetry),
+            | Self::GetShadow
+            | Self::GetVenGroups
+            | Self::SearchPrograms
+            | Self::GetProgram
+            | Self::SearchEvents
+            | Self::GetEvent
+            | Self::EventStatus => Some(Permission::ReadTelemetry),
+            Self::SetVenGroups => Some(Permission::RegisterVens),
+            Self::CreateProgram
+            | Self::UpdateProgram
+            | Self::DeleteProgram
+            | Self::CreateEvent
+            | Self::UpdateEvent
+            | Self::DeleteEvent => Some(Permission::Dispatch),
             Self::PatchShadow => Some(Permission::ConfigureVens),
             Self::CreateToken => Some(Permission::ManageTokens),
         }
@@ -197,6 +272,19 @@ impl Operation {
             Self::CreateToken => "createToken",
             Self::GetShadow => "getVenShadow",
             Self::PatchShadow => "patchVenShadow",
+            Self::GetVenGroups => "getVenGroups",
+            Self::SetVenGroups => "setVenGroups",
+            Self::SearchPrograms => "searchAllPrograms",
+            Self::CreateProgram => "createProgram",
+            Self::GetProgram => "searchProgramByProgramId",
+            Self::UpdateProgram => "updateProgram",
+            Self::DeleteProgram => "deleteProgram",
+            Self::SearchEvents => "searchAllEvents",
+            Self::CreateEvent => "createEvent",
+            Self::GetEvent => "searchEventsByID",
+            Self::UpdateEvent => "updateEvent",
+            Self::DeleteEvent => "deleteEvent",
+            Self::EventStatus => "getEventStatus",
         }
     }
 
@@ -214,6 +302,19 @@ impl Operation {
             Self::CreateToken => on(filter, tokens::create::<S>),
             Self::GetShadow => on(filter, shadow::get::<S>),
             Self::PatchShadow => on(filter, shadow::patch::<S>),
+            Self::GetVenGroups => on(filter, groups::get::<S>),
+            Self::SetVenGroups => on(filter, groups::put::<S>),
+            Self::SearchPrograms => on(filter, openadr::list_programs::<S>),
+            Self::CreateProgram => on(filter, openadr::create_program::<S>),
+            Self::GetProgram => on(filter, openadr::get_program::<S>),
+            Self::UpdateProgram => on(filter, openadr::update_program::<S>),
+            Self::DeleteProgram => on(filter, openadr::delete_program::<S>),
+            Self::SearchEvents => on(filter, openadr::list_events::<S>),
+            Self::CreateEvent => on(filter, openadr::create_event::<S>),
+            Self::GetEvent => on(filter, openadr::get_event::<S>),
+            Self::UpdateEvent => on(filter, openadr::update_event::<S>),
+            Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
+            Self::EventStatus => on(filter, event_status::status::<S>),
         }
     }
 }

@@ -39,7 +39,9 @@ pub fn openapi_document() -> Value {
             { "name": "operations", "description": "Health, metrics and this document." },
             { "name": "telemetry", "description": "VENs, loads and data over time." },
             { "name": "auth", "description": "API tokens." },
-            { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." }
+            { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." },
+            { "name": "openadr", "description": "OpenADR 3.1 programs and events (dispatched to VENs)." },
+            { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." }
         ],
         "paths": paths,
         "components": {
@@ -53,9 +55,17 @@ pub fn openapi_document() -> Value {
                 }
             },
             "responses": responses(),
-            "schemas": schemas(),
+            "schemas": merged(schemas(), super::openapi_dr::schemas()),
         }
     })
+}
+
+/// `a` with `b`'s entries added (both JSON objects).
+fn merged(mut a: Value, b: Value) -> Value {
+    if let (Value::Object(a), Value::Object(b)) = (&mut a, b) {
+        a.extend(b);
+    }
+    a
 }
 
 fn problem_response(description: &str) -> Value {
