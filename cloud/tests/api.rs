@@ -747,10 +747,80 @@ async fn metrics_include_ingest_and_http_counters() {
     }
 }
 
+/// OpenADR objects made before the route-table walk (ids are assigned by
+/// the server): a program and an event to read, change and report on, and
+/// one of each to delete.
+struct DrIds {
+    program: String,
+    spare_program: String,
+    event: String,
+    spare_event: String,
+}
+
+impl DrIds {
+    async fn create(app: &TestApp) -> Self {
+        let mut ids = Vec::new();
+        for name in ["openapi-p", "openapi-q"] {
+            let answer = app
+                .call(
+                    Method::POST,
+                    "/openadr3/3.1.0/programs",
+                    Some(&app.admin),
+                    Some(json!({ "programName": name })),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+            ids.push(answer.json["id"].as_str().unwrap().to_owned());
+        }
+        for _ in 0..2 {
+            let answer = app
+                .call(
+                    Method::POST,
+                    "/openadr3/3.1.0/events",
+                    Some(&app.admin),
+                    Some(sample_event(&ids[0])),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+            ids.push(answer.json["id"].as_str().unwrap().to_owned());
+        }
+        let [program, spare_program, event, spare_event] = <[String; 4]>::try_from(ids).unwrap();
+        Self {
+            program,
+            spare_program,
+            event,
+            spare_event,
+        }
+    }
+}
+
+fn sample_event(program_id: &str) -> Value {
+    json!({
+        "programID": program_id, "targets": ["site-1"],
+        "intervalPeriod": { "start": "2026-01-01T00:00:00Z", "duration": "PT1H" },
+        "intervals": [{ "id": 0, "payloads": [{ "type": "SIMPLE", "values": [1] }] }]
+    })
+}
+
 /// A request that exercises `operation` successfully (with the admin token).
-fn sample_request(operation: Operation) -> (String, Option<Value>) {
+fn sample_request(operation: Operation, dr: &DrIds) -> (String, Option<Value>) {
     let path = operation.path().replace("{id}", "site-1");
+    let program = |id: &str| path.replace("{programID}", id);
+    let event = |id: &str| path.replace("{eventID}", id);
     match operation {
+        Operation::SetVenGroups => (path, Some(json!({ "groups": ["north"] }))),
+        Operation::CreateProgram => (path, Some(json!({ "programName": "openapi" }))),
+        Operation::GetProgram => (program(&dr.program), None),
+        Operation::UpdateProgram => (
+            program(&dr.program),
+            Some(json!({ "programName": "openapi-renamed" })),
+        ),
+        Operation::DeleteProgram => (program(&dr.spare_program), None),
+        Operation::CreateEvent => (path, Some(sample_event(&dr.program))),
+        Operation::GetEvent => (event(&dr.event), None),
+        Operation::UpdateEvent => (event(&dr.event), Some(sample_event(&dr.program))),
+        Operation::DeleteEvent => (event(&dr.spare_event), None),
+        Operation::EventStatus => (operation.path().replace("{id}", &dr.event), None),
         Operation::Series => (
             format!(
                 "{path}?ven=site-1&meter=main&quantity=active_power&from={T0}&to={}",
@@ -780,9 +850,10 @@ async fn openapi_describes_every_route_of_the_router() {
         }
     }
     let mut routed = BTreeSet::new();
+    let dr = DrIds::create(&app).await;
     for operation in Operation::ALL {
         routed.insert((operation.path().to_string(), operation.method().to_string()));
-        let (uri, body) = sample_request(operation);
+        let (uri, body) = sample_request(operation, &dr);
         let answer = app
             .call(operation.method(), &uri, Some(&app.admin), body)
             .await;
