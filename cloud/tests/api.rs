@@ -770,7 +770,7 @@ impl DrIds {
                 )
                 .await;
             assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
-            ids.push(answer.json["id"].as_str().unwrap().to_owned());
+            ids.push(answer.json["id"].as_str().expect("an id").to_owned());
         }
         for _ in 0..2 {
             let answer = app
@@ -782,9 +782,10 @@ impl DrIds {
                 )
                 .await;
             assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
-            ids.push(answer.json["id"].as_str().unwrap().to_owned());
+            ids.push(answer.json["id"].as_str().expect("an id").to_owned());
         }
-        let [program, spare_program, event, spare_event] = <[String; 4]>::try_from(ids).unwrap();
+        let [program, spare_program, event, spare_event] =
+            <[String; 4]>::try_from(ids).expect("four ids");
         Self {
             program,
             spare_program,
