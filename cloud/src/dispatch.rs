@@ -68,16 +68,42 @@ enum Signal {
     Lost(String),
 }
 
-/// Runs the dispatcher until `shutdown` turns true.
-pub async fn run<S: Store + 'static>(
-    settings: IngestSettings,
+/// The dispatcher, ready to run: its MQTT options are built (and the
+/// backend's certificate and key read) when it is made, so `serve` fails
+/// at start, not later, when they are unreadable.
+#[derive(Debug)]
+pub struct Dispatcher {
+    options: rumqttc::MqttOptions,
+}
+
+impl Dispatcher {
+    /// Reads the backend identity of `settings`; the client id is
+    /// [`client_id`] of ingest's.
+    pub fn new(settings: &IngestSettings) -> Result<Self, IngestError> {
+        let mut options = mqtt_options(settings, &client_id(&settings.client_id))?;
+        options.set_manual_acks(false).set_inflight(INFLIGHT);
+        Ok(Self { options })
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run<S: Store + 'static>(
+        self,
+        store: Arc<S>,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        run(self.options, store, wake, metrics, shutdown).await;
+    }
+}
+
+async fn run<S: Store + 'static>(
+    options: rumqttc::MqttOptions,
     store: Arc<S>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), IngestError> {
-    let mut options = mqtt_options(&settings, &client_id(&settings.client_id))?;
-    options.set_manual_acks(false).set_inflight(INFLIGHT);
+) {
     let mut failures = 0u32;
     loop {
         let (client, mut eventloop) = AsyncClient::new(options.clone(), REQUEST_CAPACITY);
@@ -119,7 +145,7 @@ pub async fn run<S: Store + 'static>(
         poller.abort();
         // Whatever was acknowledged is recorded before the next connection.
         connection.flush_acked().await;
-        let Some(reason) = lost else { return Ok(()) };
+        let Some(reason) = lost else { return };
         let delay = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
             .min(Duration::from_secs(5));
         failures = failures.saturating_add(1);
@@ -130,7 +156,7 @@ pub async fn run<S: Store + 'static>(
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait_for(|&stop| stop) => return Ok(()),
+            _ = shutdown.wait_for(|&stop| stop) => return,
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
 use crate::config::{CloudConfig, RetentionConfig, redact_database_url};
-use crate::dispatch;
+use crate::dispatch::Dispatcher;
 use crate::ingest::{self, IngestSettings};
 use crate::metrics::Metrics;
 use crate::shadow::ShadowService;
@@ -59,6 +59,7 @@ pub async fn serve(
     } else {
         None
     };
+    let dispatcher = Dispatcher::new(&settings).context("starting the dispatcher")?;
     let dispatch_wake = Arc::clone(&state.dispatch_wake);
     let app = api::router(state);
     let (stop, stopped) = watch::channel(false);
@@ -81,14 +82,16 @@ pub async fn serve(
             .await;
         ("http", result.context("HTTP server"))
     });
-    let dispatch = dispatch::run(
-        settings.clone(),
+    let dispatch = dispatcher.run(
         Arc::clone(&store),
         dispatch_wake,
         Arc::clone(&metrics),
         stopped.clone(),
     );
-    tasks.spawn(async move { ("dispatch", dispatch.await.map_err(anyhow::Error::from)) });
+    tasks.spawn(async move {
+        dispatch.await;
+        ("dispatch", Ok(()))
+    });
     let ingest = ingest::run(settings, Arc::clone(&store), metrics, stopped.clone());
     tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
     if let Some(service) = shadow {
