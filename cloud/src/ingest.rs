@@ -31,8 +31,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gridlink_protocol::{
-    CommandAck, DecodeError, LoadSnapshot, MAX_PAYLOAD_BYTES, Status, TelemetryBatch, Topic, TopicKind, VenId,
-    decode,
+    CommandAck, DecodeError, LoadSnapshot, MAX_PAYLOAD_BYTES, Status, TelemetryBatch, Topic,
+    TopicKind, VenId, decode,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use rustls::ClientConfig;
@@ -169,9 +169,9 @@ pub async fn run<S: Store + 'static>(
         TopicKind::Loads,
         TopicKind::Ack,
     ]
-        .into_iter()
-        .map(|kind| kind.shared_filter(&settings.share_group))
-        .collect();
+    .into_iter()
+    .map(|kind| kind.shared_filter(&settings.share_group))
+    .collect();
     let mqtt_metrics = Arc::clone(&metrics);
     let mqtt_generation = Arc::clone(&generation);
     let subscriber = client.clone();
@@ -766,6 +766,41 @@ mod tests {
         assert_eq!(
             reason(&classify("oadr/meter/ven-1", &bytes)),
             Some(DropReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn classifies_acknowledgements() {
+        let ack = CommandAck {
+            ven_id: VenId::new("ven-1").unwrap(),
+            command_id: 4,
+            event_id: gridlink_protocol::ObjectId::new("event-1").unwrap(),
+            state: gridlink_protocol::AckState::Received,
+            at: Timestamp::from_unix_ms(1000).unwrap(),
+            reason: None,
+        };
+        let bytes = encode(&ack, Encoding::Postcard).unwrap();
+        assert!(matches!(
+            classify("ven/ack/ven-1", &bytes),
+            Classified::Ack(a) if a == ack
+        ));
+        assert_eq!(
+            reason(&classify("ven/ack/ven-2", &bytes)),
+            Some(DropReason::VenMismatch)
+        );
+        assert_eq!(
+            reason(&classify("ven/ack/ven-1", b"{\"state\":1}")),
+            Some(DropReason::Malformed)
+        );
+        let failed_without_reason = CommandAck {
+            state: gridlink_protocol::AckState::Failed,
+            ..ack
+        };
+        let json = serde_json::to_vec(&failed_without_reason).unwrap();
+        assert_eq!(
+            reason(&classify("ven/ack/ven-1", &json)),
+            Some(DropReason::Malformed),
+            "validation runs on decode"
         );
     }
 }
