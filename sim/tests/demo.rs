@@ -194,4 +194,45 @@ async fn dispatch_and_see_acks(ready: &Ready) {
         Some(usize::from(SITES))
     );
     let _: &Value = &status["total"];
+
+    // The event is executed: at level 2 every site sheds the loads whose
+    // `simple_level` is 1 or 2 and keeps the others, as the loads'
+    // snapshots show.
+    for ven in ready.ven_ids() {
+        let path = format!("/api/v1/vens/{ven}/loads");
+        eventually(
+            &format!("{ven}'s loads shed"),
+            Duration::from_secs(30),
+            async || {
+                let loads = get(ready, &path, Some(&ready.token)).await;
+                let switched: Vec<(String, bool)> = loads.json()["loads"]
+                    .as_array()
+                    .map(|all| {
+                        all.iter()
+                            .map(|l| {
+                                (
+                                    l["name"].as_str().unwrap_or_default().to_owned(),
+                                    l["on"] == true,
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let expected: Vec<(String, bool)> = (1..=demo::LOADS_PER_SITE)
+                    .map(|k| {
+                        (
+                            format!("load-{k}"),
+                            demo::simple_level(k) > demo::EVENT_LEVEL,
+                        )
+                    })
+                    .collect();
+                if switched == expected {
+                    Ok(())
+                } else {
+                    Err(format!("{} {}", loads.status, loads.body))
+                }
+            },
+        )
+        .await;
+    }
 }
