@@ -2,7 +2,8 @@
 //! cloud on SQLite and three simulated sites with their agents, on free
 //! ports. Every VEN's readings reach the API, the operator token works and
 //! a missing one is refused, the event the printed `curl` dispatches is
-//! acknowledged by every VEN, and the demo stops cleanly.
+//! acknowledged by every VEN and sheds the right loads, and the demo stops
+//! cleanly.
 
 use std::time::Duration;
 
