@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench -p gridlink-cloud --bench dispatch
 //! GRIDLINK_BENCH_VENS=100 cargo bench -p gridlink-cloud --bench dispatch   # one size only
+//! GRIDLINK_BENCH_DB=postgres cargo bench -p gridlink-cloud --bench dispatch  # PostgreSQL
 //! ```
 //!
 //! * A real Mosquitto with mTLS and the production ACL (gridlink-testkit);
@@ -14,7 +15,9 @@
 //!   persistent session, subscribed to `ven/cmd/{venId}`; for every command
 //!   it publishes a `received` `CommandAck` on `ven/ack/{venId}` at once.
 //! * Dispatch: the cloud's `serve()` in this process (SQLite with the
-//!   store's defaults: WAL, `synchronous = FULL`), an operator token, one
+//!   store's defaults: WAL, `synchronous = FULL`; or, with
+//!   `GRIDLINK_BENCH_DB=postgres`, a throwaway PostgreSQL cluster from
+//!   gridlink-testkit), an operator token, one
 //!   `POST /openadr3/3.1.0/events` over HTTP targeting a group with every
 //!   VEN. A VEN's latency is from just before the POST until its
 //!   acknowledgement is visible in the store (polled every 5 ms through a
@@ -28,7 +31,6 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gridlink_cloud::config::CloudConfig;
@@ -40,6 +42,7 @@ use gridlink_protocol::{
 };
 use gridlink_provision::pki::TestPki;
 use gridlink_testkit::mosquitto::Mosquitto;
+use gridlink_testkit::postgres::PostgresCluster;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -123,8 +126,14 @@ async fn measure(n: usize) -> String {
     }
 
     // Dispatch through the cloud.
-    let db = dir.path().join("cloud.db");
-    let url = format!("sqlite://{}", db.display());
+    let postgres = match std::env::var("GRIDLINK_BENCH_DB").as_deref() {
+        Ok("postgres") => Some(PostgresCluster::start().await),
+        _ => None,
+    };
+    let url = match &postgres {
+        Some(cluster) => cluster.create_database("dispatch_bench").await,
+        None => format!("sqlite://{}", dir.path().join("cloud.db").display()),
+    };
     let store = AnyStore::connect(&url).await.expect("SQLite");
     store.migrate().await.expect("migrate");
     for id in &ids {
@@ -138,7 +147,7 @@ async fn measure(n: usize) -> String {
         .create_token("bench", Role::Operator, &token.hash)
         .await
         .expect("store token");
-    let (api, stop, cloud) = start_cloud(dir.path(), &pki, broker.port()).await;
+    let (api, stop, cloud) = start_cloud(&url, &pki, broker.port()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, program) = http(
         api,
@@ -343,7 +352,7 @@ async fn dispatch_run(
 }
 
 async fn start_cloud(
-    dir: &Path,
+    database_url: &str,
     pki: &TestPki,
     broker_port: u16,
 ) -> (
@@ -359,7 +368,7 @@ async fn start_cloud(
     let text = format!(
         "database_url = {database:?}\n[http]\nlisten = \"{api}\"\n[mqtt]\nhost = \"127.0.0.1\"\n\
          port = {broker_port}\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\nclient_id = \"bench-cloud\"\n",
-        database = format!("sqlite://{}", dir.join("cloud.db").display()),
+        database = database_url,
         ca = pki.ca_cert().display().to_string(),
         cert = pki.backend().cert.display().to_string(),
         key = pki.backend().key.display().to_string(),
