@@ -514,3 +514,76 @@ async fn commands_recorded_while_the_broker_is_down_are_delivered_after_a_restar
     wait_for_status(&rig, &cloud, &event, json!({ "received": 2 })).await;
     cloud.stop().await;
 }
+
+#[tokio::test]
+async fn load_snapshots_a_ven_publishes_are_served() {
+    let rig = Rig::start(&["ven-1"]).await;
+    let cloud = rig.cloud().await;
+    let v = Ven::connect(&rig.broker, &rig.pki, "ven-1", false);
+    let at = now_ms();
+    let snapshot = gridlink_protocol::LoadSnapshot {
+        ven_id: ven("ven-1"),
+        at: Timestamp::from_unix_ms(at).unwrap(),
+        loads: vec![
+            gridlink_protocol::LoadState {
+                name: "boiler".into(),
+                on: false,
+                power_w: Some(0.0),
+                setpoint: None,
+                controllable: true,
+                last_change: Some(Timestamp::from_unix_ms(at - 1000).unwrap()),
+                cause: gridlink_protocol::LoadChangeCause::Event {
+                    event_id: gridlink_protocol::ObjectId::new("event-7").unwrap(),
+                },
+            },
+            gridlink_protocol::LoadState {
+                name: "lights".into(),
+                on: true,
+                power_w: Some(350.5),
+                setpoint: None,
+                controllable: false,
+                last_change: None,
+                cause: gridlink_protocol::LoadChangeCause::Startup,
+            },
+        ],
+    };
+    v.client
+        .publish(
+            Topic::loads(ven("ven-1")).to_string(),
+            QoS::AtLeastOnce,
+            false,
+            encode(&snapshot, Encoding::Postcard).unwrap(),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let loads = loop {
+        let (status, json) = http(
+            cloud.api,
+            "GET",
+            "/api/v1/vens/ven-1/loads",
+            &rig.token,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{json}");
+        if json["loads"].as_array().is_some_and(|l| l.len() == 2) {
+            break json["loads"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "loads never stored: {json}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        loads,
+        json!([
+            { "name": "boiler", "on": false, "power_w": 0.0, "setpoint": null, "controllable": true,
+              "last_change_ms": at - 1000, "cause": { "event": { "event_id": "event-7" } }, "snapshot_ms": at },
+            { "name": "lights", "on": true, "power_w": 350.5, "setpoint": null, "controllable": false,
+              "last_change_ms": null, "cause": "startup", "snapshot_ms": at }
+        ])
+    );
+    cloud.stop().await;
+}
