@@ -258,10 +258,7 @@ fn serve_exits_1_when_the_backend_certificate_is_unreadable() {
         .env("GRIDLINK_MQTT_HOST", "127.0.0.1")
         .env("GRIDLINK_MQTT_CA", dir.path().join("no-ca.pem")));
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("ingest failed"),
-        "{}",
-        stderr(&output)
-    );
+    // Whichever MQTT client starts first (shadow service, dispatcher,
+    // ingest) names the file it could not read.
     assert!(stderr(&output).contains("no-ca.pem"), "{}", stderr(&output));
 }

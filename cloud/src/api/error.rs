@@ -111,9 +111,10 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::InvalidParams(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { status, .. } => *status,
-            Self::UnknownVen(_) | Self::UnknownObject(..) | Self::NoShadow(_) | Self::NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UnknownVen(_)
+            | Self::UnknownObject(..)
+            | Self::NoShadow(_)
+            | Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -183,9 +184,11 @@ impl ApiError {
             Self::UnknownVen(ven) => format!("no VEN {:?} is known", ven.as_str()),
             Self::UnknownObject(kind, id) => format!("no {kind} {:?} exists", id.as_str()),
             Self::NoShadow(ven) => format!("No shadow exists with name: {ven}"),
-            Self::ShadowOff => "this cloud does not run the device shadow (shadow.enabled = false): \
+            Self::ShadowOff => {
+                "this cloud does not run the device shadow (shadow.enabled = false): \
                 the broker's shadow service (AWS IoT) keeps it"
-                .into(),
+                    .into()
+            }
             Self::NoRoute(path) => {
                 format!("no route for {path}; the routes are listed in /openapi.json")
             }

@@ -56,18 +56,18 @@ pub mod dr;
 mod group;
 mod network;
 pub mod postgres;
+#[path = "postgres/dr.rs"]
+mod postgres_dr;
 mod rollup;
 mod shadow;
 pub mod sqlite;
-#[path = "postgres/dr.rs"]
-mod postgres_dr;
 #[path = "sqlite/dr.rs"]
 mod sqlite_dr;
 
+pub use dr::DrStore;
 pub use postgres::{MetricsPartition, PgStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
-pub use dr::DrStore;
 
 /// One telemetry batch as ingest hands it to the store.
 #[derive(Debug, Clone, PartialEq)]
