@@ -262,8 +262,10 @@ pub struct IntervalPeriod {
     pub start: Option<Timestamp>,
     /// Duration; `P9999Y` means no end.
     pub duration: Option<IsoDuration>,
-    /// The start may be moved by up to this much either way, uniformly at
-    /// random, to spread the load of many VENs.
+    /// The absolute range of the offset a VEN applies to the start, to
+    /// spread the load of many VENs. gridlink's agent delays the start by a
+    /// uniform random offset in `[0, randomizeStart]`, never earlier than
+    /// the operator's start, drawn once per event and kept across restarts.
     #[serde(rename = "randomizeStart")]
     pub randomize_start: Option<IsoDuration>,
 }
