@@ -810,6 +810,12 @@ fn sample_request(operation: Operation, dr: &DrIds) -> (String, Option<Value>) {
     let event = |id: &str| path.replace("{eventID}", id);
     match operation {
         Operation::SetVenGroups => (path, Some(json!({ "groups": ["north"] }))),
+        Operation::RegisterVen => (
+            path,
+            Some(
+                json!({ "site": "Depot", "loads": [{ "name": "hvac", "rated_power_w": 3000.0 }] }),
+            ),
+        ),
         Operation::CreateProgram => (path, Some(json!({ "programName": "openapi" }))),
         Operation::GetProgram => (program(&dr.program), None),
         Operation::UpdateProgram => (

@@ -348,6 +348,70 @@ async fn exactly_once_with_bad_traffic(store: Arc<AnyStore>) {
     );
 }
 
+/// With `refuse_unknown_vens`, a VEN registered through the store (as
+/// `PUT /api/v1/vens/{id}` does) is known: its batches are stored; an
+/// unregistered VEN's are dropped, counted and never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_unknown_vens_but_takes_registered_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("gridlink.db").display()
+    ))
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let registration = gridlink_cloud::store::VenRegistration {
+        site: "Depot North".into(),
+        groups: None,
+        loads: None,
+    };
+    store
+        .register_ven(&ven("ven-1"), &registration, T0)
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+
+    let rig = Rig::start(&["ven-1", "ven-2"]).await;
+    let mut settings = rig.settings("cloud-refuse");
+    settings.refuse_unknown_vens = true;
+    let ingest = Ingest::spawn(settings, Arc::clone(&store));
+    ingest.wait_connected().await;
+    let mut publishers = Vec::new();
+    for id in ["ven-1", "ven-2"] {
+        let mut p = rig.publisher(id);
+        for seq in 0..3 {
+            p.publish(
+                &format!("oadr/meter/{id}"),
+                encode(&batch(&ven(id), seq), Encoding::Postcard).unwrap(),
+            )
+            .await;
+        }
+        publishers.push(p);
+    }
+    for p in &mut publishers {
+        p.all_acked().await;
+    }
+    let m = Arc::clone(&ingest.metrics);
+    wait_for(
+        "the registered VEN's batches stored, the other's dropped",
+        Duration::from_secs(20),
+        || {
+            m.batches_ingested.load(Ordering::Relaxed) == 3
+                && m.dropped_count(DropReason::UnknownVen) == 3
+        },
+    )
+    .await;
+    ingest.stop().await;
+    assert_eq!(
+        stored_readings(&store, &ven("ven-1"), 3).await,
+        3 * READINGS_PER_BATCH
+    );
+    assert_eq!(store.ven(&ven("ven-2")).await.unwrap(), None);
+    let record = store.ven(&ven("ven-1")).await.unwrap().unwrap();
+    assert_eq!(record.site.as_deref(), Some("Depot North"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_batches_land_exactly_once_and_bad_traffic_is_counted() {
     let cluster = PostgresCluster::start().await;

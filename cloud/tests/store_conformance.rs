@@ -22,8 +22,8 @@ use gridlink_cloud::store::dr::{
     ProgramWrite,
 };
 use gridlink_cloud::store::{
-    AnyStore, ConnectOptions, IngestBatch, IngestOutcome, Resolution, Role, SeriesPoint,
-    SeriesQuery, Store, StoreError,
+    AnyStore, ConnectOptions, IngestBatch, IngestOutcome, RegisteredLoad, Resolution, Role,
+    SeriesPoint, SeriesQuery, Store, StoreError, VenRegistration,
 };
 use gridlink_protocol::telemetry::MAX_TS_MS;
 use gridlink_protocol::{
@@ -148,6 +148,7 @@ conformance!(
         network_sums_import_and_export_across_vens,
         status_and_vens,
         load_snapshots,
+        registration,
         tokens,
         retention_deletes_raw_and_keeps_rollups,
         far_past_and_future,
@@ -1084,6 +1085,179 @@ async fn load_snapshots<S: Store>(s: &S) {
     .await
     .unwrap();
     assert!(s.loads(&ven("ven-1")).await.unwrap().is_empty());
+}
+
+#[expect(
+    clippy::too_many_lines,
+    reason = "one registration's life: before, at and after the first snapshot"
+)]
+async fn registration<S: Store>(s: &S) {
+    let registered = |name: &str, rated: Option<f64>, controllable| RegisteredLoad {
+        name: name.into(),
+        rated_power_w: rated,
+        controllable,
+    };
+    let depot = VenRegistration {
+        site: "Depot North".into(),
+        groups: Some(vec!["north".into(), "depots".into()]),
+        loads: Some(vec![
+            registered("hvac", Some(3000.0), true),
+            registered("freezer", None, false),
+        ]),
+    };
+    s.register_ven(&ven("depot-1"), &depot, DAY0).await.unwrap();
+    // Known before its first message, with its site, groups and loads.
+    let record = s.ven(&ven("depot-1")).await.unwrap().unwrap();
+    assert_eq!(record.site.as_deref(), Some("Depot North"));
+    assert_eq!(
+        (record.online, record.last_seen_ms, record.last_reading_ms),
+        (None, None, None)
+    );
+    assert_eq!(s.vens().await.unwrap(), vec![record.clone()]);
+    assert_eq!(
+        s.ven_groups(&ven("depot-1")).await.unwrap(),
+        ["depots", "north"]
+    );
+    let loads = s.loads(&ven("depot-1")).await.unwrap();
+    assert_eq!(
+        loads
+            .iter()
+            .map(|l| (l.name.as_str(), l.on, l.power_w, l.controllable))
+            .collect::<Vec<_>>(),
+        [
+            ("freezer", true, None, false),
+            ("hvac", true, Some(3000.0), true)
+        ]
+    );
+    for load in &loads {
+        assert_eq!(load.cause, serde_json::json!("startup"));
+        assert_eq!((load.setpoint, load.last_change_ms), (None, None));
+        assert_eq!(load.snapshot_ms, DAY0);
+    }
+    // Idempotent.
+    s.register_ven(&ven("depot-1"), &depot, DAY0).await.unwrap();
+    assert_eq!(s.loads(&ven("depot-1")).await.unwrap(), loads);
+    assert_eq!(s.ven(&ven("depot-1")).await.unwrap().unwrap(), record);
+    // Without groups and loads: both kept, the site changes.
+    let renamed = VenRegistration {
+        site: "Depot N".into(),
+        groups: None,
+        loads: None,
+    };
+    s.register_ven(&ven("depot-1"), &renamed, DAY0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.ven(&ven("depot-1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .site
+            .as_deref(),
+        Some("Depot N")
+    );
+    assert_eq!(s.loads(&ven("depot-1")).await.unwrap(), loads);
+    assert_eq!(s.ven_groups(&ven("depot-1")).await.unwrap().len(), 2);
+    // Before the first snapshot, new loads replace the registered ones.
+    let pump_only = VenRegistration {
+        loads: Some(vec![registered("pump", Some(750.0), true)]),
+        groups: Some(vec![]),
+        ..depot.clone()
+    };
+    s.register_ven(&ven("depot-1"), &pump_only, DAY0 + 2)
+        .await
+        .unwrap();
+    let loads = s.loads(&ven("depot-1")).await.unwrap();
+    assert_eq!(
+        loads.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        ["pump"]
+    );
+    assert!(s.ven_groups(&ven("depot-1")).await.unwrap().is_empty());
+
+    // The agent's first snapshot replaces them all, even one older than the
+    // registration; it and the VEN's messages keep the site.
+    let snapshot = LoadSnapshot {
+        ven_id: ven("depot-1"),
+        at: Timestamp::from_unix_ms(DAY0 - HOUR).unwrap(),
+        loads: vec![LoadState {
+            name: "hvac".into(),
+            on: false,
+            power_w: Some(0.0),
+            setpoint: None,
+            controllable: true,
+            last_change: None,
+            cause: LoadChangeCause::External,
+        }],
+    };
+    s.record_loads(&snapshot, DAY0 + 10).await.unwrap();
+    let agent_loads = s.loads(&ven("depot-1")).await.unwrap();
+    assert_eq!(
+        agent_loads
+            .iter()
+            .map(|l| (l.name.as_str(), l.on, l.snapshot_ms))
+            .collect::<Vec<_>>(),
+        [("hvac", false, DAY0 - HOUR)]
+    );
+    s.record_status(
+        &Status {
+            ven_id: ven("depot-1"),
+            online: true,
+            at: Timestamp::from_unix_ms(DAY0).unwrap(),
+            agent_version: "1.0.0".into(),
+            backlog_batches: 0,
+            dropped_readings: 0,
+        },
+        DAY0 + 20,
+    )
+    .await
+    .unwrap();
+    s.ingest(&[batch("depot-1", 1, DAY0 + 30, vec![power(&[(DAY0, 5)])])])
+        .await
+        .unwrap();
+    let record = s.ven(&ven("depot-1")).await.unwrap().unwrap();
+    assert_eq!(record.site.as_deref(), Some("Depot North"));
+    assert_eq!(record.online, Some(true));
+    // After a snapshot, registration leaves the loads alone.
+    s.register_ven(&ven("depot-1"), &depot, DAY0 + 40)
+        .await
+        .unwrap();
+    assert_eq!(s.loads(&ven("depot-1")).await.unwrap(), agent_loads);
+    assert_eq!(
+        s.ven_groups(&ven("depot-1")).await.unwrap(),
+        ["depots", "north"]
+    );
+    // A VEN known from telemetry alone has no site until registered.
+    s.ingest(&[batch("other", 1, DAY0, vec![power(&[(DAY0, 1)])])])
+        .await
+        .unwrap();
+    assert_eq!(s.ven(&ven("other")).await.unwrap().unwrap().site, None);
+
+    // Invalid registrations store nothing.
+    let bad = [
+        VenRegistration {
+            site: String::new(),
+            ..depot.clone()
+        },
+        VenRegistration {
+            loads: Some(vec![registered("a b", None, true)]),
+            ..depot.clone()
+        },
+        VenRegistration {
+            loads: Some(vec![registered("x", Some(f64::NAN), true)]),
+            ..depot.clone()
+        },
+        VenRegistration {
+            groups: Some(vec![String::new()]),
+            ..depot.clone()
+        },
+    ];
+    for registration in &bad {
+        assert!(matches!(
+            s.register_ven(&ven("new-ven"), registration, DAY0).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    assert_eq!(s.ven(&ven("new-ven")).await.unwrap(), None);
 }
 
 async fn tokens<S: Store>(s: &S) {

@@ -26,6 +26,7 @@ mod openadr;
 mod openapi;
 mod openapi_dr;
 mod params;
+mod registration;
 mod request_metrics;
 mod series;
 mod shadow;
@@ -124,6 +125,8 @@ pub enum Operation {
     ListVens,
     /// `GET /api/v1/vens/{id}`: one VEN.
     GetVen,
+    /// `PUT /api/v1/vens/{id}`: register a VEN with its site, groups and loads.
+    RegisterVen,
     /// `GET /api/v1/vens/{id}/loads`: a VEN's loads.
     ListLoads,
     /// `GET /api/v1/series`: one meter series over time.
@@ -166,12 +169,13 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 25] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
         Self::ListVens,
         Self::GetVen,
+        Self::RegisterVen,
         Self::ListLoads,
         Self::Series,
         Self::Network,
@@ -200,7 +204,7 @@ impl Operation {
             Self::Metrics => "/metrics",
             Self::OpenApi => "/openapi.json",
             Self::ListVens => "/api/v1/vens",
-            Self::GetVen => "/api/v1/vens/{id}",
+            Self::GetVen | Self::RegisterVen => "/api/v1/vens/{id}",
             Self::ListLoads => "/api/v1/vens/{id}/loads",
             Self::Series => "/api/v1/series",
             Self::Network => "/api/v1/network",
@@ -223,7 +227,9 @@ impl Operation {
     pub fn method(self) -> Method {
         match self {
             Self::CreateToken | Self::CreateProgram | Self::CreateEvent => Method::POST,
-            Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => Method::PUT,
+            Self::RegisterVen | Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => {
+                Method::PUT
+            }
             Self::DeleteProgram | Self::DeleteEvent => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
@@ -246,7 +252,7 @@ impl Operation {
             | Self::SearchEvents
             | Self::GetEvent
             | Self::EventStatus => Some(Permission::ReadTelemetry),
-            Self::SetVenGroups => Some(Permission::RegisterVens),
+            Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
             Self::CreateProgram
             | Self::UpdateProgram
             | Self::DeleteProgram
@@ -266,6 +272,7 @@ impl Operation {
             Self::OpenApi => "getOpenApi",
             Self::ListVens => "listVens",
             Self::GetVen => "getVen",
+            Self::RegisterVen => "registerVen",
             Self::ListLoads => "listVenLoads",
             Self::Series => "getSeries",
             Self::Network => "getNetwork",
@@ -296,6 +303,7 @@ impl Operation {
             Self::OpenApi => on(filter, health::openapi),
             Self::ListVens => on(filter, vens::list::<S>),
             Self::GetVen => on(filter, vens::one::<S>),
+            Self::RegisterVen => on(filter, registration::put::<S>),
             Self::ListLoads => on(filter, vens::loads::<S>),
             Self::Series => on(filter, series::series::<S>),
             Self::Network => on(filter, series::network::<S>),

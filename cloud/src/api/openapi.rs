@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::Operation;
 use super::error::PROBLEM_CONTENT_TYPE;
-use crate::store::{MAX_TOKEN_NAME_LEN, Role};
+use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
+use crate::store::{MAX_SITE_LEN, MAX_TOKEN_NAME_LEN, Role};
+use gridlink_protocol::status::MAX_LOADS;
 
 /// The `OpenAPI` document of the whole API.
 pub fn openapi_document() -> Value {
@@ -202,6 +204,26 @@ fn describe(operation: Operation) -> Value {
                 "200": ok_json("The VEN.", "Ven"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
                 "404": { "$ref": "#/components/responses/UnknownVen" },
+            }
+        }),
+        Operation::RegisterVen => json!({
+            "tags": ["telemetry"],
+            "summary": "Register a VEN with its site, groups and loads (installer)",
+            "description": "Registers the VEN if it is unknown and sets its site and (if given) \
+                its groups, so the dashboard knows the site before its first reading. `loads` are \
+                stored only while the VEN has sent no load snapshot: each shows as on, at its rated \
+                power, cause `startup`, until the agent's first snapshot replaces them all. \
+                Idempotent. Installer and admin tokens. A bad field is a 400 naming it \
+                (`site`, `groups`, `loads[0].name`, `loads[0].rated_power_w`).",
+            "parameters": [ven_id_path()],
+            "requestBody": {
+                "required": true,
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/VenRegistration" } } }
+            },
+            "responses": {
+                "200": ok_json("The VEN as registered, with its groups.", "RegisteredVen"),
+                "400": { "$ref": "#/components/responses/BadRequest" },
+                "415": problem_response("The body is not `application/json`."),
             }
         }),
         Operation::ListLoads => json!({
@@ -427,15 +449,53 @@ fn schemas() -> Value {
         },
         "Ven": {
             "type": "object",
-            "required": ["ven_id", "online", "last_seen_ms", "last_reading_ms", "ingest_lag_ms", "agent_version"],
+            "required": ["ven_id", "online", "last_seen_ms", "last_reading_ms", "ingest_lag_ms", "agent_version", "site"],
             "properties": {
                 "ven_id": { "$ref": "#/components/schemas/VenId" },
                 "online": nullable("boolean", "From the last status message or last will; null if never heard."),
                 "last_seen_ms": nullable("integer", "Last message of any kind, ms since the epoch."),
                 "last_reading_ms": nullable("integer", "Newest reading stored, ms since the epoch."),
                 "ingest_lag_ms": nullable("integer", "Receive time minus newest reading time of the newest batch, ms."),
-                "agent_version": nullable("string", "From the last status message.")
+                "agent_version": nullable("string", "From the last status message."),
+                "site": nullable("string", "The site's name from registration (`PUT /api/v1/vens/{id}`); null if not registered.")
             }
+        },
+        "VenRegistration": {
+            "type": "object",
+            "required": ["site"],
+            "additionalProperties": false,
+            "properties": {
+                "site": { "type": "string", "minLength": 1, "maxLength": MAX_SITE_LEN, "examples": ["Depot North"] },
+                "groups": {
+                    "type": "array", "maxItems": MAX_GROUPS,
+                    "description": "Replaces the VEN's groups; absent: kept.",
+                    "items": { "type": "string", "minLength": 1, "maxLength": MAX_GROUP_LEN }
+                },
+                "loads": {
+                    "type": "array", "maxItems": MAX_LOADS,
+                    "description": "The site's loads (stored while the VEN has sent no load snapshot); absent: kept.",
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "name": { "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
+                            "rated_power_w": { "type": "number", "minimum": 0, "description": "Shown as its power until the first snapshot." },
+                            "controllable": { "type": "boolean", "default": true, "description": "Whether DR may switch it (the agent's `never_switch = false`)." }
+                        }
+                    }
+                }
+            }
+        },
+        "RegisteredVen": {
+            "allOf": [
+                { "$ref": "#/components/schemas/Ven" },
+                {
+                    "type": "object",
+                    "required": ["groups"],
+                    "properties": { "groups": { "type": "array", "items": { "type": "string" } } }
+                }
+            ]
         },
         "VenList": {
             "type": "object",

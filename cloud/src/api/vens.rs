@@ -24,6 +24,7 @@ pub(crate) struct Ven {
     last_reading_ms: Option<i64>,
     ingest_lag_ms: Option<i64>,
     agent_version: Option<String>,
+    site: Option<String>,
 }
 
 impl From<VenRecord> for Ven {
@@ -35,6 +36,7 @@ impl From<VenRecord> for Ven {
             last_reading_ms: record.last_reading_ms,
             ingest_lag_ms: record.ingest_lag_ms,
             agent_version: record.agent_version,
+            site: record.site,
         }
     }
 }
@@ -80,7 +82,7 @@ pub(crate) struct LoadList {
     loads: Vec<Load>,
 }
 
-fn path_ven_id(path: Result<Path<String>, PathRejection>) -> Result<VenId, ApiError> {
+pub(crate) fn path_ven_id(path: Result<Path<String>, PathRejection>) -> Result<VenId, ApiError> {
     let Path(id) =
         path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
     params::ven_id(&id).map_err(|reason| ApiError::invalid_param("id", reason))

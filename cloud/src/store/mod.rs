@@ -110,6 +110,97 @@ pub struct VenRecord {
     pub ingest_lag_ms: Option<i64>,
     /// The agent version from the last status.
     pub agent_version: Option<String>,
+    /// The site's name, set by registration ([`Store::register_ven`]);
+    /// `None` until the VEN is registered.
+    pub site: Option<String>,
+}
+
+/// Longest site name.
+pub const MAX_SITE_LEN: usize = 128;
+
+/// A VEN's registration by its installer (`PUT /api/v1/vens/{id}`), so the
+/// cloud knows the site before its first reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VenRegistration {
+    /// The site's name: 1 to [`MAX_SITE_LEN`] characters, no control
+    /// characters.
+    pub site: String,
+    /// Replaces the VEN's groups ([`DrStore::set_ven_groups`]); `None`
+    /// keeps them.
+    pub groups: Option<Vec<String>>,
+    /// The site's loads, stored only while the VEN has sent no load
+    /// snapshot (then they replace the loads registered before); `None`
+    /// keeps them. Each shows as on, at its rated power, cause `startup`,
+    /// until the agent's first snapshot replaces them all.
+    pub loads: Option<Vec<RegisteredLoad>>,
+}
+
+/// One load of a [`VenRegistration`], as the agent's `[[loads]]` table
+/// describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisteredLoad {
+    /// Its name, as a [`LoadState`](gridlink_protocol::LoadState)'s.
+    pub name: String,
+    /// Rated power in W (finite, at least 0), if known.
+    pub rated_power_w: Option<f64>,
+    /// Whether DR may switch it (not `never_switch`).
+    pub controllable: bool,
+}
+
+impl VenRegistration {
+    /// Checks every field; the error names the first bad one (`site`,
+    /// `groups`, `loads[2].name`, `loads[0].rated_power_w`) and says why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if self.site.is_empty()
+            || self.site.chars().count() > MAX_SITE_LEN
+            || self.site.chars().any(char::is_control)
+        {
+            return Err((
+                "site".into(),
+                format!("must be 1 to {MAX_SITE_LEN} characters without control characters"),
+            ));
+        }
+        if let Some(groups) = &self.groups {
+            dr::check_groups(groups).map_err(|e| ("groups".to_owned(), e.to_string()))?;
+        }
+        if let Some(loads) = &self.loads {
+            for (i, load) in loads.iter().enumerate() {
+                if load
+                    .rated_power_w
+                    .is_some_and(|w| !w.is_finite() || w < 0.0)
+                {
+                    return Err((
+                        format!("loads[{i}].rated_power_w"),
+                        "must be a finite number of W, at least 0".into(),
+                    ));
+                }
+            }
+            // Names follow the rules of load snapshots (and MAX_LOADS):
+            // check the snapshot these loads stand for.
+            let internal = |e: &dyn std::fmt::Display| ("loads".to_owned(), e.to_string());
+            let snapshot = LoadSnapshot {
+                ven_id: VenId::new("registration").map_err(|e| internal(&e))?,
+                at: gridlink_protocol::Timestamp::from_unix_ms(0).map_err(|e| internal(&e))?,
+                loads: loads
+                    .iter()
+                    .map(|load| gridlink_protocol::LoadState {
+                        name: load.name.clone(),
+                        on: true,
+                        power_w: load.rated_power_w,
+                        setpoint: None,
+                        controllable: load.controllable,
+                        last_change: None,
+                        cause: gridlink_protocol::LoadChangeCause::Startup,
+                    })
+                    .collect(),
+            };
+            gridlink_protocol::codec::WireMessage::validate(&snapshot).map_err(|e| match e {
+                gridlink_protocol::ValidationError::Field { field, reason } => (field, reason),
+                other => ("loads".to_owned(), other.to_string()),
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// One load of a VEN, from its latest snapshot.
@@ -308,6 +399,18 @@ pub trait Store: DrStore + ShadowStore + Send + Sync {
         &self,
         status: &Status,
         received_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Registers a VEN (if unknown) and sets its site and, if given, its
+    /// groups, in one transaction. The registration's loads are stored
+    /// only while the VEN has sent no load snapshot (`vens.loads_at` is
+    /// null), replacing loads registered before; the first snapshot
+    /// replaces them, whatever its time. Invalid input is
+    /// [`StoreError::Invalid`] and stores nothing.
+    fn register_ven(
+        &self,
+        ven_id: &VenId,
+        registration: &VenRegistration,
+        now_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Replaces a VEN's loads with a snapshot (older snapshots are ignored).
     fn record_loads(
@@ -529,6 +632,18 @@ impl Store for AnyStore {
         match self {
             Self::Postgres(s) => s.record_status(status, received_ms).await,
             Self::Sqlite(s) => s.record_status(status, received_ms).await,
+        }
+    }
+
+    async fn register_ven(
+        &self,
+        ven_id: &VenId,
+        registration: &VenRegistration,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Postgres(s) => s.register_ven(ven_id, registration, now_ms).await,
+            Self::Sqlite(s) => s.register_ven(ven_id, registration, now_ms).await,
         }
     }
 

@@ -72,8 +72,8 @@ use super::network::{self, NetworkDelta, StoredRollup, Touched};
 use super::rollup::{self, Buckets};
 use super::{
     ConnectOptions, IngestBatch, IngestOutcome, LoadRecord, NetworkPoint, Resolution, Role,
-    SeriesPoint, SeriesQuery, Store, StoreError, TokenRecord, VenRecord, check_token_name,
-    classify, classify_migrate, now_ms, phase_code, quantity_code,
+    SeriesPoint, SeriesQuery, Store, StoreError, TokenRecord, VenRecord, VenRegistration,
+    check_token_name, classify, classify_migrate, now_ms, phase_code, quantity_code,
 };
 
 /// One UTC day in ms.
@@ -797,13 +797,14 @@ fn ven_record(row: &PgRow) -> Result<VenRecord, StoreError> {
         last_reading_ms: row.try_get("last_reading").map_err(classify)?,
         ingest_lag_ms: row.try_get("ingest_lag").map_err(classify)?,
         agent_version: row.try_get("agent_version").map_err(classify)?,
+        site: row.try_get("site").map_err(classify)?,
     })
 }
 
 /// The columns of a [`VenRecord`] (a macro, for `concat!`).
 macro_rules! select_vens {
     () => {
-        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version FROM vens"
+        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site FROM vens"
     };
 }
 
@@ -851,6 +852,69 @@ impl Store for PgStore {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+
+    async fn register_ven(
+        &self,
+        ven_id: &VenId,
+        registration: &VenRegistration,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        registration
+            .check()
+            .map_err(|(field, reason)| StoreError::Invalid(format!("{field}: {reason}")))?;
+        let startup = serde_json::to_string(&gridlink_protocol::LoadChangeCause::Startup)
+            .map_err(|e| StoreError::Invalid(format!("load cause: {e}")))?;
+        let run = async {
+            let mut tx = self.pool.begin().await?;
+            // The VEN row lock serialises this with `record_loads` of the
+            // same VEN, so a snapshot is never overwritten by registered loads.
+            let no_snapshot: bool = sqlx::query_scalar(
+                "INSERT INTO vens AS v (ven_id, site) VALUES ($1, $2) \
+                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site \
+                 RETURNING v.loads_at IS NULL",
+            )
+            .bind(ven_id.as_str())
+            .bind(registration.site.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(groups) = &registration.groups {
+                sqlx::query("DELETE FROM ven_groups WHERE ven_id = $1")
+                    .bind(ven_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO ven_groups (ven_id, group_name) \
+                     SELECT $1, value FROM json_array_elements_text($2::json) WHERE true \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(ven_id.as_str())
+                .bind(super::dr::json_list(groups.iter().map(String::as_str)))
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let (true, Some(loads)) = (no_snapshot, &registration.loads) {
+                sqlx::query("DELETE FROM loads WHERE ven_id = $1")
+                    .bind(ven_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO loads (ven_id, name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot) \
+                     SELECT $1, n, true, p, NULL, c, NULL, $5::text::jsonb, $6 \
+                     FROM UNNEST($2::text[], $3::float8[], $4::bool[]) AS u(n, p, c)",
+                )
+                .bind(ven_id.as_str())
+                .bind(loads.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
+                .bind(loads.iter().map(|l| l.rated_power_w).collect::<Vec<_>>())
+                .bind(loads.iter().map(|l| l.controllable).collect::<Vec<_>>())
+                .bind(startup.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        };
+        run.await.map_err(classify)
     }
 
     async fn record_loads(

@@ -40,7 +40,8 @@ use super::rollup;
 use super::{
     ConnectOptions, IngestBatch, IngestOutcome, LoadRecord, NetworkPoint, Resolution, Role,
     SeriesPoint, SeriesQuery, SqliteDurability, Store, StoreError, TokenRecord, VenRecord,
-    check_token_name, classify, classify_migrate, now_ms, phase_code, quantity_code,
+    VenRegistration, check_token_name, classify, classify_migrate, now_ms, phase_code,
+    quantity_code,
 };
 
 /// One UTC day in ms (retention deletes at most a day per statement).
@@ -455,7 +456,7 @@ const fn series_sql(resolution: Resolution) -> &'static str {
 /// The columns of a [`VenRecord`] (a macro, for `concat!`).
 macro_rules! select_vens {
     () => {
-        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version FROM vens"
+        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site FROM vens"
     };
 }
 
@@ -469,6 +470,7 @@ fn ven_record(row: &SqliteRow) -> Result<VenRecord, StoreError> {
         last_reading_ms: row.try_get("last_reading").map_err(classify)?,
         ingest_lag_ms: row.try_get("ingest_lag").map_err(classify)?,
         agent_version: row.try_get("agent_version").map_err(classify)?,
+        site: row.try_get("site").map_err(classify)?,
     })
 }
 
@@ -505,6 +507,79 @@ impl Store for SqliteStore {
         .await
         .map_err(classify)?;
         Ok(())
+    }
+
+    async fn register_ven(
+        &self,
+        ven_id: &VenId,
+        registration: &VenRegistration,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        registration
+            .check()
+            .map_err(|(field, reason)| StoreError::Invalid(format!("{field}: {reason}")))?;
+        let startup = serde_json::to_string(&gridlink_protocol::LoadChangeCause::Startup)
+            .map_err(|e| StoreError::Invalid(format!("load cause: {e}")))?;
+        let loads_json = registration.loads.as_ref().map(|loads| {
+            serde_json::Value::Array(
+                loads
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "name": l.name, "power_w": l.rated_power_w, "controllable": l.controllable
+                        })
+                    })
+                    .collect(),
+            )
+            .to_string()
+        });
+        let run = async {
+            // One writer: a snapshot of this VEN cannot land in between.
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let no_snapshot: bool = sqlx::query_scalar(
+                "INSERT INTO vens (ven_id, site) VALUES (?1, ?2) \
+                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site \
+                 RETURNING loads_at IS NULL",
+            )
+            .bind(ven_id.as_str())
+            .bind(registration.site.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(groups) = &registration.groups {
+                sqlx::query("DELETE FROM ven_groups WHERE ven_id = ?1")
+                    .bind(ven_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO ven_groups (ven_id, group_name) SELECT ?1, value FROM json_each(?2) WHERE true \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(ven_id.as_str())
+                .bind(super::dr::json_list(groups.iter().map(String::as_str)))
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let (true, Some(loads)) = (no_snapshot, &loads_json) {
+                sqlx::query("DELETE FROM loads WHERE ven_id = ?1")
+                    .bind(ven_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO loads (ven_id, name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot) \
+                     SELECT ?1, json_extract(value, '$.name'), 1, json_extract(value, '$.power_w'), NULL, \
+                       json_extract(value, '$.controllable'), NULL, ?3, ?4 \
+                     FROM json_each(?2)",
+                )
+                .bind(ven_id.as_str())
+                .bind(loads.as_str())
+                .bind(startup.as_str())
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        };
+        run.await.map_err(classify)
     }
 
     async fn record_loads(

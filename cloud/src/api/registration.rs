@@ -1,0 +1,136 @@
+//! `PUT /api/v1/vens/{id}`: the installer registers a VEN with its site,
+//! groups and loads (`gridlink-provision register-ven`), so the dashboard
+//! knows the site before its first reading. Idempotent: it registers the
+//! VEN if unknown and sets its site and groups; the loads are stored only
+//! while the VEN has sent no load snapshot of its own.
+//!
+//! ```json
+//! {"site": "Depot North", "groups": ["north"],
+//!  "loads": [{"name": "hvac", "rated_power_w": 3000.0, "controllable": true}]}
+//! ```
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::now_ms;
+use super::vens::{Ven, path_ven_id};
+use crate::store::{RegisteredLoad, Store, VenRegistration};
+
+/// The body of `PUT /api/v1/vens/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationRequest {
+    /// The site's name, 1 to 128 characters.
+    site: String,
+    /// The VEN's groups (replaced); absent: kept.
+    #[serde(default)]
+    groups: Option<Vec<String>>,
+    /// The site's loads; absent: kept.
+    #[serde(default)]
+    loads: Option<Vec<LoadRequest>>,
+}
+
+/// One load of a [`RegistrationRequest`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadRequest {
+    name: String,
+    #[serde(default)]
+    rated_power_w: Option<f64>,
+    #[serde(default = "controllable_by_default")]
+    controllable: bool,
+}
+
+const fn controllable_by_default() -> bool {
+    true
+}
+
+/// The answer: the VEN as `GET /api/v1/vens/{id}` shows it, and its groups.
+#[derive(Debug, Serialize)]
+pub(crate) struct RegisteredVen {
+    #[serde(flatten)]
+    ven: Ven,
+    groups: Vec<String>,
+}
+
+/// Parses the body, naming the failing field (`site`, `loads[0].name`).
+fn parse(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<RegistrationRequest, ApiError> {
+    let Json(value) = body.map_err(|rejection| ApiError::InvalidBody {
+        status: rejection.status(),
+        detail: rejection.body_text(),
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::InvalidBody {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: "the body must be a JSON object".into(),
+        });
+    }
+    serde_path_to_error::deserialize::<_, RegistrationRequest>(value).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner().to_string();
+        let name = if path == "." {
+            inner
+                .strip_prefix("missing field `")
+                .or_else(|| inner.strip_prefix("unknown field `"))
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("body")
+                .to_owned()
+        } else {
+            path
+        };
+        ApiError::invalid_param(name, inner)
+    })
+}
+
+/// `PUT /api/v1/vens/{id}`.
+pub(crate) async fn put<S: Store>(
+    State(state): State<AppState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<Json<RegisteredVen>, ApiError> {
+    let ven_id = path_ven_id(path)?;
+    let request = parse(body)?;
+    let groups = request.groups.map(|mut groups| {
+        groups.sort();
+        groups.dedup();
+        groups
+    });
+    let registration = VenRegistration {
+        site: request.site,
+        groups,
+        loads: request.loads.map(|loads| {
+            loads
+                .into_iter()
+                .map(|load| RegisteredLoad {
+                    name: load.name,
+                    rated_power_w: load.rated_power_w,
+                    controllable: load.controllable,
+                })
+                .collect()
+        }),
+    };
+    registration
+        .check()
+        .map_err(|(field, reason)| ApiError::invalid_param(field, reason))?;
+    state
+        .store
+        .register_ven(&ven_id, &registration, now_ms())
+        .await?;
+    let record = state
+        .store
+        .ven(&ven_id)
+        .await?
+        .ok_or_else(|| ApiError::UnknownVen(ven_id.clone()))?;
+    let groups = state.store.ven_groups(&ven_id).await?;
+    Ok(Json(RegisteredVen {
+        ven: record.into(),
+        groups,
+    }))
+}
