@@ -53,13 +53,10 @@ WORKDIR /home/nonroot
 USER nonroot
 ENV GRIDLINK_HTTP_LISTEN=0.0.0.0:8080
 EXPOSE 8080
-# No HEALTHCHECK: distroless has no shell, curl or wget, and gridlink-cloud
-# has no health subcommand yet. In AWS the ALB target group checks
-# GET /health (terraform/modules/alb) and ECS replaces failing tasks; ECS
-# ignores Docker's HEALTHCHECK anyway. Once the binary can probe itself,
-# enable e.g.:
-# HEALTHCHECK --interval=30s --timeout=3s --start-period=20s CMD ["/gridlink-cloud", "health"]
-HEALTHCHECK NONE
+# distroless has no shell, curl or wget: the binary probes itself
+# (`gridlink-cloud health` GETs /health on GRIDLINK_HTTP_LISTEN, exit 0 on 200).
+# In AWS the ALB target group checks GET /health as well (terraform/modules/alb).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD ["/gridlink-cloud", "health"]
 # ENTRYPOINT is the binary and CMD its subcommand, so the scheduled export
 # (terraform/modules/export-schedule) and `migrate` run in the same image.
 ENTRYPOINT ["/gridlink-cloud"]

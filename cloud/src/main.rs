@@ -9,6 +9,7 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -51,6 +52,15 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the running service's `/health` (on `http.listen`, or --url):
+    /// exit 0 if it answers 200, 1 otherwise. For container health checks,
+    /// where the image has no shell or curl.
+    Health {
+        /// The health URL, `http://HOST:PORT/health`; default: this
+        /// configuration's `http.listen` on the loopback interface.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -137,6 +147,25 @@ fn main() -> ExitCode {
             }
         },
         Command::Migrate => Job::Migrate,
+        Command::Health { url } => {
+            let target = url.unwrap_or_else(|| {
+                let mut listen = config.http.listen;
+                if listen.ip().is_unspecified() {
+                    listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{listen}/health")
+            });
+            return match health_probe(&target) {
+                Ok(status) => {
+                    println!("{target}: {status}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {target}: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Token {
             command: TokenCommand::Create { role, name },
         } => Job::CreateToken {
@@ -212,4 +241,42 @@ async fn wait_for_signal() {
         }
     }
     tracing::info!("stop signal received");
+}
+
+/// GETs `url` (plain `http://host:port/path`) with a 3 s time-out; `Ok`
+/// with the status line if the answer is 200.
+fn health_probe(url: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are probed")?;
+    let (authority, path) = rest.split_once('/').map_or((rest, "/"), |(a, p)| (a, p));
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let address = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority} resolves to no address"))?;
+    let timeout = Duration::from_secs(3);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = stream.set_read_timeout(Some(timeout));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut answer = String::new();
+    let _ = stream.take(64 * 1024).read_to_string(&mut answer);
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(status)
+    } else if status.is_empty() {
+        Err("no answer".into())
+    } else {
+        Err(format!("unhealthy: {status}"))
+    }
 }
