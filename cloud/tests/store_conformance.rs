@@ -1134,8 +1134,10 @@ async fn registration<S: Store>(s: &S) {
         assert_eq!((load.setpoint, load.last_change_ms), (None, None));
         assert_eq!(load.snapshot_ms, DAY0);
     }
-    // Idempotent.
-    s.register_ven(&ven("depot-1"), &depot, DAY0).await.unwrap();
+    // Idempotent: a repeat later changes nothing, not even the loads' time.
+    s.register_ven(&ven("depot-1"), &depot, DAY0 + 5)
+        .await
+        .unwrap();
     assert_eq!(s.loads(&ven("depot-1")).await.unwrap(), loads);
     assert_eq!(s.ven(&ven("depot-1")).await.unwrap().unwrap(), record);
     // Without groups and loads: both kept, the site changes.

@@ -203,6 +203,17 @@ impl VenRegistration {
     }
 }
 
+/// The `loads` rows a registration stands for, as `(name, power_w,
+/// controllable)` in byte order of the name: what a repeat compares with.
+fn registered_rows(loads: &[RegisteredLoad]) -> Vec<(String, Option<f64>, bool)> {
+    let mut rows: Vec<_> = loads
+        .iter()
+        .map(|l| (l.name.clone(), l.rated_power_w, l.controllable))
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
 /// One load of a VEN, from its latest snapshot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadRecord {
@@ -403,8 +414,9 @@ pub trait Store: DrStore + ShadowStore + Send + Sync {
     /// Registers a VEN (if unknown) and sets its site and, if given, its
     /// groups, in one transaction. The registration's loads are stored
     /// only while the VEN has sent no load snapshot (`vens.loads_at` is
-    /// null), replacing loads registered before; the first snapshot
-    /// replaces them, whatever its time. Invalid input is
+    /// null), replacing loads registered before (a repeat with the same
+    /// loads leaves them as they are, `snapshot_ms` included); the first
+    /// snapshot replaces them, whatever its time. Invalid input is
     /// [`StoreError::Invalid`] and stores nothing.
     fn register_ven(
         &self,

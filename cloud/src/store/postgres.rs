@@ -893,7 +893,21 @@ impl Store for PgStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            if let (true, Some(loads)) = (no_snapshot, &registration.loads) {
+            let unchanged = match (no_snapshot, &registration.loads) {
+                (true, Some(loads)) => {
+                    let stored: Vec<(String, Option<f64>, bool)> = sqlx::query_as(
+                        "SELECT name, power_w, controllable FROM loads WHERE ven_id = $1 \
+                         ORDER BY name COLLATE \"C\"",
+                    )
+                    .bind(ven_id.as_str())
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    stored == super::registered_rows(loads)
+                }
+                _ => true,
+            };
+            // A repeat with the same loads changes nothing (not even their time).
+            if let (false, Some(loads)) = (unchanged, &registration.loads) {
                 sqlx::query("DELETE FROM loads WHERE ven_id = $1")
                     .bind(ven_id.as_str())
                     .execute(&mut *tx)
