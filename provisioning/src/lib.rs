@@ -33,4 +33,6 @@ pub mod bundle;
 pub mod ca_dir;
 pub mod pki;
 pub mod policy;
+#[cfg(feature = "cloud")]
+pub mod register;
 pub mod verify;

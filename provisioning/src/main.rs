@@ -104,6 +104,45 @@ enum Command {
         /// The bundle directory.
         bundle: PathBuf,
     },
+    /// Register a gateway's site and loads with the gridlink cloud.
+    ///
+    /// So the dashboard knows the site before the first reading: reads
+    /// `ven_id` and the `[[loads]]` (`name`, `rated_power_w`, `never_switch`)
+    /// of BUNDLE/agent.toml and sends them with the site and groups to
+    /// `PUT /api/v1/vens/{id}` (an installer or admin token). Idempotent;
+    /// once the agent has reported its loads, the cloud keeps those.
+    ///
+    /// Example:
+    ///
+    ///     gridlink-provision register-ven --cloud https://cloud.example.com \
+    ///         --token glk_... --bundle ./depot-1 --site "Depot North" --group north
+    #[cfg(feature = "cloud")]
+    #[command(verbatim_doc_comment)]
+    RegisterVen {
+        /// The cloud's base URL, e.g. `https://cloud.example.com` or
+        /// `http://127.0.0.1:8080`.
+        #[arg(long, value_name = "URL")]
+        cloud: String,
+        /// An API token of role installer or admin (`gridlink-cloud token
+        /// create --role installer`); or set `GRIDLINK_TOKEN`.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "GRIDLINK_TOKEN",
+            hide_env_values = true
+        )]
+        token: String,
+        /// The gateway's bundle directory (its agent.toml is read).
+        #[arg(long, value_name = "BUNDLE")]
+        bundle: PathBuf,
+        /// The site's name as the dashboard shows it (1-128 characters).
+        #[arg(long, value_name = "NAME")]
+        site: String,
+        /// A group the VEN belongs to (event targets may name it);
+        /// repeatable. Replaces the VEN's groups.
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+    },
     /// Register gateways with AWS IoT Core (things, certificates from CSRs,
     /// the device policy).
     #[cfg(feature = "aws")]
@@ -327,6 +366,19 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 .build()?;
             return runtime.block_on(aws::run(target, command));
         }
+        #[cfg(feature = "cloud")]
+        Command::RegisterVen {
+            cloud,
+            token,
+            bundle,
+            site,
+            groups,
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(register_ven(&cloud, &token, &bundle, &site, &groups))?;
+        }
         Command::Verify { bundle } => {
             let report = verify::verify(&bundle, time::OffsetDateTime::now_utc());
             for check in &report.checks {
@@ -342,6 +394,51 @@ fn run(command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `register-ven`: registers, then prints the VEN and its loads as the
+/// cloud shows them.
+#[cfg(feature = "cloud")]
+async fn register_ven(
+    cloud: &str,
+    token: &str,
+    bundle: &std::path::Path,
+    site: &str,
+    groups: &[String],
+) -> Result<(), gridlink_provision::register::RegisterError> {
+    use gridlink_provision::register::{BundleSite, CloudClient};
+
+    let bundle = BundleSite::read(bundle)?;
+    let client = CloudClient::new(cloud, token)?;
+    let ven = client.register(&bundle, site, groups).await?;
+    println!(
+        "registered {} at site {:?}; groups: {}",
+        ven.ven_id,
+        ven.site.unwrap_or_default(),
+        if ven.groups.is_empty() {
+            "none".to_owned()
+        } else {
+            ven.groups.join(", ")
+        }
+    );
+    let loads = client.loads(&bundle.ven_id).await?;
+    if loads.is_empty() {
+        println!("loads: none");
+    }
+    for load in loads {
+        println!(
+            "load {}: {}{}{}",
+            load.name,
+            if load.on { "on" } else { "off" },
+            load.power_w.map(|w| format!(", {w} W")).unwrap_or_default(),
+            if load.controllable {
+                ""
+            } else {
+                ", never switched"
+            }
+        );
+    }
+    Ok(())
 }
 
 #[cfg(feature = "aws")]
