@@ -12,7 +12,6 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +28,9 @@ use gridlink_testkit::free_port;
 use gridlink_testkit::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event as MqttEvent, Packet, QoS};
 use tempfile::TempDir;
+
+mod common;
+use common::Agent;
 use tokio::task::JoinHandle;
 
 const VEN: &str = "ven-1";
@@ -355,21 +357,7 @@ timeout_ms = 500
     }
 
     fn spawn_agent_nowait(&self) -> Agent {
-        let log = self.dir.path().join("agent.log");
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Process::new(env!("CARGO_BIN_EXE_gridlink-agent"))
-            .args(["run", "--config"])
-            .arg(self.config_path())
-            .env("GRIDLINK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start gridlink-agent");
-        Agent { child, log }
+        Agent::spawn(&self.config_path(), self.dir.path().join("agent.log"))
     }
 
     /// The relay state of simulator load `k`.
@@ -378,10 +366,7 @@ timeout_ms = 500
     }
 
     async fn metric(&self, name: &str) -> Option<u64> {
-        let text = http_get(self.health_port, "/metrics").await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
+        common::metric(self.health_port, name).await
     }
 }
 
@@ -389,72 +374,6 @@ impl Drop for Rig {
     fn drop(&mut self) {
         self.sim.abort();
     }
-}
-
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn signal(&self, signal: &str) {
-        let status = Process::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn kill9(mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-
-    async fn stop(mut self) {
-        self.signal("-TERM");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "agent exited with {status}\n{}",
-                    self.log_text()
-                );
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "agent did not stop\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 /// An event with one interval of one payload from `start` (ms) for `secs`.

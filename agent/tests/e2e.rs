@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ use gridlink_testkit::mosquitto::Mosquitto;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
+
+mod common;
+use common::{Agent, http_get};
 
 const POLL_MS: u64 = 200;
 const SEAL_MS: u64 = 500;
@@ -288,27 +291,11 @@ timeout_ms = 500
             .dir
             .path()
             .join(format!("agent-{}.log", std::process::id()));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_gridlink-agent"))
-            .args(["run", "--config"])
-            .arg(self.config_path())
-            .env("GRIDLINK_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start gridlink-agent");
-        Agent { child, log }
+        Agent::spawn(&self.config_path(), log)
     }
 
     async fn metric(&self, name: &str) -> Option<u64> {
-        let text = http_get(self.health_port, "/metrics").await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
+        common::metric(self.health_port, name).await
     }
 }
 
@@ -340,74 +327,6 @@ fn pattern_expectations() -> Vec<(Quantity, Phase, i8, i64)> {
             (quantity, phase, exponent, raw)
         })
         .collect()
-}
-
-struct Agent {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGTERM and wait for a clean exit; returns the log.
-    async fn stop(mut self) -> String {
-        self.signal("-TERM");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(&self.log).unwrap();
-                assert!(status.success(), "agent exited with {status}\n{log}");
-                return log;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "agent did not stop in 20 s\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn kill9(mut self) {
-        self.signal("-KILL");
-        let _ = self.child.wait();
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn http_get(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).await.ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }
 
 /// The agent's closing summary line: (acquired, stored, published, buffered batches).
