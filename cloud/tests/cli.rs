@@ -213,42 +213,7 @@ fn migrate_token_create_and_serve_without_a_broker() {
     assert_eq!(json["database"], "ok");
     assert_eq!(json["broker"], "disconnected");
 
-    // The container health check: `health` reads the same configuration
-    // and says unhealthy (exit 1) while the broker is away.
-    let mut probe = cloud(dir.path());
-    probe.arg("health");
-    env(&mut probe);
-    let output = run(&mut probe);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("unhealthy: HTTP/1.1 503"),
-        "{}",
-        stderr(&output)
-    );
-    // A 200 answer is healthy (any URL may be probed: here a public route).
-    let mut ok = cloud(dir.path());
-    ok.args([
-        "health",
-        "--url",
-        &format!("http://127.0.0.1:{http_port}/openapi.json"),
-    ]);
-    env(&mut ok);
-    let output = run(&mut ok);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let mut nothing = cloud(dir.path());
-    nothing.args([
-        "health",
-        "--url",
-        &format!("http://127.0.0.1:{broker_port}/health"),
-    ]);
-    env(&mut nothing);
-    let output = run(&mut nothing);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("cannot connect"),
-        "{}",
-        stderr(&output)
-    );
+    probe_health(dir.path(), &env, http_port, broker_port);
 
     let (status, body) = http(http_port, "GET", "/api/v1/vens", Some(&token)).unwrap();
     assert_eq!((status, body.as_str()), (200, "{\"vens\":[]}"));
@@ -280,6 +245,48 @@ fn migrate_token_create_and_serve_without_a_broker() {
     }
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("stop signal received"), "{log}");
+}
+
+/// The container health check: `health` reads the same configuration as
+/// `serve` and says unhealthy (exit 1) while the broker is away; a 200
+/// answer is healthy; nothing listening is a clear failure.
+fn probe_health(dir: &Path, env: &dyn Fn(&mut Command), http_port: u16, broker_port: u16) {
+    // The container health check: `health` reads the same configuration
+    // and says unhealthy (exit 1) while the broker is away.
+    let mut probe = cloud(dir);
+    probe.arg("health");
+    env(&mut probe);
+    let output = run(&mut probe);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("unhealthy: HTTP/1.1 503"),
+        "{}",
+        stderr(&output)
+    );
+    // A 200 answer is healthy (any URL may be probed: here a public route).
+    let mut ok = cloud(dir);
+    ok.args([
+        "health",
+        "--url",
+        &format!("http://127.0.0.1:{http_port}/openapi.json"),
+    ]);
+    env(&mut ok);
+    let output = run(&mut ok);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut nothing = cloud(dir);
+    nothing.args([
+        "health",
+        "--url",
+        &format!("http://127.0.0.1:{broker_port}/health"),
+    ]);
+    env(&mut nothing);
+    let output = run(&mut nothing);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("cannot connect"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
