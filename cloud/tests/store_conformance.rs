@@ -156,6 +156,7 @@ conformance!(
         programs_crud_and_filters,
         events_queue_commands_with_increasing_ids,
         acks_are_stored_once_for_targeted_vens,
+        same_millisecond_acks_keep_their_lifecycle_order,
         site_power_means_per_ven,
     ],
     pair: [
@@ -2068,6 +2069,51 @@ async fn acks_are_stored_once_for_targeted_vens<S: Store>(s: &S) {
             (AckState::Cancelled, DAY0 + 2000, None, DAY0 + 2001),
         ]
     );
+}
+
+/// An agent often reaches two states in one millisecond (received and
+/// scheduled, received and opted out); stored in either order, they come
+/// back in lifecycle order, so the last is the VEN's latest state.
+async fn same_millisecond_acks_keep_their_lifecycle_order<S: Store>(s: &S) {
+    s.set_ven_groups(&ven("ven-a"), &[]).await.unwrap();
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    s.create_event(
+        &oid("e1"),
+        &event_write("prog", &["ven-a"], &["ven-a"], None),
+        1,
+    )
+    .await
+    .unwrap();
+    for (state, reason) in [
+        (
+            AckState::OptedOut,
+            Some("no participating load is affected"),
+        ),
+        (AckState::Received, None),
+    ] {
+        let ack = CommandAck {
+            ven_id: ven("ven-a"),
+            command_id: 1,
+            event_id: oid("e1"),
+            state,
+            at: Timestamp::from_unix_ms(DAY0).unwrap(),
+            reason: reason.map(str::to_string),
+        };
+        assert_eq!(
+            s.record_ack(&ack, DAY0 + 3).await.unwrap(),
+            AckOutcome::Stored
+        );
+    }
+    let states: Vec<AckState> = s
+        .event_acks(&oid("e1"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.state)
+        .collect();
+    assert_eq!(states, [AckState::Received, AckState::OptedOut]);
 }
 
 async fn command_ids_survive_another_process<S: Store>(s: &S, other: &S) {

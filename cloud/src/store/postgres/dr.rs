@@ -557,10 +557,15 @@ impl DrStore for PgStore {
         })
     }
 
+    // An agent often reaches two states in the same millisecond (received
+    // and scheduled, received and opted_out): their lifecycle order breaks
+    // the tie, so the last row is the VEN's latest state.
     async fn event_acks(&self, event_id: &ObjectId) -> Result<Vec<AckRecord>, StoreError> {
         let rows: Vec<(String, i64, String, i64, Option<String>, i64)> = sqlx::query_as(
             "SELECT ven_id, command_id, state, at, reason, received FROM event_acks \
-             WHERE event_id = $1 ORDER BY ven_id COLLATE \"C\", at, received, command_id",
+             WHERE event_id = $1 ORDER BY ven_id COLLATE \"C\", at, received, command_id, \
+             CASE state WHEN 'received' THEN 0 WHEN 'scheduled' THEN 1 \
+             WHEN 'active' THEN 2 ELSE 3 END",
         )
         .bind(event_id.as_str())
         .fetch_all(&self.pool)
