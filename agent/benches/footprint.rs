@@ -281,11 +281,16 @@ fn write_config(
     let ven = pki.identity("ven-1").expect("ven-1 in the PKI");
     let mut text = format!(
         "ven_id = \"ven-1\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {mqtt_port}\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\n\
-         [buffer]\npath = \"{}\"\nseal_interval_ms = {SEAL_MS}\n\n[health]\nlisten = \"127.0.0.1:{health_port}\"\n",
+         [buffer]\npath = \"{}\"\nseal_interval_ms = {SEAL_MS}\n{}\n[health]\nlisten = \"127.0.0.1:{health_port}\"\n",
         pki.ca_cert().display(),
         ven.cert.display(),
         ven.key.display(),
         dir.join("buffer").display(),
+        // GRIDLINK_FOOTPRINT_CACHE_BYTES: the sled cache to measure with
+        // (default: the agent's own default).
+        std::env::var("GRIDLINK_FOOTPRINT_CACHE_BYTES")
+            .map(|bytes| format!("cache_bytes = {bytes}\n"))
+            .unwrap_or_default(),
     );
     for unit in 1..=METERS {
         write!(
