@@ -566,12 +566,16 @@ async fn roles_and_unknown_ids(app: App) {
 }
 
 fn power(ven: &str, seq: u64, points: Vec<(i64, i64)>) -> IngestBatch {
+    metered(ven, "grid", seq, points)
+}
+
+fn metered(ven: &str, meter: &str, seq: u64, points: Vec<(i64, i64)>) -> IngestBatch {
     IngestBatch {
         ven_id: VenId::new(ven).unwrap(),
         batch_seq: seq,
         received_ms: 0,
         series: vec![Series {
-            meter: "grid".into(),
+            meter: meter.into(),
             quantity: Quantity::ActivePower,
             phase: Phase::Total,
             exponent: 0,
@@ -580,6 +584,49 @@ fn power(ven: &str, seq: u64, points: Vec<(i64, i64)>) -> IngestBatch {
                 .map(|(ts_ms, raw)| Point { ts_ms, raw })
                 .collect(),
         }],
+    }
+}
+
+/// ven-1: 1000 W before, 400 W during and a PV sub-meter, its site meter
+/// registered; ven-2: 500 W before and during; ven-4 (in `north`): two
+/// meters and no site meter registered.
+async fn readings_and_site_meters(app: &App, start: i64) {
+    let before: Vec<(i64, i64)> = (1..=60).map(|i| (start - i * 10_000, 1000)).collect();
+    let during: Vec<(i64, i64)> = (0..50).map(|i| (start + i * 10_000, 400)).collect();
+    let flat: Vec<(i64, i64)> = (-60..50).map(|i| (start + i * 10_000, 500)).collect();
+    // ven-1's PV sub-meter is left out: its site meter is registered.
+    // ven-4 has two meters and none registered: it is not measured.
+    let pv: Vec<(i64, i64)> = (-60..50).map(|i| (start + i * 10_000, -3000)).collect();
+    app.store
+        .ingest(&[
+            power("ven-1", 1, before),
+            power("ven-1", 2, during),
+            metered("ven-1", "pv", 3, pv.clone()),
+            power("ven-2", 1, flat.clone()),
+            power("ven-4", 1, flat),
+            metered("ven-4", "pv", 2, pv),
+        ])
+        .await
+        .unwrap();
+    for (ven, body) in [
+        (
+            "ven-1",
+            json!({ "site": "Depot North", "site_meter": "grid" }),
+        ),
+        (
+            "ven-4",
+            json!({ "site": "Depot South", "groups": ["north"] }),
+        ),
+    ] {
+        let (status, json) = app
+            .call(
+                Method::PUT,
+                &format!("/api/v1/vens/{ven}"),
+                &app.installer,
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
     }
 }
 
@@ -594,18 +641,7 @@ async fn status_shows_acks_and_measured_response(app: App) {
     .unwrap();
     // Started 10 minutes ago (whole seconds, as RFC 3339 is written).
     let start = (now - 600_000) / 1000 * 1000;
-    // ven-1: 1000 W before, 400 W during; ven-2: 500 W before, 500 W during.
-    let before: Vec<(i64, i64)> = (1..=60).map(|i| (start - i * 10_000, 1000)).collect();
-    let during: Vec<(i64, i64)> = (0..50).map(|i| (start + i * 10_000, 400)).collect();
-    let flat: Vec<(i64, i64)> = (-60..50).map(|i| (start + i * 10_000, 500)).collect();
-    app.store
-        .ingest(&[
-            power("ven-1", 1, before),
-            power("ven-1", 2, during),
-            power("ven-2", 1, flat),
-        ])
-        .await
-        .unwrap();
+    readings_and_site_meters(&app, start).await;
     let program = app
         .ok(
             Method::POST,
@@ -652,7 +688,7 @@ async fn status_shows_acks_and_measured_response(app: App) {
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["start_ms"], start);
     assert_eq!(json["baseline_window_ms"], 900_000);
-    assert_eq!(json["states"], json!({ "active": 1, "none": 1 }));
+    assert_eq!(json["states"], json!({ "active": 1, "none": 2 }));
     let v1 = &json["vens"][0];
     assert_eq!(v1["ven_id"], "ven-1");
     assert_eq!(v1["state"], "active");
@@ -671,6 +707,18 @@ async fn status_shows_acks_and_measured_response(app: App) {
     let v2 = &json["vens"][1];
     assert_eq!(v2["state"], Value::Null);
     assert_eq!(v2["response"]["shed_w"], 0.0);
+    assert_eq!(v2["response"]["unmeasured_reason"], Value::Null);
+    let v4 = &json["vens"][2];
+    assert_eq!(v4["ven_id"], "ven-4");
+    assert_eq!(v4["response"]["baseline_w"], Value::Null);
+    assert_eq!(v4["response"]["shed_w"], Value::Null);
+    assert!(
+        v4["response"]["unmeasured_reason"]
+            .as_str()
+            .unwrap()
+            .contains("several meters"),
+        "{v4}"
+    );
     assert_eq!(json["total"]["baseline_w"], 1500.0);
     assert_eq!(json["total"]["during_w"], 900.0);
     assert_eq!(json["total"]["shed_pct"], 40.0);

@@ -363,6 +363,7 @@ async fn sqlite_refuses_unknown_vens_but_takes_registered_ones() {
     store.migrate().await.unwrap();
     let registration = gridlink_cloud::store::VenRegistration {
         site: "Depot North".into(),
+        site_meter: None,
         groups: None,
         loads: None,
     };

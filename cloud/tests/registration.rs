@@ -155,6 +155,7 @@ impl App {
 fn depot() -> Value {
     json!({
         "site": "Depot North",
+        "site_meter": "main",
         "groups": ["north"],
         "loads": [
             { "name": "hvac", "rated_power_w": 3000.0, "controllable": true },
@@ -171,6 +172,7 @@ async fn registered_site_and_loads_show_before_the_first_reading(app: App) {
     let answer = app.register("depot-1", &depot()).await;
     assert_eq!(answer["ven_id"], "depot-1");
     assert_eq!(answer["site"], "Depot North");
+    assert_eq!(answer["site_meter"], "main");
     assert_eq!(answer["groups"], json!(["north"]));
     assert_eq!(answer["online"], Value::Null);
     assert_eq!(answer["last_reading_ms"], Value::Null);
@@ -182,6 +184,7 @@ async fn registered_site_and_loads_show_before_the_first_reading(app: App) {
     assert_eq!(one["site"], "Depot North");
     let list = app.get("/api/v1/vens").await;
     assert_eq!(list["vens"][0]["site"], "Depot North");
+    assert_eq!(list["vens"][0]["site_meter"], "main");
     assert_eq!(list["vens"].as_array().unwrap().len(), 1);
 
     let loads = app.get("/api/v1/vens/depot-1/loads").await;
@@ -210,6 +213,7 @@ async fn registered_site_and_loads_show_before_the_first_reading(app: App) {
         .register("depot-1", &json!({ "site": "Depot North 2" }))
         .await;
     assert_eq!(renamed["site"], "Depot North 2");
+    assert_eq!(renamed["site_meter"], "main", "kept when omitted");
     assert_eq!(renamed["groups"], json!(["north"]));
     assert_eq!(
         app.get("/api/v1/vens/depot-1/loads").await["loads"]
@@ -289,6 +293,16 @@ async fn roles_and_bad_bodies(app: App) {
         (json!({ "site": long }), "site"),
         (json!({ "site": "a\nb" }), "site"),
         (json!({ "site": 7 }), "site"),
+        (json!({ "site": "s", "site_meter": "" }), "site_meter"),
+        (
+            json!({ "site": "s", "site_meter": "main meter" }),
+            "site_meter",
+        ),
+        (
+            json!({ "site": "s", "site_meter": "m".repeat(65) }),
+            "site_meter",
+        ),
+        (json!({ "site": "s", "site_meter": 3 }), "site_meter"),
         (json!({ "site": "s", "groups": [""] }), "groups"),
         (json!({ "site": "s", "groups": "north" }), "groups"),
         (

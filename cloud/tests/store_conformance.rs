@@ -158,6 +158,7 @@ conformance!(
         acks_are_stored_once_for_targeted_vens,
         same_millisecond_acks_keep_their_lifecycle_order,
         site_power_means_per_ven,
+        site_power_reads_only_the_site_meter,
     ],
     pair: [
         command_ids_survive_another_process,
@@ -1100,6 +1101,7 @@ async fn registration<S: Store>(s: &S) {
     };
     let depot = VenRegistration {
         site: "Depot North".into(),
+        site_meter: Some("grid.main".into()),
         groups: Some(vec!["north".into(), "depots".into()]),
         loads: Some(vec![
             registered("hvac", Some(3000.0), true),
@@ -1110,6 +1112,7 @@ async fn registration<S: Store>(s: &S) {
     // Known before its first message, with its site, groups and loads.
     let record = s.ven(&ven("depot-1")).await.unwrap().unwrap();
     assert_eq!(record.site.as_deref(), Some("Depot North"));
+    assert_eq!(record.site_meter.as_deref(), Some("grid.main"));
     assert_eq!(
         (record.online, record.last_seen_ms, record.last_reading_ms),
         (None, None, None)
@@ -1141,23 +1144,20 @@ async fn registration<S: Store>(s: &S) {
         .unwrap();
     assert_eq!(s.loads(&ven("depot-1")).await.unwrap(), loads);
     assert_eq!(s.ven(&ven("depot-1")).await.unwrap().unwrap(), record);
-    // Without groups and loads: both kept, the site changes.
+    // Without site meter, groups and loads: all kept, the site changes.
     let renamed = VenRegistration {
         site: "Depot N".into(),
+        site_meter: None,
         groups: None,
         loads: None,
     };
     s.register_ven(&ven("depot-1"), &renamed, DAY0 + 1)
         .await
         .unwrap();
+    let record = s.ven(&ven("depot-1")).await.unwrap().unwrap();
     assert_eq!(
-        s.ven(&ven("depot-1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .site
-            .as_deref(),
-        Some("Depot N")
+        (record.site.as_deref(), record.site_meter.as_deref()),
+        (Some("Depot N"), Some("grid.main"))
     );
     assert_eq!(s.loads(&ven("depot-1")).await.unwrap(), loads);
     assert_eq!(s.ven_groups(&ven("depot-1")).await.unwrap().len(), 2);
@@ -1251,6 +1251,14 @@ async fn registration<S: Store>(s: &S) {
         },
         VenRegistration {
             groups: Some(vec![String::new()]),
+            ..depot.clone()
+        },
+        VenRegistration {
+            site_meter: Some("grid main".into()),
+            ..depot.clone()
+        },
+        VenRegistration {
+            site_meter: Some(String::new()),
             ..depot.clone()
         },
     ];
@@ -2135,6 +2143,8 @@ async fn command_ids_survive_another_process<S: Store>(s: &S, other: &S) {
     assert_eq!(last, 4);
 }
 
+/// Unregistered VENs with a single `active_power` / `total` series (other
+/// quantities and phases aside) are measured from it.
 async fn site_power_means_per_ven<S: Store>(s: &S) {
     let reactive = series(
         "main",
@@ -2192,4 +2202,94 @@ async fn site_power_means_per_ven<S: Store>(s: &S) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Sites with sub-meters: only the registered site meter counts; without
+/// one, a VEN with several `active_power` / `total` meters is left out.
+async fn site_power_reads_only_the_site_meter<S: Store>(s: &S) {
+    let metered = |meter: &str, raw: i64| {
+        series(
+            meter,
+            Quantity::ActivePower,
+            Phase::Total,
+            0,
+            &[(DAY0, raw), (DAY0 + 1000, raw + 10)],
+        )
+    };
+    let sub_metered = || {
+        vec![
+            metered("main", 1000),
+            metered("pv", -3000),
+            metered("heat-pump", 500),
+        ]
+    };
+    s.ingest(&[
+        batch("registered", 1, DAY0, sub_metered()),
+        batch("unregistered", 1, DAY0, sub_metered()),
+        batch("single", 1, DAY0, vec![metered("grid", 200)]),
+        batch("wrong-meter", 1, DAY0, sub_metered()),
+    ])
+    .await
+    .unwrap();
+    let register = |meter: Option<&str>| VenRegistration {
+        site: "Site".into(),
+        site_meter: meter.map(Into::into),
+        groups: None,
+        loads: None,
+    };
+    for (id, meter) in [
+        ("registered", Some("main")),
+        ("single", None),
+        ("wrong-meter", Some("gone")),
+    ] {
+        s.register_ven(&ven(id), &register(meter), DAY0)
+            .await
+            .unwrap();
+    }
+    let all = [
+        ven("registered"),
+        ven("single"),
+        ven("unregistered"),
+        ven("wrong-meter"),
+    ];
+    let expected = [
+        (
+            ven("registered"),
+            PowerMean {
+                mean_w: 1005.0,
+                readings: 2,
+            },
+        ),
+        (
+            ven("single"),
+            PowerMean {
+                mean_w: 205.0,
+                readings: 2,
+            },
+        ),
+    ];
+    assert_eq!(
+        s.site_power(&all, DAY0, DAY0 + 2000).await.unwrap(),
+        expected
+    );
+    // Registering the site meter later makes the VEN measurable; a
+    // registration without one keeps it.
+    s.register_ven(&ven("unregistered"), &register(Some("pv")), DAY0 + 1)
+        .await
+        .unwrap();
+    s.register_ven(&ven("unregistered"), &register(None), DAY0 + 2)
+        .await
+        .unwrap();
+    let means = s.site_power(&all, DAY0, DAY0 + 2000).await.unwrap();
+    assert_eq!(
+        means.get(2),
+        Some(&(
+            ven("unregistered"),
+            PowerMean {
+                mean_w: -2995.0,
+                readings: 2,
+            }
+        ))
+    );
+    assert_eq!(means.len(), 3);
 }

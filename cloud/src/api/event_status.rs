@@ -14,6 +14,12 @@
 //!   `shed_pct` = `shed_w` / `baseline_w` × 100 (`null` if the baseline is
 //!   not positive).
 //!
+//! Only the site meter counts: the `site_meter` registered with
+//! `PUT /api/v1/vens/{id}`, or without one the VEN's only `active_power` /
+//! `total` series. A VEN with several such series (sub-meters) and no
+//! registered site meter is not measured, rather than measured wrong: its
+//! means are `null` and `unmeasured_reason` says why.
+//!
 //! `total` sums `baseline_w`, `during_w` and `shed_w` over the VENs that
 //! have both means, and gives the percentage of the summed baseline.
 
@@ -52,7 +58,19 @@ pub(crate) struct Response {
     shed_pct: Option<f64>,
     baseline_readings: u64,
     during_readings: u64,
+    /// Why a started event has no measured response for the VEN; `None`
+    /// when measured (and always in `total`).
+    unmeasured_reason: Option<&'static str>,
 }
+
+/// The `unmeasured_reason` of a VEN without site-meter readings before the start.
+const NO_BASELINE: &str = "no readings of the site meter in the baseline window (the registered \
+    site_meter; without one, the VEN's only active_power/total series: a VEN with several meters \
+    and no registered site_meter is not measured)";
+/// The `unmeasured_reason` of a VEN without site-meter readings since the start.
+const NO_DURING: &str = "no readings of the site meter since the event's start (the registered \
+    site_meter; without one, the VEN's only active_power/total series: a VEN with several meters \
+    and no registered site_meter is not measured)";
 
 /// One target VEN.
 #[derive(Debug, Serialize)]
@@ -80,7 +98,9 @@ pub(crate) struct EventStatus {
     total: Response,
 }
 
-fn response(baseline: Option<PowerMean>, during: Option<PowerMean>) -> Response {
+/// A VEN's response; `started`: the event's start has passed, so both
+/// means are due.
+fn response(baseline: Option<PowerMean>, during: Option<PowerMean>, started: bool) -> Response {
     let shed = match (baseline, during) {
         (Some(b), Some(d)) => Some(b.mean_w - d.mean_w),
         _ => None,
@@ -92,6 +112,11 @@ fn response(baseline: Option<PowerMean>, during: Option<PowerMean>) -> Response 
         shed_pct: percent(shed, baseline.map(|b| b.mean_w)),
         baseline_readings: baseline.map_or(0, |b| b.readings),
         during_readings: during.map_or(0, |d| d.readings),
+        unmeasured_reason: match (started, baseline, during) {
+            (false, ..) | (true, Some(_), Some(_)) => None,
+            (true, None, _) => Some(NO_BASELINE),
+            (true, Some(_), None) => Some(NO_DURING),
+        },
     }
 }
 
@@ -114,6 +139,7 @@ pub(crate) async fn status<S: Store>(
     };
     let acks = state.store.event_acks(&id).await?;
     let now = now_ms();
+    let started = event.start_ms.is_some_and(|start| start < now);
     let (baseline, during) = match event.start_ms {
         Some(start) => {
             let baseline = state
@@ -171,7 +197,7 @@ pub(crate) async fn status<S: Store>(
                     received_ms: a.received_ms,
                 })
                 .collect(),
-            response: response(b, d),
+            response: response(b, d, started),
         });
     }
     if counted {

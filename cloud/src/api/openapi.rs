@@ -210,11 +210,13 @@ fn describe(operation: Operation) -> Value {
             "tags": ["telemetry"],
             "summary": "Register a VEN with its site, groups and loads (installer)",
             "description": "Registers the VEN if it is unknown and sets its site and (if given) \
-                its groups, so the dashboard knows the site before its first reading. `loads` are \
+                its site meter and groups, so the dashboard knows the site before its first reading. \
+                `site_meter` names the site's grid meter, the only one the measured response of events \
+                reads (sub-meters such as PV or a heat pump would skew it). `loads` are \
                 stored only while the VEN has sent no load snapshot: each shows as on, at its rated \
                 power, cause `startup`, until the agent's first snapshot replaces them all. \
                 Idempotent. Installer and admin tokens. A bad field is a 400 naming it \
-                (`site`, `groups`, `loads[0].name`, `loads[0].rated_power_w`).",
+                (`site`, `site_meter`, `groups`, `loads[0].name`, `loads[0].rated_power_w`).",
             "parameters": [ven_id_path()],
             "requestBody": {
                 "required": true,
@@ -449,7 +451,7 @@ fn schemas() -> Value {
         },
         "Ven": {
             "type": "object",
-            "required": ["ven_id", "online", "last_seen_ms", "last_reading_ms", "ingest_lag_ms", "agent_version", "site"],
+            "required": ["ven_id", "online", "last_seen_ms", "last_reading_ms", "ingest_lag_ms", "agent_version", "site", "site_meter"],
             "properties": {
                 "ven_id": { "$ref": "#/components/schemas/VenId" },
                 "online": nullable("boolean", "From the last status message or last will; null if never heard."),
@@ -457,7 +459,8 @@ fn schemas() -> Value {
                 "last_reading_ms": nullable("integer", "Newest reading stored, ms since the epoch."),
                 "ingest_lag_ms": nullable("integer", "Receive time minus newest reading time of the newest batch, ms."),
                 "agent_version": nullable("string", "From the last status message."),
-                "site": nullable("string", "The site's name from registration (`PUT /api/v1/vens/{id}`); null if not registered.")
+                "site": nullable("string", "The site's name from registration (`PUT /api/v1/vens/{id}`); null if not registered."),
+                "site_meter": nullable("string", "The site's grid meter from registration: the measured response of events reads only its series; null if not registered.")
             }
         },
         "VenRegistration": {
@@ -466,6 +469,12 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "properties": {
                 "site": { "type": "string", "minLength": 1, "maxLength": MAX_SITE_LEN, "examples": ["Depot North"] },
+                "site_meter": {
+                    "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$", "examples": ["main"],
+                    "description": "The site's grid meter (the agent's `[dr] site_meter`, the `meter` of its series): \
+                        the measured response of events reads only it. Absent: kept. Without one, a VEN is measured \
+                        only if it has a single active_power/total series."
+                },
                 "groups": {
                     "type": "array", "maxItems": MAX_GROUPS,
                     "description": "Replaces the VEN's groups; absent: kept.",

@@ -198,7 +198,12 @@ pub(crate) fn schemas() -> Value {
         "properties": {
             "baseline_w": { "type": ["number", "null"] }, "during_w": { "type": ["number", "null"] },
             "shed_w": { "type": ["number", "null"] }, "shed_pct": { "type": ["number", "null"] },
-            "baseline_readings": { "type": "integer" }, "during_readings": { "type": "integer" }
+            "baseline_readings": { "type": "integer" }, "during_readings": { "type": "integer" },
+            "unmeasured_reason": {
+                "type": ["string", "null"],
+                "description": "Why a started event has no measured response for this VEN (no readings of its \
+                    site meter in a window, or several meters and no registered `site_meter`); null when measured."
+            }
         }
     });
     json!({

@@ -1,11 +1,14 @@
 //! `PUT /api/v1/vens/{id}`: the installer registers a VEN with its site,
 //! groups and loads (`gridlink-provision register-ven`), so the dashboard
 //! knows the site before its first reading. Idempotent: it registers the
-//! VEN if unknown and sets its site and groups; the loads are stored only
-//! while the VEN has sent no load snapshot of its own.
+//! VEN if unknown and sets its site, site meter and groups; the loads are
+//! stored only while the VEN has sent no load snapshot of its own.
+//! `site_meter` names the site's grid meter (the agent's `[dr] site_meter`,
+//! the `meter` of its series): the measured response of events reads only
+//! that meter, so sub-meters (PV, heat pump) do not skew it.
 //!
 //! ```json
-//! {"site": "Depot North", "groups": ["north"],
+//! {"site": "Depot North", "site_meter": "main", "groups": ["north"],
 //!  "loads": [{"name": "hvac", "rated_power_w": 3000.0, "controllable": true}]}
 //! ```
 
@@ -27,6 +30,9 @@ use crate::store::{RegisteredLoad, Store, VenRegistration};
 struct RegistrationRequest {
     /// The site's name, 1 to 128 characters.
     site: String,
+    /// The site's grid meter (the agent's `[dr] site_meter`); absent: kept.
+    #[serde(default)]
+    site_meter: Option<String>,
     /// The VEN's groups (replaced); absent: kept.
     #[serde(default)]
     groups: Option<Vec<String>>,
@@ -104,6 +110,7 @@ pub(crate) async fn put<S: Store>(
     });
     let registration = VenRegistration {
         site: request.site,
+        site_meter: request.site_meter,
         groups,
         loads: request.loads.map(|loads| {
             loads

@@ -25,6 +25,7 @@ pub(crate) struct Ven {
     ingest_lag_ms: Option<i64>,
     agent_version: Option<String>,
     site: Option<String>,
+    site_meter: Option<String>,
 }
 
 impl From<VenRecord> for Ven {
@@ -37,6 +38,7 @@ impl From<VenRecord> for Ven {
             ingest_lag_ms: record.ingest_lag_ms,
             agent_version: record.agent_version,
             site: record.site,
+            site_meter: record.site_meter,
         }
     }
 }

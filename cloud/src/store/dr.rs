@@ -276,8 +276,13 @@ pub trait DrStore {
         &self,
         event_id: &ObjectId,
     ) -> impl Future<Output = Result<Vec<AckRecord>, StoreError>> + Send;
-    /// Per VEN, the mean of its `active_power` / `total` raw readings with
-    /// `from_ms <= ts < to_ms`; VENs without readings are left out.
+    /// Per VEN, the mean of its site meter's `active_power` / `total` raw
+    /// readings with `from_ms <= ts < to_ms`. The site meter is the one
+    /// registered ([`VenRegistration::site_meter`](super::VenRegistration));
+    /// without one, the VEN's only `active_power` / `total` series. VENs
+    /// without readings of it, and unregistered VENs with several such
+    /// series (sub-meters: which one is the grid's is unknown), are left
+    /// out: no measurement rather than a wrong one.
     fn site_power(
         &self,
         vens: &[VenId],

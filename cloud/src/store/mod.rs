@@ -49,6 +49,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use gridlink_protocol::telemetry::MAX_METER_NAME_LEN;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
 mod cache;
@@ -113,6 +114,10 @@ pub struct VenRecord {
     /// The site's name, set by registration ([`Store::register_ven`]);
     /// `None` until the VEN is registered.
     pub site: Option<String>,
+    /// The site's grid meter (the agent's `[dr] site_meter`, the `meter` of
+    /// its series), set by registration; the measured response of events
+    /// reads only this meter. `None` if not registered.
+    pub site_meter: Option<String>,
 }
 
 /// Longest site name.
@@ -125,6 +130,10 @@ pub struct VenRegistration {
     /// The site's name: 1 to [`MAX_SITE_LEN`] characters, no control
     /// characters.
     pub site: String,
+    /// The site's grid meter, named as the `meter` of its series (1 to
+    /// [`MAX_METER_NAME_LEN`] characters, ASCII letters, digits and
+    /// `_.:-`); `None` keeps the one stored.
+    pub site_meter: Option<String>,
     /// Replaces the VEN's groups ([`DrStore::set_ven_groups`]); `None`
     /// keeps them.
     pub groups: Option<Vec<String>>,
@@ -159,6 +168,9 @@ impl VenRegistration {
                 "site".into(),
                 format!("must be 1 to {MAX_SITE_LEN} characters without control characters"),
             ));
+        }
+        if let Some(meter) = &self.site_meter {
+            check_meter_name(meter).map_err(|reason| ("site_meter".to_owned(), reason))?;
         }
         if let Some(groups) = &self.groups {
             dr::check_groups(groups).map_err(|e| ("groups".to_owned(), e.to_string()))?;
@@ -201,6 +213,21 @@ impl VenRegistration {
         }
         Ok(())
     }
+}
+
+/// Checks a meter name as the protocol checks a series' `meter`.
+fn check_meter_name(meter: &str) -> Result<(), String> {
+    if meter.is_empty()
+        || meter.len() > MAX_METER_NAME_LEN
+        || !meter
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+    {
+        return Err(format!(
+            "must be a meter name: 1 to {MAX_METER_NAME_LEN} characters, each A-Z a-z 0-9 or one of _.:-"
+        ));
+    }
+    Ok(())
 }
 
 /// The `loads` rows a registration stands for, as `(name, power_w,

@@ -798,13 +798,14 @@ fn ven_record(row: &PgRow) -> Result<VenRecord, StoreError> {
         ingest_lag_ms: row.try_get("ingest_lag").map_err(classify)?,
         agent_version: row.try_get("agent_version").map_err(classify)?,
         site: row.try_get("site").map_err(classify)?,
+        site_meter: row.try_get("site_meter").map_err(classify)?,
     })
 }
 
 /// The columns of a [`VenRecord`] (a macro, for `concat!`).
 macro_rules! select_vens {
     () => {
-        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site FROM vens"
+        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site, site_meter FROM vens"
     };
 }
 
@@ -870,12 +871,14 @@ impl Store for PgStore {
             // The VEN row lock serialises this with `record_loads` of the
             // same VEN, so a snapshot is never overwritten by registered loads.
             let no_snapshot: bool = sqlx::query_scalar(
-                "INSERT INTO vens AS v (ven_id, site) VALUES ($1, $2) \
-                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site \
+                "INSERT INTO vens AS v (ven_id, site, site_meter) VALUES ($1, $2, $3) \
+                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site, \
+                   site_meter = COALESCE(excluded.site_meter, v.site_meter) \
                  RETURNING v.loads_at IS NULL",
             )
             .bind(ven_id.as_str())
             .bind(registration.site.as_str())
+            .bind(registration.site_meter.as_deref())
             .fetch_one(&mut *tx)
             .await?;
             if let Some(groups) = &registration.groups {

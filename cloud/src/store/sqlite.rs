@@ -456,7 +456,7 @@ const fn series_sql(resolution: Resolution) -> &'static str {
 /// The columns of a [`VenRecord`] (a macro, for `concat!`).
 macro_rules! select_vens {
     () => {
-        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site FROM vens"
+        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site, site_meter FROM vens"
     };
 }
 
@@ -471,6 +471,7 @@ fn ven_record(row: &SqliteRow) -> Result<VenRecord, StoreError> {
         ingest_lag_ms: row.try_get("ingest_lag").map_err(classify)?,
         agent_version: row.try_get("agent_version").map_err(classify)?,
         site: row.try_get("site").map_err(classify)?,
+        site_meter: row.try_get("site_meter").map_err(classify)?,
     })
 }
 
@@ -537,12 +538,14 @@ impl Store for SqliteStore {
             // One writer: a snapshot of this VEN cannot land in between.
             let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
             let no_snapshot: bool = sqlx::query_scalar(
-                "INSERT INTO vens (ven_id, site) VALUES (?1, ?2) \
-                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site \
+                "INSERT INTO vens (ven_id, site, site_meter) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site, \
+                   site_meter = coalesce(excluded.site_meter, site_meter) \
                  RETURNING loads_at IS NULL",
             )
             .bind(ven_id.as_str())
             .bind(registration.site.as_str())
+            .bind(registration.site_meter.as_deref())
             .fetch_one(&mut *tx)
             .await?;
             if let Some(groups) = &registration.groups {

@@ -595,8 +595,11 @@ impl DrStore for SqliteStore {
         to_ms: i64,
     ) -> Result<Vec<(VenId, PowerMean)>, StoreError> {
         let rows: Vec<(String, f64, i64)> = sqlx::query_as(
-            "SELECT s.ven_id, avg(m.value), count(*) FROM series s JOIN metrics m ON m.series_id = s.id \
+            "SELECT s.ven_id, avg(m.value), count(*) \
+             FROM series s JOIN vens v ON v.ven_id = s.ven_id JOIN metrics m ON m.series_id = s.id \
              WHERE s.ven_id IN (SELECT value FROM json_each(?1)) AND s.quantity = 0 AND s.phase = 0 \
+               AND (s.meter = v.site_meter OR (v.site_meter IS NULL AND (SELECT count(*) FROM series o \
+                 WHERE o.ven_id = s.ven_id AND o.quantity = 0 AND o.phase = 0) = 1)) \
                AND m.ts >= ?2 AND m.ts < ?3 GROUP BY s.ven_id ORDER BY s.ven_id",
         )
         .bind(json_list(vens.iter().map(VenId::as_str)))
