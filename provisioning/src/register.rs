@@ -85,14 +85,17 @@ pub struct SiteLoad {
 pub struct BundleSite {
     /// `ven_id`.
     pub ven_id: VenId,
+    /// `[dr] site_meter`: the site's grid meter, the only one the cloud
+    /// measures an event's response on; `None` if the bundle names none.
+    pub site_meter: Option<String>,
     /// Every `[[loads]]` table, in order.
     pub loads: Vec<SiteLoad>,
 }
 
 impl BundleSite {
-    /// Reads `BUNDLE/agent.toml`: `ven_id` and each `[[loads]]`'s `name`,
-    /// `rated_power_w` and `never_switch` (the other fields are the
-    /// agent's business).
+    /// Reads `BUNDLE/agent.toml`: `ven_id`, `[dr] site_meter` and each
+    /// `[[loads]]`'s `name`, `rated_power_w` and `never_switch` (the other
+    /// fields are the agent's business).
     pub fn read(bundle: &Path) -> Result<Self, RegisterError> {
         let path = bundle.join("agent.toml");
         let bad = |what: String| RegisterError::Bundle(format!("{}: {what}", path.display()));
@@ -105,6 +108,15 @@ impl BundleSite {
             .and_then(toml::Value::as_str)
             .ok_or_else(|| bad("ven_id is missing or not text".into()))?;
         let ven_id = VenId::new(ven_id).map_err(|e| bad(format!("ven_id: {e}")))?;
+        let site_meter = match config.get("dr") {
+            None => None,
+            Some(toml::Value::Table(dr)) => match dr.get("site_meter") {
+                None => None,
+                Some(toml::Value::String(meter)) => Some(meter.clone()),
+                Some(_) => return Err(bad("dr.site_meter is not text".into())),
+            },
+            Some(_) => return Err(bad("dr must be a [dr] table".into())),
+        };
         let tables = match config.get("loads") {
             None => &Vec::new(),
             Some(toml::Value::Array(tables)) => tables,
@@ -138,7 +150,11 @@ impl BundleSite {
                 controllable: !never_switch,
             });
         }
-        Ok(Self { ven_id, loads })
+        Ok(Self {
+            ven_id,
+            site_meter,
+            loads,
+        })
     }
 }
 
@@ -146,6 +162,8 @@ impl BundleSite {
 #[derive(Debug, Serialize)]
 struct RegistrationBody<'a> {
     site: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site_meter: Option<&'a str>,
     groups: &'a [String],
     loads: &'a [SiteLoad],
 }
@@ -157,6 +175,9 @@ pub struct RegisteredVen {
     pub ven_id: String,
     /// Its site.
     pub site: Option<String>,
+    /// Its site meter (`None`: not registered; older clouds do not send it).
+    #[serde(default)]
+    pub site_meter: Option<String>,
     /// Its groups.
     pub groups: Vec<String>,
     /// Whether it is online (`None`: never heard from).
@@ -236,8 +257,8 @@ impl CloudClient {
         })
     }
 
-    /// Registers the bundle's VEN and loads at `site`, in `groups`
-    /// (`PUT /api/v1/vens/{id}`). Idempotent.
+    /// Registers the bundle's VEN, site meter and loads at `site`, in
+    /// `groups` (`PUT /api/v1/vens/{id}`). Idempotent.
     pub async fn register(
         &self,
         bundle: &BundleSite,
@@ -247,6 +268,7 @@ impl CloudClient {
         let url = format!("{}/api/v1/vens/{}", self.base, bundle.ven_id);
         let body = RegistrationBody {
             site,
+            site_meter: bundle.site_meter.as_deref(),
             groups,
             loads: &bundle.loads,
         };
@@ -341,10 +363,12 @@ mod tests {
         let (_dir, site) = bundle(
             "ven_id = \"depot-1\"\n[mqtt]\nhost = \"x\"\n\
              [[loads]]\nname = \"hvac\"\nrated_power_w = 3000.0\nunit_id = 1\n\
-             [[loads]]\nname = \"freezer\"\nrated_power_w = 800\nnever_switch = true\n",
+             [[loads]]\nname = \"freezer\"\nrated_power_w = 800\nnever_switch = true\n\
+             [dr]\nsite_meter = \"main\"\n",
         );
         let site = site.unwrap();
         assert_eq!(site.ven_id.as_str(), "depot-1");
+        assert_eq!(site.site_meter.as_deref(), Some("main"));
         assert_eq!(
             site.loads,
             [
@@ -361,7 +385,9 @@ mod tests {
             ]
         );
         let (_dir, site) = bundle("ven_id = \"depot-1\"\n");
-        assert!(site.unwrap().loads.is_empty());
+        let site = site.unwrap();
+        assert!(site.loads.is_empty());
+        assert_eq!(site.site_meter, None);
     }
 
     #[test]
@@ -369,6 +395,11 @@ mod tests {
         for (text, expected) in [
             ("", "ven_id is missing"),
             ("ven_id = \"a b\"", "ven_id: "),
+            ("ven_id = \"v\"\ndr = 1", "dr must be a [dr] table"),
+            (
+                "ven_id = \"v\"\n[dr]\nsite_meter = 1",
+                "dr.site_meter is not text",
+            ),
             ("ven_id = [", "agent.toml: "),
             (
                 "ven_id = \"v\"\nloads = 3",

@@ -95,7 +95,8 @@ fn bundle(dir: &Path, ven: &str) -> PathBuf {
         "\n[[loads]]\nname = \"hvac\"\ncontroller = \"tcp://127.0.0.1:502\"\nunit_id = 1\n\
          coil = 0\nrated_power_w = 3000.0\n\
          \n[[loads]]\nname = \"freezer\"\ncontroller = \"tcp://127.0.0.1:502\"\nunit_id = 1\n\
-         coil = 1\nrated_power_w = 800\nnever_switch = true\n",
+         coil = 1\nrated_power_w = 800\nnever_switch = true\n\
+         \n[dr]\nsite_meter = \"main\"\n",
     );
     std::fs::write(&toml, text).unwrap();
     out
@@ -175,6 +176,7 @@ async fn registers_site_and_loads_before_the_first_reading_idempotently() {
     assert_eq!(vens.len(), 1);
     assert_eq!(vens[0].ven_id, ven);
     assert_eq!(vens[0].site.as_deref(), Some("Depot North"));
+    assert_eq!(vens[0].site_meter.as_deref(), Some("main"));
     assert_eq!(vens[0].last_reading_ms, None);
     let loads = cloud.store.loads(&ven).await.unwrap();
     let summary: Vec<(&str, bool, Option<f64>, bool)> = loads

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use gridlink_sim::demo::{self, DemoOptions, Ready, http};
+use gridlink_sim::demo::{self, DemoOptions, Ready, SITE_METER, http};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -119,6 +119,15 @@ async fn every_ven_reports(ready: &Ready, vens: &http::HttpResponse) {
             .and_then(|all| all.iter().find(|v| v["ven_id"] == ven))
             .unwrap_or_else(|| panic!("{ven} not listed: {}", vens.body));
         assert!(entry["last_reading_ms"].is_i64(), "{entry}");
+        // Registered before its agent started, with its grid meter: the
+        // measured response of an event reads that meter only.
+        assert_eq!(entry["site_meter"], SITE_METER, "{entry}");
+        assert!(
+            entry["site"]
+                .as_str()
+                .is_some_and(|site| site.starts_with("Demo site ")),
+            "{entry}"
+        );
         let path = format!("/api/v1/series?ven={ven}&meter=main&quantity=active_power");
         eventually(
             &format!("{ven}'s power series"),

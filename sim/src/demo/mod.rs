@@ -12,7 +12,9 @@
 //!    main meter, a PV and a heat-pump sub-meter and 4 loads each, seeds
 //!    `seed`, `seed + 1`, ...;
 //! 4. the cloud on SQLite (`gridlink.db`) with an operator token made at
-//!    start, its API on `http_port`;
+//!    start, each VEN registered (site `Demo site N`, site meter
+//!    [`SITE_METER`], so an event's measured response reads only the main
+//!    meter), its API on `http_port`;
 //! 5. one agent per site (`agents/site-N/agent.toml`, its buffer beside it).
 //!
 //! When every VEN's readings are visible through the API it sends a
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gridlink_cloud::config::CloudConfig;
-use gridlink_cloud::store::{Role, Store as _};
+use gridlink_cloud::store::{Role, Store as _, VenRegistration};
 use gridlink_protocol::{ShadowOp, TopicKind, VenId};
 use gridlink_provision::pki::TestPki;
 use tokio::sync::{oneshot, watch};
@@ -283,7 +285,7 @@ pub async fn run(
     let (simulators, sites) = start_sites(&ven_ids, options.seed).await?;
 
     let (api, token, stop_cloud, mut cloud) =
-        start_cloud(&dir, options.http_port, broker_addr, &pki).await?;
+        start_cloud(&dir, &ven_ids, options.http_port, broker_addr, &pki).await?;
 
     // The agents, once the cloud has subscribed: a VEN's first status is
     // retained, but retained messages do not reach shared subscriptions.
@@ -569,10 +571,11 @@ async fn stop_all(running: Running, failed: bool) -> anyhow::Result<()> {
 type CloudTask = tokio::task::JoinHandle<anyhow::Result<()>>;
 
 /// Starts the cloud on SQLite in `dir`, its API on `http_port` (0: a free
-/// port), with a new operator token; returns the API address, the token,
-/// the stop sender and the task.
+/// port), with `vens` registered and a new operator token; returns the API
+/// address, the token, the stop sender and the task.
 async fn start_cloud(
     dir: &Path,
+    vens: &[VenId],
     http_port: u16,
     broker: SocketAddr,
     pki: &TestPki,
@@ -584,7 +587,7 @@ async fn start_cloud(
     let api = SocketAddr::from((Ipv4Addr::LOCALHOST, http_port));
     let cloud_config = cloud_config(dir, api, broker, pki)?;
     let settings = cloud_config.ingest_settings()?;
-    let token = create_token(&cloud_config).await?;
+    let token = prepare_store(&cloud_config, vens).await?;
     let (stop_cloud, cloud_stop) = oneshot::channel::<()>();
     let cloud = tokio::spawn(gridlink_cloud::server::serve(
         cloud_config,
@@ -632,10 +635,28 @@ max_delay_ms = 200
     Ok(CloudConfig::parse(&text, "demo cloud.toml")?)
 }
 
-/// Applies the migrations and stores a new operator token; returns it.
-async fn create_token(config: &CloudConfig) -> anyhow::Result<String> {
+/// Applies the migrations, registers each VEN (site `Demo site N`, its
+/// site meter [`SITE_METER`], so an event's measured response reads the
+/// grid meter and not the PV and heat-pump sub-meters) and stores a new
+/// operator token; returns the token.
+async fn prepare_store(config: &CloudConfig, vens: &[VenId]) -> anyhow::Result<String> {
     let store = gridlink_cloud::server::connect(config).await?;
     store.migrate().await.context("applying migrations")?;
+    let now_ms = i64::try_from(unix_seconds())
+        .context("the clock")?
+        .saturating_mul(1000);
+    for (i, ven) in vens.iter().enumerate() {
+        let registration = VenRegistration {
+            site: format!("Demo site {}", i + 1),
+            site_meter: Some(SITE_METER.to_owned()),
+            groups: None,
+            loads: None,
+        };
+        store
+            .register_ven(ven, &registration, now_ms)
+            .await
+            .with_context(|| format!("registering {ven}"))?;
+    }
     let issued = gridlink_cloud::auth::issue_token()?;
     store
         .create_token("demo operator", Role::Operator, &issued.hash)
