@@ -9,76 +9,46 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
-use axum::Router;
-use axum::body::Body;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{Method, Request, StatusCode};
-use gridlink_cloud::api::{self, AppState};
-use gridlink_cloud::auth;
-use gridlink_cloud::metrics::Metrics;
+use axum::http::{Method, StatusCode};
 use gridlink_cloud::store::dr::DrStore as _;
-use gridlink_cloud::store::{AnyStore, IngestBatch, Role, Store};
+use gridlink_cloud::store::{IngestBatch, Role, Store};
 use gridlink_protocol::{
     AckState, CommandAck, ObjectId, Phase, Point, Quantity, Series, Timestamp, VenId,
 };
-use gridlink_testkit::postgres::PostgresCluster;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
+
+mod common;
+use common::ApiApp;
 
 struct App {
-    router: Router,
-    store: Arc<AnyStore>,
+    api: ApiApp,
     operator: String,
     viewer: String,
     installer: String,
-    _dir: Option<tempfile::TempDir>,
-    _cluster: Option<PostgresCluster>,
+}
+
+impl std::ops::Deref for App {
+    type Target = ApiApp;
+    fn deref(&self) -> &ApiApp {
+        &self.api
+    }
 }
 
 impl App {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("dr.db").display());
-        Self::open(&url, Some(dir), None).await
+        Self::from(ApiApp::sqlite().await)
     }
 
     async fn postgres(name: &str) -> Self {
-        let cluster = PostgresCluster::start().await;
-        let url = cluster.create_database(name).await;
-        Self::open(&url, None, Some(cluster)).await
+        Self::from(ApiApp::postgres(name).await)
     }
 
-    async fn open(
-        url: &str,
-        dir: Option<tempfile::TempDir>,
-        cluster: Option<PostgresCluster>,
-    ) -> Self {
-        let store = Arc::new(AnyStore::connect(url).await.unwrap());
-        store.migrate().await.unwrap();
-        let mut tokens = Vec::new();
-        for role in [Role::Operator, Role::Viewer, Role::Installer] {
-            let token = auth::issue_token().unwrap();
-            store
-                .create_token(role.as_str(), role, &token.hash)
-                .await
-                .unwrap();
-            tokens.push(token.secret);
-        }
-        let metrics = Arc::new(Metrics::default());
-        metrics.mqtt_connected.store(1, Ordering::Relaxed);
-        let router = api::router(AppState::new(Arc::clone(&store), metrics));
-        let [operator, viewer, installer] = <[String; 3]>::try_from(tokens).unwrap();
+    fn from(api: ApiApp) -> Self {
         Self {
-            router,
-            store,
-            operator,
-            viewer,
-            installer,
-            _dir: dir,
-            _cluster: cluster,
+            operator: api.token(Role::Operator).to_owned(),
+            viewer: api.token(Role::Viewer).to_owned(),
+            installer: api.token(Role::Installer).to_owned(),
+            api,
         }
     }
 
@@ -89,28 +59,7 @@ impl App {
         token: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(AUTHORIZATION, format!("Bearer {token}"));
-        let request = match body {
-            Some(body) => request
-                .header(CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
-            .await
-            .unwrap();
-        let json = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, json)
+        self.api.request(method, uri, token, body.as_ref()).await
     }
 
     async fn ok(&self, method: Method, uri: &str, body: Option<Value>) -> Value {

@@ -9,75 +9,31 @@
     reason = "test helpers: a panic is the failure report"
 )]
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
-use axum::Router;
-use axum::body::Body;
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
-use axum::http::{Method, Request, StatusCode};
-use gridlink_cloud::api::{self, AppState};
-use gridlink_cloud::auth;
-use gridlink_cloud::metrics::Metrics;
-use gridlink_cloud::store::{AnyStore, Role, Store};
+use axum::http::{Method, StatusCode};
+use gridlink_cloud::store::{Role, Store};
 use gridlink_protocol::{LoadChangeCause, LoadSnapshot, LoadState, Timestamp, VenId};
-use gridlink_testkit::postgres::PostgresCluster;
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
+use std::collections::BTreeSet;
 
-struct App {
-    router: Router,
-    store: Arc<AnyStore>,
-    /// Tokens by role: installer, admin, viewer, operator.
-    tokens: Vec<(Role, String)>,
-    _dir: Option<tempfile::TempDir>,
-    _cluster: Option<PostgresCluster>,
+mod common;
+use common::ApiApp;
+
+struct App(ApiApp);
+
+impl std::ops::Deref for App {
+    type Target = ApiApp;
+    fn deref(&self) -> &ApiApp {
+        &self.0
+    }
 }
 
 impl App {
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("registration.db").display());
-        Self::open(&url, Some(dir), None).await
+        Self(ApiApp::sqlite().await)
     }
 
     async fn postgres(name: &str) -> Self {
-        let cluster = PostgresCluster::start().await;
-        let url = cluster.create_database(name).await;
-        Self::open(&url, None, Some(cluster)).await
-    }
-
-    async fn open(
-        url: &str,
-        dir: Option<tempfile::TempDir>,
-        cluster: Option<PostgresCluster>,
-    ) -> Self {
-        let store = Arc::new(AnyStore::connect(url).await.unwrap());
-        store.migrate().await.unwrap();
-        let mut tokens = Vec::new();
-        for role in [Role::Installer, Role::Admin, Role::Viewer, Role::Operator] {
-            let token = auth::issue_token().unwrap();
-            store
-                .create_token(role.as_str(), role, &token.hash)
-                .await
-                .unwrap();
-            tokens.push((role, token.secret));
-        }
-        let metrics = Arc::new(Metrics::default());
-        metrics.mqtt_connected.store(1, Ordering::Relaxed);
-        let router = api::router(AppState::new(Arc::clone(&store), metrics));
-        Self {
-            router,
-            store,
-            tokens,
-            _dir: dir,
-            _cluster: cluster,
-        }
-    }
-
-    fn token(&self, role: Role) -> &str {
-        &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
+        Self(ApiApp::postgres(name).await)
     }
 
     async fn call(
@@ -87,28 +43,7 @@ impl App {
         role: Role,
         body: Option<&Value>,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(AUTHORIZATION, format!("Bearer {}", self.token(role)));
-        let request = match body {
-            Some(body) => request
-                .header(CONTENT_TYPE, "application/json")
-                .body(Body::from(body.to_string())),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
-            .await
-            .unwrap();
-        let json = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, json)
+        self.request(method, uri, self.token(role), body).await
     }
 
     async fn register(&self, ven: &str, body: &Value) -> Value {
