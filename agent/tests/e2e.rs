@@ -493,9 +493,13 @@ async fn broker_down_30_s_loses_nothing_and_drains_in_order() {
     assert!(buffered >= 30, "backlog grew to only {buffered} batches");
     rig.broker.start().await;
 
-    // The backlog (30 s of data) drains well within 15 s.
+    // The backlog (30 s of data) drains. How fast is the uplink bench's to
+    // measure; the deadline only keeps a hung drain from hanging the run
+    // (CI shares 2 cores between this and every other test).
     let target = before + 30 * 1000 / usize::try_from(POLL_MS).unwrap() * 28;
-    backend.wait_for(target, Duration::from_secs(15)).await;
+    let reconnected = std::time::Instant::now();
+    backend.wait_for(target, Duration::from_secs(120)).await;
+    eprintln!("backlog drained in {:?}", reconnected.elapsed());
     let log = agent.stop().await;
     let (acquired, _, published, left) = summary(&log);
     assert_eq!(left, 0, "{log}");
