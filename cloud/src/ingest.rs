@@ -40,6 +40,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::{mpsc, watch};
 
+use crate::feed::Feed;
 use crate::metrics::{DropReason, Metrics};
 use crate::store::dr::AckOutcome;
 use crate::store::{IngestBatch, Store, StoreError};
@@ -156,6 +157,7 @@ pub async fn run<S: Store + 'static>(
     settings: IngestSettings,
     store: Arc<S>,
     metrics: Arc<Metrics>,
+    feed: Feed,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), IngestError> {
     let options = mqtt_options(&settings, &settings.client_id)?;
@@ -234,6 +236,7 @@ pub async fn run<S: Store + 'static>(
         settings,
         store,
         metrics: Arc::clone(&metrics),
+        feed,
         client: client.clone(),
         generation,
         group: Vec::new(),
@@ -338,6 +341,7 @@ struct Writer<S> {
     settings: IngestSettings,
     store: Arc<S>,
     metrics: Arc<Metrics>,
+    feed: Feed,
     client: AsyncClient,
     generation: Arc<AtomicU64>,
     group: Vec<(IngestBatch, Incoming)>,
@@ -421,6 +425,9 @@ impl<S: Store> Writer<S> {
                 let result = self
                     .retry(shutdown, "status", || store.record_status(&status, at))
                     .await;
+                if matches!(result, Ok(Some(()))) {
+                    self.feed.status(&status, at);
+                }
                 self.settle(result, &message, &status.ven_id);
             }
             Classified::Loads(snapshot) => {
@@ -564,6 +571,7 @@ impl<S: Store> Writer<S> {
                     self.metrics
                         .duplicate_batches
                         .fetch_add(outcome.duplicate_batches, Ordering::Relaxed);
+                    self.feed.telemetry(batches);
                     return Stored::Committed;
                 }
                 Err(error) => {

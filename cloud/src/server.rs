@@ -61,6 +61,7 @@ pub async fn serve(
     };
     let dispatcher = Dispatcher::new(&settings).context("starting the dispatcher")?;
     let dispatch_wake = Arc::clone(&state.dispatch_wake);
+    let feed = state.feed.clone();
     let app = api::router(state);
     let (stop, stopped) = watch::channel(false);
 
@@ -92,7 +93,7 @@ pub async fn serve(
         dispatch.await;
         ("dispatch", Ok(()))
     });
-    let ingest = ingest::run(settings, Arc::clone(&store), metrics, stopped.clone());
+    let ingest = ingest::run(settings, Arc::clone(&store), metrics, feed, stopped.clone());
     tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
     if let Some(service) = shadow {
         let shadow = service.run(Arc::clone(&store), stopped.clone());

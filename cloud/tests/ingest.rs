@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use gridlink_cloud::feed::{Feed, FeedItem};
 use gridlink_cloud::ingest::{self, IngestSettings};
 use gridlink_cloud::metrics::{DropReason, Metrics};
 use gridlink_cloud::store::{AnyStore, Resolution, SeriesQuery, Store};
@@ -20,7 +21,7 @@ use gridlink_provision::pki::TestPki;
 use gridlink_testkit::mosquitto::Mosquitto;
 use gridlink_testkit::postgres::PostgresCluster;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 const T0: i64 = 1_795_262_400_000;
@@ -160,6 +161,7 @@ impl Drop for Publisher {
 /// An ingest task with its own metrics and shutdown switch.
 struct Ingest {
     metrics: Arc<Metrics>,
+    feed: broadcast::Receiver<Arc<FeedItem>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -167,16 +169,33 @@ struct Ingest {
 impl Ingest {
     fn spawn(settings: IngestSettings, store: Arc<AnyStore>) -> Self {
         let metrics = Arc::new(Metrics::default());
+        let feed = Feed::new();
+        let feed_rx = feed.subscribe();
         let (stop, stopped) = watch::channel(false);
         let m = Arc::clone(&metrics);
         let task = tokio::spawn(async move {
-            ingest::run(settings, store, m, stopped).await.unwrap();
+            ingest::run(settings, store, m, feed, stopped)
+                .await
+                .unwrap();
         });
         Self {
             metrics,
+            feed: feed_rx,
             stop,
             task,
         }
+    }
+
+    /// The `(ven, batch_seq)` of every telemetry batch the feed carried so
+    /// far (redeliveries may repeat one).
+    fn fed_batches(&mut self) -> std::collections::BTreeSet<(String, u64)> {
+        let mut seen = std::collections::BTreeSet::new();
+        while let Ok(item) = self.feed.try_recv() {
+            if let FeedItem::Telemetry(batch) = item.as_ref() {
+                seen.insert((batch.ven_id.to_string(), batch.batch_seq));
+            }
+        }
+        seen
     }
 
     async fn wait_connected(&self) {
@@ -259,7 +278,7 @@ async fn postgres_store(cluster: &PostgresCluster, name: &str) -> Arc<AnyStore> 
 
 async fn exactly_once_with_bad_traffic(store: Arc<AnyStore>) {
     let rig = Rig::start(&["ven-1", "ven-2", "ven-3"]).await;
-    let ingest = Ingest::spawn(rig.settings("cloud-a"), Arc::clone(&store));
+    let mut ingest = Ingest::spawn(rig.settings("cloud-a"), Arc::clone(&store));
     ingest.wait_connected().await;
 
     let mut publishers = Vec::new();
@@ -319,6 +338,14 @@ async fn exactly_once_with_bad_traffic(store: Arc<AnyStore>) {
             && m.dropped_count(DropReason::VenMismatch) == 1
     })
     .await;
+    // The feed carried exactly the stored batches, nothing refused.
+    let fed = ingest.fed_batches();
+    let mut expected = std::collections::BTreeSet::new();
+    for id in ["ven-1", "ven-2", "ven-3"] {
+        expected.extend((0..20).map(|seq| (id.to_string(), seq)));
+    }
+    expected.insert(("ven-1".to_string(), 20));
+    assert_eq!(fed, expected);
     ingest.stop().await;
     assert_eq!(
         m.readings_ingested.load(Ordering::Relaxed),

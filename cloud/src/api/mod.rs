@@ -68,6 +68,9 @@ pub struct AppState<S> {
     /// Woken after an event write committed commands to the outbox, so the
     /// dispatcher (`crate::dispatch`) publishes them at once.
     pub dispatch_wake: Arc<tokio::sync::Notify>,
+    /// What ingest (MQTT and HTTP) just committed: the live stream's and
+    /// the alert rules' source.
+    pub feed: crate::feed::Feed,
 }
 
 impl<S> AppState<S> {
@@ -80,6 +83,7 @@ impl<S> AppState<S> {
             max_points: default_max_points(),
             shadow: None,
             dispatch_wake: Arc::new(tokio::sync::Notify::new()),
+            feed: crate::feed::Feed::new(),
         }
     }
 
@@ -108,6 +112,7 @@ impl<S> Clone for AppState<S> {
             max_points: self.max_points,
             shadow: self.shadow.clone(),
             dispatch_wake: Arc::clone(&self.dispatch_wake),
+            feed: self.feed.clone(),
         }
     }
 }
