@@ -190,19 +190,16 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner().to_string();
-        let field = |inner: &str| {
-            inner
-                .strip_prefix("missing field `")
-                .or_else(|| inner.strip_prefix("unknown field `"))
-                .and_then(|rest| rest.split('`').next())
-                .map(str::to_owned)
-        };
-        let name = if path == "." {
-            field(&inner).unwrap_or_else(|| "body".into())
-        } else if let Some(f) = field(&inner) {
-            format!("{path}.{f}")
-        } else {
-            path
+        // A missing field is named by its parent's path and the message;
+        // an unknown one by the path itself.
+        let missing = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let name = match (path.as_str(), missing) {
+            (".", Some(field)) => field.to_owned(),
+            (".", None) => "body".to_owned(),
+            (_, Some(field)) => format!("{path}.{field}"),
+            (_, None) => path,
         };
         ApiError::invalid_param(name, inner)
     })
