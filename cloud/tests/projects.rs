@@ -115,6 +115,35 @@ impl App {
     }
 }
 
+/// Checks that the `OpenAPI` schema at `pointer` (under
+/// `components/schemas`) names exactly the fields of `value`, and that
+/// its required fields are there.
+async fn schema_fits(app: &App, pointer: &str, value: &Value) {
+    let (status, doc) = app
+        .call(Method::GET, "/openapi.json", &app.viewer, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let schema = doc["components"]["schemas"]
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("no schema {pointer}"));
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&schema["properties"]),
+        keys(value),
+        "{pointer}: {value}"
+    );
+    for field in schema["required"].as_array().unwrap() {
+        assert!(
+            value.get(field.as_str().unwrap()).is_some(),
+            "{pointer}: {field}"
+        );
+    }
+}
+
 fn project_body(name: &str, vens: &[&str]) -> Value {
     json!({
         "name": name,
@@ -189,6 +218,7 @@ async fn crud_validation_and_roles(app: App) {
     assert_eq!(created["ven_ids"], json!(["ven-1", "ven-2"]));
     assert_eq!(created["milestones"][0]["reached_ms"], Value::Null);
     assert_eq!(created["created_ms"], created["updated_ms"]);
+    schema_fits(&app, "/Project", &created).await;
 
     // The same name again: 409, nothing stored.
     let (status, json) = app
@@ -579,6 +609,7 @@ async fn energy_per_day_and_month(app: App) {
         )
         .await;
     assert_eq!(days["period"], "day");
+    schema_fits(&app, "/ProjectEnergy", &days).await;
     assert_eq!(days["from_ms"], SEP_20);
     check_rows(
         &days,
@@ -983,6 +1014,20 @@ async fn finances_and_dr_revenue(app: App) {
         )
         .await;
     assert_eq!(answer["currency"], "EUR");
+    schema_fits(&app, "/ProjectFinances", &answer).await;
+    schema_fits(&app, "/FinanceEntry", &answer["entries"][0]).await;
+    schema_fits(
+        &app,
+        "/ProjectFinances/properties/dr_revenue/items",
+        &answer["dr_revenue"][0],
+    )
+    .await;
+    schema_fits(
+        &app,
+        "/ProjectFinances/properties/totals/items",
+        &answer["totals"][0],
+    )
+    .await;
     let got: Vec<i64> = answer["entries"]
         .as_array()
         .unwrap()
