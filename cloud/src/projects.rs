@@ -366,6 +366,48 @@ pub fn add_series_energy(
     }
 }
 
+/// One series' energy of one UTC day, computed by the store from the
+/// 1-hour rollups with the same rules as [`add_series_energy`] (so a day
+/// is the sum of its hours).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DayRow {
+    /// The series.
+    pub series_id: i64,
+    /// Day start, ms.
+    pub day: i64,
+    /// Counter increase, Wh (the sum of the hourly increases).
+    pub rise: f64,
+    /// Sum of the positive hourly means, Wh.
+    pub positive_wh: f64,
+    /// Sum of the negative hourly means as a positive number, Wh.
+    pub negative_wh: f64,
+    /// Newest reading of the day, ms.
+    pub last_ts: i64,
+}
+
+/// Adds one series' daily energy into `into` (keyed by day start).
+pub fn add_series_days(into: &mut BTreeMap<i64, HourEnergy>, role: &SeriesRole, rows: &[DayRow]) {
+    for row in rows {
+        let day = into.entry(row.day).or_default();
+        day.last_ts = day.last_ts.max(row.last_ts);
+        match role {
+            SeriesRole::ImportCounter => day.consumed_wh += row.rise,
+            SeriesRole::ExportCounter => day.generated_wh += row.rise,
+            SeriesRole::Power {
+                consumed,
+                generated,
+            } => {
+                if *consumed {
+                    day.consumed_wh += row.positive_wh;
+                }
+                if *generated {
+                    day.generated_wh += row.negative_wh;
+                }
+            }
+        }
+    }
+}
+
 /// Energy of one period, kWh.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct EnergyTotals {
@@ -674,20 +716,7 @@ pub async fn project_hours<S: crate::store::Store>(
     ),
     crate::store::StoreError,
 > {
-    let stored = store.energy_series(vens).await?;
-    let mut sources = Vec::with_capacity(vens.len());
-    let mut wanted: Vec<(i64, SeriesRole)> = Vec::new();
-    for ven in vens {
-        let (site_meter, series) = stored
-            .iter()
-            .find(|(v, ..)| v == ven)
-            .map_or((None, &[][..]), |(_, m, s)| (m.as_deref(), s.as_slice()));
-        let chosen = choose_series(site_meter, series);
-        if let Ok(c) = &chosen {
-            wanted.extend(c.series.iter().cloned());
-        }
-        sources.push((ven.clone(), chosen));
-    }
+    let (wanted, sources) = sources(store, vens).await?;
     let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
     let rows = store.hour_rows(&ids, from_ms, to_ms).await?;
     let previous = store.hour_rows_before(&ids, from_ms).await?;
@@ -702,6 +731,64 @@ pub async fn project_hours<S: crate::store::Store>(
         add_series_energy(&mut hours, role, prev, &mine);
     }
     Ok((hours, sources))
+}
+
+/// The series to read per VEN ([`choose_series`]), and each VEN's choice.
+type Sources = (
+    Vec<(i64, SeriesRole)>,
+    Vec<(gridlink_protocol::VenId, Result<VenSources, String>)>,
+);
+
+async fn sources<S: crate::store::Store>(
+    store: &S,
+    vens: &[gridlink_protocol::VenId],
+) -> Result<Sources, crate::store::StoreError> {
+    let stored = store.energy_series(vens).await?;
+    let mut sources = Vec::with_capacity(vens.len());
+    let mut wanted: Vec<(i64, SeriesRole)> = Vec::new();
+    for ven in vens {
+        let (site_meter, series) = stored
+            .iter()
+            .find(|(v, ..)| v == ven)
+            .map_or((None, &[][..]), |(_, m, s)| (m.as_deref(), s.as_slice()));
+        let chosen = choose_series(site_meter, series);
+        if let Ok(c) = &chosen {
+            wanted.extend(c.series.iter().cloned());
+        }
+        sources.push((ven.clone(), chosen));
+    }
+    Ok((wanted, sources))
+}
+
+/// The project's energy per UTC day over `[from_ms, to_ms)` (`from_ms`
+/// a day start), summed in the database from the 1-hour rollups: one row
+/// per series and day reaches the application, so months of many VENs
+/// stay fast. Also the VENs' sources, as [`project_hours`].
+pub async fn project_days<S: crate::store::Store>(
+    store: &S,
+    vens: &[gridlink_protocol::VenId],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<
+    (
+        BTreeMap<i64, HourEnergy>,
+        Vec<(gridlink_protocol::VenId, Result<VenSources, String>)>,
+    ),
+    crate::store::StoreError,
+> {
+    let (wanted, sources) = sources(store, vens).await?;
+    let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
+    let rows = store.day_rows(&ids, from_ms, to_ms).await?;
+    let mut days = BTreeMap::new();
+    for (id, role) in &wanted {
+        let mine: Vec<DayRow> = rows
+            .iter()
+            .filter(|r| r.series_id == *id)
+            .copied()
+            .collect();
+        add_series_days(&mut days, role, &mine);
+    }
+    Ok((days, sources))
 }
 
 /// Computes which of the project's unreached milestones are reached now
@@ -724,15 +811,38 @@ pub async fn refresh_milestones<S: crate::store::Store>(
     if open.is_empty() || project.ven_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let (hours, _) = project_hours(store, &project.ven_ids, i64::MIN, i64::MAX).await?;
+    // The day of each crossing from the daily sums, then the hour from
+    // that day's hourly rows.
+    let (days, _) = project_days(store, &project.ven_ids, 0, i64::MAX).await?;
     let wanted: Vec<(MilestoneQuantity, f64)> =
         open.iter().map(|m| (m.quantity, m.threshold_kwh)).collect();
     let mut out = Vec::new();
-    for (m, reached) in open.iter().zip(milestones_reached(&wanted, &hours)) {
-        if let Some(reached_ms) = reached
-            && store
-                .set_milestone_reached(project_id, &m.name, reached_ms)
-                .await?
+    for (m, reached_day) in open.iter().zip(milestones_reached(&wanted, &days)) {
+        let Some(day_last_ts) = reached_day else {
+            continue;
+        };
+        let day = day_last_ts - day_last_ts.rem_euclid(86_400_000);
+        let before: f64 = days
+            .range(..day)
+            .map(|(_, d)| match m.quantity {
+                MilestoneQuantity::Generated => d.generated_wh,
+                MilestoneQuantity::Consumed => d.consumed_wh,
+            })
+            .sum::<f64>()
+            / 1000.0;
+        let (hours, _) = project_hours(store, &project.ven_ids, day, day + 86_400_000).await?;
+        let remaining = m.threshold_kwh - before;
+        // Rounding may put the crossing a hair past the day's last hour:
+        // then it is the day's newest reading.
+        let reached_ms = if remaining <= 0.0 {
+            None
+        } else {
+            milestones_reached(&[(m.quantity, remaining)], &hours)[0]
+        }
+        .unwrap_or(day_last_ts);
+        if store
+            .set_milestone_reached(project_id, &m.name, reached_ms)
+            .await?
         {
             out.push(ReachedMilestone {
                 project_id,

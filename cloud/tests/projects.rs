@@ -1158,6 +1158,91 @@ async fn finances_and_dr_revenue(app: App) {
     );
 }
 
+/// A measurement, not a test of speed (it asserts only that answers are
+/// complete): 10 VENs with import and export counters and power every 15
+/// minutes for 180 days (518 400 readings), then prints how long the
+/// energy (per day and per month), finance and project answers take.
+async fn measure(app: App) {
+    let vens: Vec<String> = (0..10).map(|v| format!("ven-{v}")).collect();
+    let days = 180;
+    let start = SEP_1 - 150 * DAY;
+    let began = std::time::Instant::now();
+    for (v, ven) in vens.iter().enumerate() {
+        let mut batches = Vec::new();
+        let (mut import, mut export) = (0_i64, 0_i64);
+        for d in 0..days {
+            let (mut imp, mut exp, mut pow) = (Vec::new(), Vec::new(), Vec::new());
+            for q in 0..96 {
+                let ts = start + d * DAY + q * 900_000;
+                import += 200 + v as i64;
+                export += if (36..68).contains(&q) { 500 } else { 0 };
+                imp.push((ts, import));
+                exp.push((ts, export));
+                pow.push((ts, 800 - (q % 7) * 10));
+            }
+            batches.push(batch(
+                ven,
+                u64::try_from(d + 1).unwrap(),
+                vec![
+                    series("grid", Quantity::EnergyImport, &imp),
+                    series("grid", Quantity::EnergyExport, &exp),
+                    series("grid", Quantity::ActivePower, &pow),
+                ],
+            ));
+        }
+        app.api.store.ingest(&batches).await.unwrap();
+    }
+    eprintln!("ingested 518400 readings in {:?}", began.elapsed());
+    let mut body = project_body("Measured", &[]);
+    body["ven_ids"] = json!(vens);
+    body["milestones"] =
+        json!([{ "name": "never", "quantity": "consumed", "threshold_kwh": 1e12 }]);
+    let project = app.ok(Method::POST, "/api/v1/projects", Some(body)).await;
+    let id = project["id"].as_i64().unwrap();
+    let to = start + days * DAY;
+    for (what, uri) in [
+        (
+            "energy per day, 180 days",
+            format!("/api/v1/projects/{id}/energy?from={start}&to={to}&period=day"),
+        ),
+        (
+            "energy per month, 180 days",
+            format!("/api/v1/projects/{id}/energy?from={start}&to={to}&period=month"),
+        ),
+        (
+            "finances per month, 180 days",
+            format!("/api/v1/projects/{id}/finances?from={start}&to={to}"),
+        ),
+        (
+            "project (all-time milestone check)",
+            format!("/api/v1/projects/{id}"),
+        ),
+    ] {
+        let began = std::time::Instant::now();
+        let answer = app.ok(Method::GET, &uri, None).await;
+        let took = began.elapsed();
+        if let Some(rows) = answer["rows"].as_array() {
+            assert!(rows.len() >= 6, "{answer}");
+            assert!(answer["total"]["consumed_kwh"].as_f64().unwrap() > 0.0);
+        }
+        eprintln!("{what}: {took:?}");
+    }
+}
+
+mod measurement {
+    #[tokio::test]
+    #[ignore = "a measurement (ingests 518 400 readings): cargo nextest run --run-ignored only"]
+    async fn measure_sqlite() {
+        super::measure(super::App::sqlite().await).await;
+    }
+
+    #[tokio::test]
+    #[ignore = "a measurement (ingests 518 400 readings): cargo nextest run --run-ignored only"]
+    async fn measure_postgres() {
+        super::measure(super::App::postgres("measure").await).await;
+    }
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod sqlite {

@@ -593,7 +593,7 @@ pub(crate) async fn energy<S: Store>(
         .await?
         .ok_or_else(|| unknown_project(id))?;
     let (hours, sources) =
-        calc::project_hours(state.store.as_ref(), &project.ven_ids, w.from_ms, w.to_ms).await?;
+        calc::project_days(state.store.as_ref(), &project.ven_ids, w.from_ms, w.to_ms).await?;
     let (rows, total) = calc::energy_per_period(&hours, w.period, &w.starts);
     Ok(Json(EnergyAnswer {
         period: w.period.as_str(),

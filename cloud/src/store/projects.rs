@@ -29,7 +29,7 @@ use sqlx::AssertSqlSafe;
 use super::dr::{SqlResult as _, json_list, object_id, ven_id};
 use super::{AnyStore, PgStore, SqliteStore, StoreError};
 use crate::projects::{
-    EnergySeries, FinanceKind, HourRow, MilestoneQuantity, ProjectKind, ProjectStatus,
+    DayRow, EnergySeries, FinanceKind, HourRow, MilestoneQuantity, ProjectKind, ProjectStatus,
 };
 
 /// A milestone as written: reach `threshold_kwh` of `quantity`.
@@ -221,6 +221,19 @@ pub trait ProjectStore {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<HourRow>, StoreError>> + Send;
+    /// Per series and UTC day with `from_ms <= day < to_ms` (`from_ms` a
+    /// day start, at least 0), the day's energy from the 1-hour rollups:
+    /// the counter increase (each hour: its last value minus the previous
+    /// hour's with readings, that hour may be before `from_ms`; the last
+    /// minus the smallest value when there is none or the counter went
+    /// down), and the positive and negative hourly means (Wh). By series
+    /// then day.
+    fn day_rows(
+        &self,
+        series_ids: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<Vec<DayRow>, StoreError>> + Send;
     /// Per series, its newest 1-hour row with `bucket < before_ms`.
     fn hour_rows_before(
         &self,
@@ -378,6 +391,27 @@ const fn hour_row(r: HourTuple) -> HourRow {
         last_value: r.6,
     }
 }
+
+/// [`ProjectStore::day_rows`]: per series the newest hour before `$2`
+/// (`since`), the hours from there with the previous hour's last value
+/// (`LAG`), then per day the sums of the hourly energies.
+const DAY_ROWS: &str = "WITH p AS ( \
+       SELECT s.value AS series_id, (SELECT max(o.bucket) FROM metrics_1h o \
+         WHERE o.series_id = s.value AND o.bucket < $2) AS since \
+       FROM INTS($1) s), \
+     h AS ( \
+       SELECT m.series_id, m.bucket, m.count, m.sum, m.min, m.last_ts, m.last_value, \
+         LAG(m.last_value) OVER (PARTITION BY m.series_id ORDER BY m.bucket) AS prev \
+       FROM metrics_1h m JOIN p ON m.series_id = p.series_id \
+       WHERE m.bucket >= COALESCE(p.since, $2) AND m.bucket < $3) \
+     SELECT series_id, bucket - bucket % 86400000 AS day, \
+       SUM(CASE WHEN prev IS NOT NULL AND last_value >= prev THEN last_value - prev \
+                WHEN last_value > min THEN last_value - min ELSE 0.0 END) AS rise, \
+       SUM(CASE WHEN count > 0 AND sum > 0 THEN sum / count ELSE 0.0 END) AS positive_wh, \
+       SUM(CASE WHEN count > 0 AND sum < 0 THEN -sum / count ELSE 0.0 END) AS negative_wh, \
+       MAX(last_ts) AS last_ts \
+     FROM h WHERE bucket >= $2 \
+     GROUP BY series_id, bucket - bucket % 86400000 ORDER BY series_id, day";
 
 fn id_list(ids: &[i64]) -> String {
     serde_json::Value::from(ids.to_vec()).to_string()
@@ -677,6 +711,35 @@ macro_rules! project_store {
                 Ok(rows.into_iter().map(hour_row).collect())
             }
 
+            async fn day_rows(
+                &self,
+                series_ids: &[i64],
+                from_ms: i64,
+                to_ms: i64,
+            ) -> Result<Vec<DayRow>, StoreError> {
+                if series_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(i64, i64, f64, f64, f64, i64)> = sqlx::query_as(sql($pg, DAY_ROWS))
+                    .bind(id_list(series_ids))
+                    .bind(from_ms)
+                    .bind(to_ms)
+                    .fetch_all(&self.$read)
+                    .await
+                    .db()?;
+                Ok(rows
+                    .into_iter()
+                    .map(|r| DayRow {
+                        series_id: r.0,
+                        day: r.1,
+                        rise: r.2,
+                        positive_wh: r.3,
+                        negative_wh: r.4,
+                        last_ts: r.5,
+                    })
+                    .collect())
+            }
+
             async fn hour_rows_before(
                 &self,
                 series_ids: &[i64],
@@ -856,6 +919,14 @@ impl ProjectStore for AnyStore {
         to_ms: i64,
     ) -> Result<Vec<HourRow>, StoreError> {
         delegate!(self, s => s.hour_rows(series_ids, from_ms, to_ms))
+    }
+    async fn day_rows(
+        &self,
+        series_ids: &[i64],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DayRow>, StoreError> {
+        delegate!(self, s => s.day_rows(series_ids, from_ms, to_ms))
     }
     async fn hour_rows_before(
         &self,
