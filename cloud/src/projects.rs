@@ -856,6 +856,21 @@ pub async fn refresh_milestones<S: crate::store::Store>(
     Ok(out)
 }
 
+/// [`refresh_milestones`] for every project with an open milestone: what
+/// a periodic alert rule calls; each milestone is returned once, when it
+/// is first recorded.
+pub async fn refresh_all_milestones<S: crate::store::Store>(
+    store: &S,
+) -> Result<Vec<ReachedMilestone>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    for project in store.projects().await? {
+        if project.milestones.iter().any(|m| m.reached_ms.is_none()) {
+            out.extend(refresh_milestones(store, project.id).await?);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[expect(
     clippy::float_cmp,

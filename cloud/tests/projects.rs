@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use axum::http::{Method, StatusCode};
-use gridlink_cloud::projects::refresh_milestones;
+use gridlink_cloud::projects::{refresh_all_milestones, refresh_milestones};
 use gridlink_cloud::store::{IngestBatch, ProjectStore as _, Role, Store};
 use gridlink_protocol::{Phase, Point, Quantity, Series, Timestamp, VenId};
 use serde_json::{Value, json};
@@ -779,14 +779,15 @@ async fn milestones_are_reached_from_all_time_totals(app: App) {
         .await
         .unwrap()
         .unwrap();
-    let reached = refresh_milestones(app.api.store.as_ref(), second_id)
+    let reached = refresh_all_milestones(app.api.store.as_ref())
         .await
         .unwrap();
     assert_eq!(reached.len(), 1, "{reached:?}");
     assert_eq!(reached[0].name, "half");
     assert_eq!(reached[0].reached_ms, expected);
+    assert_eq!(reached[0].project_id, second_id);
     assert!(
-        refresh_milestones(app.api.store.as_ref(), second_id)
+        refresh_all_milestones(app.api.store.as_ref())
             .await
             .unwrap()
             .is_empty()

@@ -12,10 +12,11 @@
 //! use gridlink_cloud::store::ProjectStore;
 //!
 //! for project in store.projects().await? {
-//!     let reached = gridlink_cloud::projects::refresh_milestones(&store, project.id).await?;
-//!     for m in reached {
-//!         println!("{}: {} reached at {}", project.name, m.name, m.reached_ms);
-//!     }
+//!     println!("{} has {} VENs", project.name, project.ven_ids.len());
+//! }
+//! // What an alert rule calls periodically: each milestone once, when reached.
+//! for m in gridlink_cloud::projects::refresh_all_milestones(&store).await? {
+//!     println!("project {}: {} reached at {}", m.project_id, m.name, m.reached_ms);
 //! }
 //! # Ok(()) }
 //! ```
