@@ -330,9 +330,17 @@ async fn project_write<S: Store>(
             Err(e) => check(Err(e)),
         }
     }
-    if errors.is_empty() {
+    if errors.is_empty() && !ven_ids.is_empty() {
+        // One query: the store lists the known ones.
+        let known: Vec<VenId> = state
+            .store
+            .energy_series(&ven_ids)
+            .await?
+            .into_iter()
+            .map(|(ven, ..)| ven)
+            .collect();
         for (i, ven) in ven_ids.iter().enumerate() {
-            if state.store.ven(ven).await?.is_none() {
+            if !known.contains(ven) {
                 errors.push(InvalidParam::new(
                     format!("ven_ids[{i}]"),
                     format!(
