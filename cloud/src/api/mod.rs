@@ -25,7 +25,9 @@ mod health;
 mod openadr;
 mod openapi;
 mod openapi_dr;
+mod openapi_projects;
 mod params;
+mod projects;
 mod registration;
 mod request_metrics;
 mod series;
@@ -170,11 +172,27 @@ pub enum Operation {
     DeleteEvent,
     /// `GET /api/v1/events/{id}/status`: acknowledgements and measured response.
     EventStatus,
+    /// `GET /api/v1/projects`: every energy project.
+    ListProjects,
+    /// `POST /api/v1/projects`: create a project.
+    CreateProject,
+    /// `GET /api/v1/projects/{id}`: one project.
+    GetProject,
+    /// `PUT /api/v1/projects/{id}`: replace a project.
+    UpdateProject,
+    /// `GET /api/v1/projects/{id}/energy`: energy generated and consumed per period.
+    ProjectEnergy,
+    /// `GET /api/v1/projects/{id}/finances`: entries, DR revenue and totals per period.
+    ProjectFinances,
+    /// `POST /api/v1/projects/{id}/finances`: add an expense or revenue entry.
+    AddFinanceEntry,
+    /// `DELETE /api/v1/projects/{id}/finances/{entry_id}`: delete an entry.
+    DeleteFinanceEntry,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 33] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -200,6 +218,14 @@ impl Operation {
         Self::UpdateEvent,
         Self::DeleteEvent,
         Self::EventStatus,
+        Self::ListProjects,
+        Self::CreateProject,
+        Self::GetProject,
+        Self::UpdateProject,
+        Self::ProjectEnergy,
+        Self::ProjectFinances,
+        Self::AddFinanceEntry,
+        Self::DeleteFinanceEntry,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -225,17 +251,28 @@ impl Operation {
                 "/openadr3/3.1.0/events/{eventID}"
             }
             Self::EventStatus => "/api/v1/events/{id}/status",
+            Self::ListProjects | Self::CreateProject => "/api/v1/projects",
+            Self::GetProject | Self::UpdateProject => "/api/v1/projects/{id}",
+            Self::ProjectEnergy => "/api/v1/projects/{id}/energy",
+            Self::ProjectFinances | Self::AddFinanceEntry => "/api/v1/projects/{id}/finances",
+            Self::DeleteFinanceEntry => "/api/v1/projects/{id}/finances/{entry_id}",
         }
     }
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Self::CreateToken | Self::CreateProgram | Self::CreateEvent => Method::POST,
-            Self::RegisterVen | Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => {
-                Method::PUT
-            }
-            Self::DeleteProgram | Self::DeleteEvent => Method::DELETE,
+            Self::CreateToken
+            | Self::CreateProgram
+            | Self::CreateEvent
+            | Self::CreateProject
+            | Self::AddFinanceEntry => Method::POST,
+            Self::RegisterVen
+            | Self::SetVenGroups
+            | Self::UpdateProgram
+            | Self::UpdateEvent
+            | Self::UpdateProject => Method::PUT,
+            Self::DeleteProgram | Self::DeleteEvent | Self::DeleteFinanceEntry => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
@@ -257,6 +294,13 @@ impl Operation {
             | Self::SearchEvents
             | Self::GetEvent
             | Self::EventStatus => Some(Permission::ReadTelemetry),
+            Self::ListProjects | Self::GetProject | Self::ProjectEnergy | Self::ProjectFinances => {
+                Some(Permission::ReadTelemetry)
+            }
+            Self::CreateProject
+            | Self::UpdateProject
+            | Self::AddFinanceEntry
+            | Self::DeleteFinanceEntry => Some(Permission::ManageProjects),
             Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
             Self::CreateProgram
             | Self::UpdateProgram
@@ -297,6 +341,14 @@ impl Operation {
             Self::UpdateEvent => "updateEvent",
             Self::DeleteEvent => "deleteEvent",
             Self::EventStatus => "getEventStatus",
+            Self::ListProjects => "listProjects",
+            Self::CreateProject => "createProject",
+            Self::GetProject => "getProject",
+            Self::UpdateProject => "updateProject",
+            Self::ProjectEnergy => "getProjectEnergy",
+            Self::ProjectFinances => "getProjectFinances",
+            Self::AddFinanceEntry => "createProjectFinanceEntry",
+            Self::DeleteFinanceEntry => "deleteProjectFinanceEntry",
         }
     }
 
@@ -328,6 +380,14 @@ impl Operation {
             Self::UpdateEvent => on(filter, openadr::update_event::<S>),
             Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
             Self::EventStatus => on(filter, event_status::status::<S>),
+            Self::ListProjects => on(filter, projects::list::<S>),
+            Self::CreateProject => on(filter, projects::create::<S>),
+            Self::GetProject => on(filter, projects::get::<S>),
+            Self::UpdateProject => on(filter, projects::update::<S>),
+            Self::ProjectEnergy => on(filter, projects::energy::<S>),
+            Self::ProjectFinances => on(filter, projects::finances::<S>),
+            Self::AddFinanceEntry => on(filter, projects::add_entry::<S>),
+            Self::DeleteFinanceEntry => on(filter, projects::delete_entry::<S>),
         }
     }
 }

@@ -59,6 +59,7 @@ mod network;
 pub mod postgres;
 #[path = "postgres/dr.rs"]
 mod postgres_dr;
+pub mod projects;
 mod rollup;
 mod shadow;
 pub mod sqlite;
@@ -67,6 +68,7 @@ mod sqlite_dr;
 
 pub use dr::DrStore;
 pub use postgres::{MetricsPartition, PgStore};
+pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
 
@@ -412,7 +414,7 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: DrStore + ShadowStore + Send + Sync {
+pub trait Store: DrStore + ShadowStore + ProjectStore + Send + Sync {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose
