@@ -185,9 +185,10 @@ fn rows_i64(rows: u64) -> Result<i64, StoreError> {
 impl ExportStore for PgStore {
     async fn export_vens(&self, from_ms: i64, to_ms: i64) -> Result<Vec<VenId>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT s.ven_id FROM series s WHERE EXISTS \
-             (SELECT 1 FROM metrics m WHERE m.series_id = s.id AND m.ts >= $1 AND m.ts < $2) \
-             ORDER BY s.ven_id COLLATE \"C\"",
+            "SELECT v.ven_id FROM vens v WHERE EXISTS \
+             (SELECT 1 FROM series s JOIN metrics m ON m.series_id = s.id \
+              WHERE s.ven_id = v.ven_id AND m.ts >= $1 AND m.ts < $2) \
+             ORDER BY v.ven_id COLLATE \"C\"",
         )
         .bind(from_ms)
         .bind(to_ms)
@@ -334,9 +335,10 @@ impl ExportStore for PgStore {
 impl ExportStore for SqliteStore {
     async fn export_vens(&self, from_ms: i64, to_ms: i64) -> Result<Vec<VenId>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT s.ven_id FROM series s WHERE EXISTS \
-             (SELECT 1 FROM metrics m WHERE m.series_id = s.id AND m.ts >= ?1 AND m.ts < ?2) \
-             ORDER BY s.ven_id",
+            "SELECT v.ven_id FROM vens v WHERE EXISTS \
+             (SELECT 1 FROM series s JOIN metrics m ON m.series_id = s.id \
+              WHERE s.ven_id = v.ven_id AND m.ts >= ?1 AND m.ts < ?2) \
+             ORDER BY v.ven_id",
         )
         .bind(from_ms)
         .bind(to_ms)
