@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Output as ProcessOutput, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use gridlink_cloud::export::{
-    COLUMNS, Destination, ExportDay, ExportError, ExportFormat, ExportJob, ExportOutcome,
-    MANIFEST_NAME, Manifest, export_day,
+    COLUMNS, Destination, ExportConfig, ExportDay, ExportError, ExportFormat, ExportJob,
+    ExportMetrics, ExportOutcome, MANIFEST_NAME, Manifest, export_day, schedule,
 };
 use gridlink_cloud::store::{
     AnyStore, DrStore, ExportLease, ExportStore, IngestBatch, Resolution, SeriesQuery, Store,
@@ -31,6 +33,7 @@ use gridlink_testkit::postgres::PostgresCluster;
 use parquet::file::reader::{FileReader as _, SerializedFileReader};
 use parquet::record::Field;
 use tempfile::TempDir;
+use tokio::sync::watch;
 
 /// 2025-11-20T00:00:00Z.
 const DAY0: i64 = 1_763_596_800_000;
@@ -106,6 +109,8 @@ both_backends!(
     s3_export_to_moto_reads_back_and_replaces,
     the_lease_lets_one_holder_export_a_day,
     a_day_held_by_another_process_is_refused_and_nothing_is_written,
+    the_scheduler_exports_yesterday_once_across_two_processes,
+    the_scheduler_counts_a_failure_and_gives_the_day_back,
 );
 
 fn ven(id: &str) -> VenId {
@@ -903,6 +908,153 @@ async fn a_day_held_by_another_process_is_refused_and_nothing_is_written(db: &Db
         "{outcome:?}"
     );
     assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+}
+
+/// `[export]` for a scheduler that finds yesterday due at once.
+fn schedule_config(output: &Path) -> ExportConfig {
+    ExportConfig {
+        enabled: true,
+        at_utc: "00:00".into(),
+        output: output.display().to_string(),
+        format: ExportFormat::CsvGz,
+        gap_factor: 3,
+        s3_endpoint_url: String::new(),
+    }
+}
+
+/// Waits (hang guard: 2 minutes) until `done` holds.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(2);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn the_scheduler_exports_yesterday_once_across_two_processes(db: &Db) {
+    let yesterday = ExportDay::parse("yesterday", now()).unwrap();
+    db.store
+        .ingest(&[IngestBatch {
+            ven_id: ven("ven-s"),
+            batch_seq: 1,
+            received_ms: now(),
+            series: vec![series(
+                "main",
+                Quantity::ActivePower,
+                Phase::Total,
+                0,
+                &[(yesterday.start_ms(), 1), (yesterday.end_ms() - 1, 2)],
+            )],
+        }])
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let config = schedule_config(out.path());
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut metrics = Vec::new();
+    for holder in ["serve-1", "serve-2"] {
+        // Each "process" has its own connection pool.
+        let store = Arc::new(AnyStore::connect(&db.url).await.unwrap());
+        let counters = Arc::new(ExportMetrics::default());
+        metrics.push(Arc::clone(&counters));
+        tasks.push(tokio::spawn(schedule::run(
+            store,
+            config.clone(),
+            counters,
+            holder.into(),
+            stopped.clone(),
+        )));
+    }
+    let runs = || {
+        metrics
+            .iter()
+            .map(|m| m.runs.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
+    let manifest = out.path().join(yesterday.to_string()).join(MANIFEST_NAME);
+    wait_until("a scheduler exported yesterday", || {
+        runs() >= 1 && manifest.is_file()
+    })
+    .await;
+    stop.send(true).unwrap();
+    for task in tasks {
+        let (name, result) = task.await.unwrap();
+        assert_eq!(name, "export");
+        result.unwrap();
+    }
+    assert_eq!(runs(), 1, "one process exported the day");
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| m.failures.load(Ordering::Relaxed))
+            .sum::<u64>(),
+        0
+    );
+    let written: Manifest = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    assert_eq!((written.totals.vens, written.totals.rows), (1, 2));
+    let exporter = metrics
+        .iter()
+        .find(|m| m.runs.load(Ordering::Relaxed) == 1)
+        .unwrap();
+    let text = exporter.render();
+    assert!(text.contains("gridlink_export_runs_total 1\n"), "{text}");
+    assert!(text.contains("gridlink_export_last_rows 2\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "gridlink_export_last_day_timestamp_seconds {}\n",
+            yesterday.start_ms() / 1000
+        )),
+        "{text}"
+    );
+    assert!(matches!(
+        db.store
+            .export_lease(&yesterday.to_string(), "serve-3", now(), 1000, false)
+            .await
+            .unwrap(),
+        ExportLease::Done { .. }
+    ));
+}
+
+async fn the_scheduler_counts_a_failure_and_gives_the_day_back(db: &Db) {
+    let yesterday = ExportDay::parse("yesterday", now()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    // The output's parent is a regular file: the day's directory cannot be made.
+    std::fs::write(out.path().join("file"), b"x").unwrap();
+    let config = schedule_config(&out.path().join("file/export"));
+    let (stop, stopped) = watch::channel(false);
+    let store = Arc::new(AnyStore::connect(&db.url).await.unwrap());
+    let counters = Arc::new(ExportMetrics::default());
+    let task = tokio::spawn(schedule::run(
+        store,
+        config,
+        Arc::clone(&counters),
+        "serve-1".into(),
+        stopped,
+    ));
+    wait_until("the failure is counted", || {
+        counters.failures.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    stop.send(true).unwrap();
+    task.await.unwrap().1.unwrap();
+    assert_eq!(counters.runs.load(Ordering::Relaxed), 0);
+    assert!(
+        counters
+            .render()
+            .contains("gridlink_export_failures_total 1\n")
+    );
+    // The lease was released: another process may retry at once.
+    assert_eq!(
+        db.store
+            .export_lease(&yesterday.to_string(), "serve-2", now(), 1000, false)
+            .await
+            .unwrap(),
+        ExportLease::Acquired
+    );
 }
 
 // ---------------------------------------------------------------- the binary
