@@ -9,12 +9,13 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use gridlink_protocol::VenId;
 
-use super::{COLUMNS, Enrichment, ExportError, FileWriter, Page, iso_ms};
+use super::{COLUMNS, Enrichment, ExportError, FileWriter, IsoTimes, Page};
 
 /// Writes one VEN's rows as CSV.gz.
 pub(crate) struct CsvGzWriter {
     csv: csv::Writer<GzEncoder<BufWriter<File>>>,
     ven_id: String,
+    iso: IsoTimes,
     /// The enrichment columns as CSV fields (empty for null).
     tail: Vec<String>,
 }
@@ -43,6 +44,7 @@ impl CsvGzWriter {
         Ok(Self {
             csv,
             ven_id: ven_id.to_string(),
+            iso: IsoTimes::default(),
             tail,
         })
     }
@@ -51,9 +53,11 @@ impl CsvGzWriter {
 impl FileWriter for CsvGzWriter {
     fn write_page(&mut self, page: &Page) -> Result<(), ExportError> {
         let series = &page.series;
+        let mut ts = String::with_capacity(24);
         for &(ts_ms, value) in &page.readings {
             let ts_ms_text = ts_ms.to_string();
-            let ts = iso_ms(ts_ms);
+            ts.clear();
+            self.iso.push(ts_ms, &mut ts);
             let value = value.to_string();
             let head = [
                 self.ven_id.as_str(),

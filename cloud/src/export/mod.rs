@@ -304,6 +304,45 @@ pub fn iso_ms(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// Formats reading times as [`iso_ms`] does, fast: the date part is made
+/// once per UTC day, the time of day by integer arithmetic.
+#[derive(Debug, Default)]
+pub(crate) struct IsoTimes {
+    day_start: Option<i64>,
+    /// `YYYY-MM-DDT` of `day_start`, or empty if it has no such form.
+    date: String,
+}
+
+impl IsoTimes {
+    /// Appends `ts_ms` as `2025-11-20T23:59:59.999Z` to `out`.
+    pub(crate) fn push(&mut self, ts_ms: i64, out: &mut String) {
+        use std::fmt::Write as _;
+        let start = ts_ms - ts_ms.rem_euclid(DAY_MS);
+        if self.day_start != Some(start) {
+            let iso = iso_ms(start);
+            self.date = iso
+                .split_once('T')
+                .map(|(date, _)| format!("{date}T"))
+                .unwrap_or_default();
+            self.day_start = Some(start);
+        }
+        if self.date.is_empty() {
+            out.push_str(&iso_ms(ts_ms));
+            return;
+        }
+        let t = ts_ms - start;
+        out.push_str(&self.date);
+        let _ = write!(
+            out,
+            "{:02}:{:02}:{:02}.{:03}Z",
+            t / 3_600_000,
+            t / 60_000 % 60,
+            t / 1000 % 60,
+            t % 1000
+        );
+    }
+}
+
 /// `[export]`: the daily export (`crate::export`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -839,6 +878,24 @@ mod tests {
     }
 
     #[test]
+    fn fast_iso_times_match_iso_ms() {
+        let mut times = IsoTimes::default();
+        for ms in [
+            0,
+            1_763_596_800_000,
+            1_763_683_199_999,
+            1_763_683_200_000,
+            1_763_600_340_123,
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+            1_763_596_800_000,
+        ] {
+            let mut out = String::new();
+            times.push(ms, &mut out);
+            assert_eq!(out, iso_ms(ms));
+        }
+    }
+
+    #[test]
     fn outputs_parse() {
         assert_eq!(
             "s3://my-bucket/exports/daily".parse::<Output>().unwrap(),
@@ -902,6 +959,66 @@ mod tests {
         ] {
             assert!(toml::from_str::<ExportConfig>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn environment_overrides_export_and_names_the_variable() {
+        use crate::config::CloudConfig;
+        let mut c = CloudConfig::default();
+        c.apply_env(|name| match name {
+            "GRIDLINK_EXPORT_ENABLED" => Some("true".into()),
+            "GRIDLINK_EXPORT_AT_UTC" => Some("23:59".into()),
+            "GRIDLINK_EXPORT_OUTPUT" => Some("s3://b-1/x".into()),
+            "GRIDLINK_EXPORT_FORMAT" => Some("csv.gz".into()),
+            "GRIDLINK_EXPORT_GAP_FACTOR" => Some("10".into()),
+            "GRIDLINK_EXPORT_S3_ENDPOINT_URL" => Some("http://127.0.0.1:5000".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.export.enabled);
+        assert_eq!(c.export.at_utc, "23:59");
+        assert_eq!(c.export.output, "s3://b-1/x");
+        assert_eq!(c.export.format, ExportFormat::CsvGz);
+        assert_eq!(c.export.gap_factor, 10);
+        assert_eq!(c.export.s3_endpoint_url, "http://127.0.0.1:5000");
+        for (var, value, says) in [
+            (
+                "GRIDLINK_EXPORT_FORMAT",
+                "xml",
+                "GRIDLINK_EXPORT_FORMAT: unknown export format \"xml\"",
+            ),
+            (
+                "GRIDLINK_EXPORT_GAP_FACTOR",
+                "1",
+                "GRIDLINK_EXPORT_GAP_FACTOR: 1 is out of range: expected 2 to 1000",
+            ),
+            (
+                "GRIDLINK_EXPORT_AT_UTC",
+                "7am",
+                "GRIDLINK_EXPORT_AT_UTC: invalid time \"7am\"",
+            ),
+            (
+                "GRIDLINK_EXPORT_OUTPUT",
+                "ftp://x",
+                "GRIDLINK_EXPORT_OUTPUT: unsupported output scheme \"ftp\"",
+            ),
+            (
+                "GRIDLINK_EXPORT_ENABLED",
+                "yes",
+                "GRIDLINK_EXPORT_ENABLED: invalid boolean",
+            ),
+        ] {
+            let err = CloudConfig::default()
+                .apply_env(|name| (name == var).then(|| value.into()))
+                .unwrap_err();
+            assert!(err.to_string().starts_with(says), "{err}");
+        }
+        let err = CloudConfig::parse("[export]\nformat = \"xml\"\n", "c.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:2:10: unknown variant `xml`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
 
-use super::{Enrichment, ExportError, FileWriter, GENERATOR, PAGE_ROWS, Page, iso_ms};
+use super::{Enrichment, ExportError, FileWriter, GENERATOR, IsoTimes, PAGE_ROWS, Page};
 
 const SCHEMA: &str = "message reading {
     required binary ven_id (STRING);
@@ -53,6 +53,7 @@ pub(crate) struct ParquetWriter {
     file: SerializedFileWriter<File>,
     ven_id: ByteArray,
     enrichment: Enrichment,
+    iso: IsoTimes,
     meter: Vec<ByteArray>,
     quantity: Vec<ByteArray>,
     phase: Vec<ByteArray>,
@@ -78,6 +79,7 @@ impl ParquetWriter {
             file: SerializedFileWriter::new(file, schema, Arc::new(properties))?,
             ven_id: text(ven_id.as_str()),
             enrichment,
+            iso: IsoTimes::default(),
             meter: Vec::with_capacity(capacity),
             quantity: Vec::with_capacity(capacity),
             phase: Vec::with_capacity(capacity),
@@ -126,13 +128,31 @@ impl FileWriter for ParquetWriter {
         let meter = text(&page.series.meter);
         let quantity = text(page.series.quantity.name());
         let phase = text(page.series.phase.name());
-        for &(ts_ms, value) in &page.readings {
-            self.meter.push(meter.clone());
-            self.quantity.push(quantity.clone());
-            self.phase.push(phase.clone());
-            self.ts_ms.push(ts_ms);
-            self.ts.push(ByteArray::from(iso_ms(ts_ms).into_bytes()));
-            self.value.push(value);
+        // Every row group is cut at PAGE_ROWS rows; the ISO times of a
+        // chunk share one buffer, which the column values slice.
+        let mut rest = page.readings.as_slice();
+        while !rest.is_empty() {
+            // At least 1: the buffer is flushed when it reaches PAGE_ROWS.
+            let room = (PAGE_ROWS as usize).saturating_sub(self.ts_ms.len()).max(1);
+            let (chunk, tail) = rest.split_at(room.min(rest.len()));
+            rest = tail;
+            let mut times = String::with_capacity(chunk.len() * 24);
+            let mut ends = Vec::with_capacity(chunk.len());
+            for &(ts_ms, _) in chunk {
+                self.iso.push(ts_ms, &mut times);
+                ends.push(times.len());
+            }
+            let times = Bytes::from(times.into_bytes());
+            let mut start = 0;
+            for (&(ts_ms, value), end) in chunk.iter().zip(ends) {
+                self.meter.push(meter.clone());
+                self.quantity.push(quantity.clone());
+                self.phase.push(phase.clone());
+                self.ts_ms.push(ts_ms);
+                self.ts.push(ByteArray::from(times.slice(start..end)));
+                self.value.push(value);
+                start = end;
+            }
             if self.ts_ms.len() >= PAGE_ROWS as usize {
                 self.flush()?;
             }
