@@ -150,10 +150,10 @@ impl Destination {
             Self::Directory(root) => {
                 let dir = root.join(day);
                 let target = dir.join(name);
+                // Durable once `write_manifest` syncs the directory.
                 tokio::fs::rename(staged, &target)
                     .await
-                    .map_err(io(&target))?;
-                sync_dir(&dir).await
+                    .map_err(io(&target))
             }
             Self::S3 {
                 client,
@@ -206,9 +206,6 @@ impl Destination {
                         tokio::fs::remove_file(&path).await.map_err(io(&path))?;
                         removed.push(name);
                     }
-                }
-                if !removed.is_empty() {
-                    sync_dir(&dir).await?;
                 }
             }
             Self::S3 {
@@ -265,6 +262,8 @@ impl Destination {
         match self {
             Self::Directory(root) => {
                 let dir = root.join(day);
+                // The data files' renames and the deletions first.
+                sync_dir(&dir).await?;
                 let temp = dir.join(format!(".{MANIFEST_NAME}.tmp"));
                 let target = dir.join(MANIFEST_NAME);
                 let file = temp.clone();

@@ -67,9 +67,12 @@ use manifest::GapTracker;
 /// group holds.
 pub const PAGE_ROWS: u32 = 65_536;
 
-/// How long a lease on a day lasts without renewal; it is renewed after
-/// every VEN.
+/// How long a lease on a day lasts without renewal.
 pub const LEASE_TTL_MS: i64 = 15 * 60_000;
+
+/// How often a run renews its lease (checked between VENs, and once more
+/// before the manifest is written).
+pub const LEASE_RENEW_MS: u64 = 5 * 60_000;
 
 /// The generator named in every manifest and Parquet file.
 pub const GENERATOR: &str = concat!("gridlink-cloud ", env!("CARGO_PKG_VERSION"));
@@ -654,13 +657,18 @@ async fn write_day<S: ExportStore>(
     let staging = destination.begin_day(&day).await?;
     let vens = store.export_vens(from_ms, to_ms).await?;
     let mut written = Vec::with_capacity(vens.len());
+    let mut renewed = std::time::Instant::now();
     for ven_id in &vens {
-        renew(store, &day, job).await?;
+        if renewed.elapsed() >= std::time::Duration::from_millis(LEASE_RENEW_MS) {
+            renew(store, &day, job).await?;
+            renewed = std::time::Instant::now();
+        }
         let name = format!("{ven_id}{}", job.format.extension());
         let staged = staging.path_for(&name);
         let mut ven = write_ven(store, ven_id, job, from_ms, to_ms, &staged).await?;
         ven.file = name.clone();
-        ven.bytes = std::fs::metadata(&staged)
+        ven.bytes = tokio::fs::metadata(&staged)
+            .await
             .map_err(|source| ExportError::Io {
                 path: staged.display().to_string(),
                 source,
