@@ -5,6 +5,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dispatch;
+pub mod export;
 pub mod feed;
 pub mod ingest;
 pub mod metrics;
