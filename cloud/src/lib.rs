@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod feed;
 pub mod ingest;
 pub mod metrics;
+pub mod ratelimit;
 pub mod server;
 pub mod shadow;
 pub mod store;

@@ -78,6 +78,8 @@ pub struct Metrics {
     pub shadow: crate::shadow::ShadowMetrics,
     /// The dispatcher's counters.
     pub dispatch: crate::dispatch::DispatchMetrics,
+    /// HTTP ingest's counters.
+    pub http_ingest: crate::api::HttpIngestMetrics,
     dropped: [AtomicU64; 7],
 }
 
@@ -200,6 +202,7 @@ impl Metrics {
         }
         out.push_str(&self.shadow.render());
         self.render_dispatch(&mut out);
+        out.push_str(&self.http_ingest.render());
         out
     }
 }

@@ -18,13 +18,16 @@
 //! # }
 //! ```
 
+mod api_keys;
 mod error;
 mod event_status;
 mod groups;
 mod health;
+mod ingest_http;
 mod openadr;
 mod openapi;
 mod openapi_dr;
+mod openapi_ingest;
 mod params;
 mod registration;
 mod request_metrics;
@@ -40,8 +43,15 @@ use axum::http::{Method, Uri};
 use axum::middleware;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
+pub use api_keys::{
+    API_KEY_HEADER, API_KEY_PREFIX, ApiKeySecret, authenticate_api_key, parse_api_key,
+};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
 pub use event_status::BASELINE_WINDOW_MS;
+pub use ingest_http::{
+    DEFAULT_EXPONENT, HttpIngest, HttpIngestMetrics, IDEMPOTENCY_KEY_HEADER, IngestRejection,
+    MAX_READINGS,
+};
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
@@ -71,6 +81,9 @@ pub struct AppState<S> {
     /// What ingest (MQTT and HTTP) just committed: the live stream's and
     /// the alert rules' source.
     pub feed: crate::feed::Feed,
+    /// HTTP ingest's limits and the API keys' rate limiter
+    /// (`[http_ingest]`).
+    pub http_ingest: Arc<HttpIngest>,
 }
 
 impl<S> AppState<S> {
@@ -84,7 +97,16 @@ impl<S> AppState<S> {
             shadow: None,
             dispatch_wake: Arc::new(tokio::sync::Notify::new()),
             feed: crate::feed::Feed::new(),
+            http_ingest: Arc::new(HttpIngest::default()),
         }
+    }
+
+    /// The same state with HTTP ingest's body limit and rate limit from
+    /// `config` (and fresh rate-limit buckets).
+    #[must_use]
+    pub fn with_http_ingest(mut self, config: &crate::config::HttpIngestConfig) -> Self {
+        self.http_ingest = Arc::new(HttpIngest::new(config));
+        self
     }
 
     /// The same state with the shadow service's handle.
@@ -113,6 +135,7 @@ impl<S> Clone for AppState<S> {
             shadow: self.shadow.clone(),
             dispatch_wake: Arc::clone(&self.dispatch_wake),
             feed: self.feed.clone(),
+            http_ingest: Arc::clone(&self.http_ingest),
         }
     }
 }
@@ -170,11 +193,19 @@ pub enum Operation {
     DeleteEvent,
     /// `GET /api/v1/events/{id}/status`: acknowledgements and measured response.
     EventStatus,
+    /// `POST /api/v1/api-keys`: create an API key for HTTP ingest.
+    CreateApiKey,
+    /// `GET /api/v1/api-keys`: list the API keys (without secrets).
+    ListApiKeys,
+    /// `DELETE /api/v1/api-keys/{id}`: revoke an API key.
+    RevokeApiKey,
+    /// `POST /api/v1/ingest`: readings sent with an API key.
+    Ingest,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 29] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -200,6 +231,10 @@ impl Operation {
         Self::UpdateEvent,
         Self::DeleteEvent,
         Self::EventStatus,
+        Self::CreateApiKey,
+        Self::ListApiKeys,
+        Self::RevokeApiKey,
+        Self::Ingest,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -225,17 +260,24 @@ impl Operation {
                 "/openadr3/3.1.0/events/{eventID}"
             }
             Self::EventStatus => "/api/v1/events/{id}/status",
+            Self::CreateApiKey | Self::ListApiKeys => "/api/v1/api-keys",
+            Self::RevokeApiKey => "/api/v1/api-keys/{id}",
+            Self::Ingest => "/api/v1/ingest",
         }
     }
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Self::CreateToken | Self::CreateProgram | Self::CreateEvent => Method::POST,
+            Self::CreateToken
+            | Self::CreateProgram
+            | Self::CreateEvent
+            | Self::CreateApiKey
+            | Self::Ingest => Method::POST,
             Self::RegisterVen | Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => {
                 Method::PUT
             }
-            Self::DeleteProgram | Self::DeleteEvent => Method::DELETE,
+            Self::DeleteProgram | Self::DeleteEvent | Self::RevokeApiKey => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
@@ -244,7 +286,8 @@ impl Operation {
     /// What the caller's token must allow; `None` for public routes.
     pub const fn permission(self) -> Option<Permission> {
         match self {
-            Self::Health | Self::Metrics | Self::OpenApi => None,
+            // Ingest authenticates with an API key (`x-api-key`), not a token.
+            Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest => None,
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -265,7 +308,9 @@ impl Operation {
             | Self::UpdateEvent
             | Self::DeleteEvent => Some(Permission::Dispatch),
             Self::PatchShadow => Some(Permission::ConfigureVens),
-            Self::CreateToken => Some(Permission::ManageTokens),
+            Self::CreateToken | Self::CreateApiKey | Self::ListApiKeys | Self::RevokeApiKey => {
+                Some(Permission::ManageTokens)
+            }
         }
     }
 
@@ -297,6 +342,10 @@ impl Operation {
             Self::UpdateEvent => "updateEvent",
             Self::DeleteEvent => "deleteEvent",
             Self::EventStatus => "getEventStatus",
+            Self::CreateApiKey => "createApiKey",
+            Self::ListApiKeys => "listApiKeys",
+            Self::RevokeApiKey => "revokeApiKey",
+            Self::Ingest => "ingestReadings",
         }
     }
 
@@ -328,6 +377,10 @@ impl Operation {
             Self::UpdateEvent => on(filter, openadr::update_event::<S>),
             Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
             Self::EventStatus => on(filter, event_status::status::<S>),
+            Self::CreateApiKey => on(filter, api_keys::create::<S>),
+            Self::ListApiKeys => on(filter, api_keys::list::<S>),
+            Self::RevokeApiKey => on(filter, api_keys::revoke::<S>),
+            Self::Ingest => on(filter, ingest_http::ingest::<S>),
         }
     }
 }
@@ -345,6 +398,10 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
                 permission,
             };
             route = route.route_layer(middleware::from_fn_with_state(guard, auth::require::<S>));
+        }
+        if operation == Operation::Ingest {
+            let limit = state.http_ingest.max_body_bytes;
+            route = route.layer(axum::extract::DefaultBodyLimit::max(limit));
         }
         router = router.route(operation.path(), route);
     }
