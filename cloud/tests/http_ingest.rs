@@ -790,3 +790,81 @@ async fn database_down_is_503_then_ok_postgres() {
         [(T10, 1.0), (T10 + 1000, 2.0)]
     );
 }
+
+/// `gridlink-cloud api-key create|list|revoke` on the database the API
+/// serves: the key printed once works until it is revoked.
+#[tokio::test]
+async fn api_key_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let cloud = |args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_gridlink-cloud"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("GRIDLINK_") {
+                command.env_remove(name);
+            }
+        }
+        let output = command
+            .env("GRIDLINK_DATABASE_URL", &url)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    assert_eq!(cloud(&["migrate"]).0, Some(0));
+    let (code, stdout, stderr) = cloud(&[
+        "api-key",
+        "create",
+        "--name",
+        "portal",
+        "--customer",
+        "ACME",
+        "--ven",
+        "cli-1",
+        "--ven",
+        "cli-2",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let key = stdout.trim().to_owned();
+    assert!(key.starts_with("gli_1_"), "{key}");
+    assert!(!stderr.contains(&key[6..]), "the secret only on stdout");
+    let (code, _, stderr) = cloud(&[
+        "api-key",
+        "create",
+        "--name",
+        "x",
+        "--customer",
+        "c",
+        "--ven",
+        "a/b",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("a/b"), "{stderr}");
+
+    let app = App::open(&url, &config(1000, 1000), None, None).await;
+    let body = json!({ "ven_id": "cli-2", "readings": [
+        reading("main", "active_power", "2026-11-22T10:00:00Z", 1.0) ] });
+    assert_eq!(app.ingest(&key, &body).await.status, StatusCode::OK);
+
+    let (code, stdout, _) = cloud(&["api-key", "list"]);
+    assert_eq!(code, Some(0));
+    let row = stdout.lines().nth(1).unwrap();
+    assert!(row.starts_with("1\tportal\tACME\t"), "{row}");
+    assert!(row.ends_with("\t-\tcli-1,cli-2"), "{row}");
+    assert!(!stdout.contains(&key[6..]));
+
+    let (code, _, stderr) = cloud(&["api-key", "revoke", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        app.ingest(&key, &body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, _, stderr) = cloud(&["api-key", "revoke", "7"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no API key 7"), "{stderr}");
+}
