@@ -868,3 +868,88 @@ async fn api_key_command_line() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no API key 7"), "{stderr}");
 }
+
+/// The API key store itself: ids, VENs (registered, sorted, once),
+/// revocation kept at its first time, and the per-VEN `batch_seq` counter.
+async fn api_key_store(app: App) {
+    use gridlink_cloud::store::{ApiKeyStore as _, NewApiKey, StoreError};
+    let store = &app.store;
+    let ven = |id: &str| VenId::new(id).unwrap();
+    let new = |name: &str, vens: &[&str]| NewApiKey {
+        name: name.into(),
+        customer: "ACME".into(),
+        ven_ids: vens.iter().map(|v| ven(v)).collect(),
+        hash: [name.len() as u8; 32],
+    };
+    let a = store
+        .create_api_key(&new("a", &["s-2", "s-1", "s-2"]), 1000)
+        .await
+        .unwrap();
+    let b = store
+        .create_api_key(&new("bb", &["s-1"]), 2000)
+        .await
+        .unwrap();
+    assert!(b.id > a.id);
+    assert_eq!(a.ven_ids, [ven("s-1"), ven("s-2")]);
+    assert!(store.ven(&ven("s-2")).await.unwrap().is_some());
+    // Refused input stores nothing, not even its VENs.
+    let err = store
+        .create_api_key(&new("", &["s-9"]), 3000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    assert!(store.ven(&ven("s-9")).await.unwrap().is_none());
+    // The same hash twice is a conflict (a unique index).
+    assert!(
+        store
+            .create_api_key(&new("b2", &["s-1"]), 3000)
+            .await
+            .is_err()
+    );
+
+    let stored = store.api_key(a.id).await.unwrap().unwrap();
+    assert_eq!((stored.record.clone(), stored.hash), (a.clone(), [1; 32]));
+    assert!(store.api_key(a.id + 100).await.unwrap().is_none());
+    assert_eq!(store.api_keys().await.unwrap(), [a.clone(), b.clone()]);
+
+    let revoked = store.revoke_api_key(a.id, 5000).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_ms, Some(5000));
+    let again = store.revoke_api_key(a.id, 6000).await.unwrap().unwrap();
+    assert_eq!(again.revoked_ms, Some(5000), "the first revocation counts");
+    assert!(
+        store
+            .revoke_api_key(a.id + 100, 6000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .api_key(b.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .revoked_ms,
+        None
+    );
+
+    let s1: Vec<u64> = [
+        store.next_http_batch_seq(&ven("s-1")).await.unwrap(),
+        store.next_http_batch_seq(&ven("s-1")).await.unwrap(),
+    ]
+    .into();
+    let s2 = store.next_http_batch_seq(&ven("s-2")).await.unwrap();
+    assert_eq!(s1, [HTTP_SEQ_BASE + 1, HTTP_SEQ_BASE + 2]);
+    assert_eq!(s2, HTTP_SEQ_BASE + 1, "per VEN");
+}
+
+#[tokio::test]
+async fn api_key_store_sqlite() {
+    api_key_store(App::sqlite(&config(1, 1)).await).await;
+}
+
+#[tokio::test]
+async fn api_key_store_postgres() {
+    api_key_store(App::postgres("http_ingest_store", &config(1, 1)).await).await;
+}
