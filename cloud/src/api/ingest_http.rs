@@ -525,6 +525,7 @@ pub(crate) fn series_of(readings: &[ReadingRequest]) -> Result<Vec<Series>, ApiE
     if errors.is_empty() {
         Ok(series)
     } else {
+        errors.truncate(MAX_ERRORS);
         Err(ApiError::InvalidParams(errors))
     }
 }
@@ -786,6 +787,14 @@ mod tests {
             ]
         );
         assert_eq!(names(series_of(&[]).unwrap_err()), ["readings"]);
+        let all_bad: Vec<ReadingRequest> = (0..100)
+            .map(|i| {
+                let mut r = reading("bad meter", "power", -1, 1.0);
+                r.phase = Some(format!("L{i}"));
+                r
+            })
+            .collect();
+        assert_eq!(names(series_of(&all_bad).unwrap_err()).len(), MAX_ERRORS);
         let many: Vec<ReadingRequest> = (0..=MAX_READINGS as i64)
             .map(|i| reading("m", "active_power", i, 1.0))
             .collect();
