@@ -52,6 +52,7 @@ use std::time::Duration;
 use gridlink_protocol::telemetry::MAX_METER_NAME_LEN;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
+mod api_keys;
 mod cache;
 pub mod dr;
 mod export;
@@ -67,6 +68,10 @@ pub mod sqlite;
 #[path = "sqlite/dr.rs"]
 mod sqlite_dr;
 
+pub use api_keys::{
+    ApiKeyRecord, ApiKeyStore, HTTP_SEQ_BASE, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey,
+    StoredApiKey,
+};
 pub use dr::DrStore;
 pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
 pub use postgres::{MetricsPartition, PgStore};
@@ -416,7 +421,9 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: DrStore + ShadowStore + ProjectStore + ExportStore + Send + Sync {
+pub trait Store:
+    DrStore + ShadowStore + ProjectStore + ExportStore + ApiKeyStore + Send + Sync
+{
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose
