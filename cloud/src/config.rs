@@ -64,6 +64,10 @@ pub struct CloudConfig {
     /// The device shadow service.
     #[serde(default)]
     pub shadow: ShadowConfig,
+    /// Alert rules, hold-downs and delivery (`crate::alerts`); its
+    /// variables are `crate::alerts::ENV_VARS`.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// Default of [`CloudConfig::database_url`]: SQLite in the working directory.
@@ -80,6 +84,7 @@ impl Default for CloudConfig {
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
             shadow: ShadowConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }
@@ -599,6 +604,10 @@ impl CloudConfig {
             None => Self::default(),
         };
         config.apply_env(env)?;
+        config
+            .alerts
+            .check()
+            .map_err(|(var, message)| ConfigError::Env { var, message })?;
         Ok(config)
     }
 
@@ -613,6 +622,9 @@ impl CloudConfig {
                 })?;
             }
         }
+        self.alerts
+            .apply_env(&env)
+            .map_err(|(var, message)| ConfigError::Env { var, message })?;
         Ok(())
     }
 
@@ -945,6 +957,8 @@ mod tests {
         let table: toml::Table = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
         let mut settings = BTreeSet::new();
         keys("", &table, &mut settings);
+        // `[alerts]` has its own list (checked in `alerts::config`).
+        settings.retain(|s| !s.starts_with("alerts."));
         let from_env: BTreeSet<String> = ENV_VARS.iter().map(|v| v.setting.to_string()).collect();
         assert_eq!(settings, from_env);
         for var in ENV_VARS {
@@ -961,7 +975,12 @@ mod tests {
         let table: toml::Table = toml::from_str(text).unwrap();
         let mut written = BTreeSet::new();
         keys("", &table, &mut written);
-        let all: BTreeSet<String> = ENV_VARS.iter().map(|v| v.setting.to_string()).collect();
+        let all: BTreeSet<String> = ENV_VARS
+            .iter()
+            .map(|v| v.setting)
+            .chain(crate::alerts::ENV_VARS.iter().map(|v| v.setting))
+            .map(str::to_string)
+            .collect();
         assert_eq!(written, all, "cloud.example.toml lists every setting");
     }
 

@@ -1,6 +1,7 @@
 //! gridlink-cloud: consumes VEN telemetry over MQTT, stores it in
 //! PostgreSQL or SQLite, and serves it over an HTTP API.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod config;

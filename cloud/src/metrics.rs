@@ -78,6 +78,8 @@ pub struct Metrics {
     pub shadow: crate::shadow::ShadowMetrics,
     /// The dispatcher's counters.
     pub dispatch: crate::dispatch::DispatchMetrics,
+    /// The alert engine's and delivery's counters.
+    pub alerts: crate::alerts::AlertMetrics,
     dropped: [AtomicU64; 7],
 }
 
@@ -200,6 +202,7 @@ impl Metrics {
         }
         out.push_str(&self.shadow.render());
         self.render_dispatch(&mut out);
+        out.push_str(&self.alerts.render());
         out
     }
 }

@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+mod alerts;
 mod error;
 mod event_status;
 mod groups;
@@ -170,11 +171,17 @@ pub enum Operation {
     DeleteEvent,
     /// `GET /api/v1/events/{id}/status`: acknowledgements and measured response.
     EventStatus,
+    /// `GET /api/v1/alerts`: alerts, newest first.
+    ListAlerts,
+    /// `GET /api/v1/alerts/{id}`: one alert.
+    GetAlert,
+    /// `POST /api/v1/alerts/{id}/ack`: acknowledge an alert.
+    AckAlert,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 28] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -200,6 +207,9 @@ impl Operation {
         Self::UpdateEvent,
         Self::DeleteEvent,
         Self::EventStatus,
+        Self::ListAlerts,
+        Self::GetAlert,
+        Self::AckAlert,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -225,13 +235,18 @@ impl Operation {
                 "/openadr3/3.1.0/events/{eventID}"
             }
             Self::EventStatus => "/api/v1/events/{id}/status",
+            Self::ListAlerts => "/api/v1/alerts",
+            Self::GetAlert => "/api/v1/alerts/{id}",
+            Self::AckAlert => "/api/v1/alerts/{id}/ack",
         }
     }
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Self::CreateToken | Self::CreateProgram | Self::CreateEvent => Method::POST,
+            Self::CreateToken | Self::CreateProgram | Self::CreateEvent | Self::AckAlert => {
+                Method::POST
+            }
             Self::RegisterVen | Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => {
                 Method::PUT
             }
@@ -256,7 +271,10 @@ impl Operation {
             | Self::GetProgram
             | Self::SearchEvents
             | Self::GetEvent
-            | Self::EventStatus => Some(Permission::ReadTelemetry),
+            | Self::EventStatus
+            | Self::ListAlerts
+            | Self::GetAlert => Some(Permission::ReadTelemetry),
+            Self::AckAlert => Some(Permission::AcknowledgeAlerts),
             Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
             Self::CreateProgram
             | Self::UpdateProgram
@@ -297,6 +315,9 @@ impl Operation {
             Self::UpdateEvent => "updateEvent",
             Self::DeleteEvent => "deleteEvent",
             Self::EventStatus => "getEventStatus",
+            Self::ListAlerts => "listAlerts",
+            Self::GetAlert => "getAlert",
+            Self::AckAlert => "acknowledgeAlert",
         }
     }
 
@@ -328,6 +349,9 @@ impl Operation {
             Self::UpdateEvent => on(filter, openadr::update_event::<S>),
             Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
             Self::EventStatus => on(filter, event_status::status::<S>),
+            Self::ListAlerts => on(filter, alerts::list::<S>),
+            Self::GetAlert => on(filter, alerts::one::<S>),
+            Self::AckAlert => on(filter, alerts::acknowledge::<S>),
         }
     }
 }

@@ -43,7 +43,8 @@ pub fn openapi_document() -> Value {
             { "name": "auth", "description": "API tokens." },
             { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." },
             { "name": "openadr", "description": "OpenADR 3.1 programs and events (dispatched to VENs)." },
-            { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." }
+            { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." },
+            { "name": "alerts", "description": "Alerts raised by the rules (offline VENs, meter anomalies, DR non-response), and their acknowledgement." }
         ],
         "paths": paths,
         "components": {
@@ -57,7 +58,10 @@ pub fn openapi_document() -> Value {
                 }
             },
             "responses": responses(),
-            "schemas": merged(schemas(), super::openapi_dr::schemas()),
+            "schemas": merged(
+                merged(schemas(), super::openapi_dr::schemas()),
+                super::alerts::schemas()
+            ),
         }
     })
 }
@@ -359,6 +363,9 @@ fn describe(operation: Operation) -> Value {
         | Operation::UpdateEvent
         | Operation::DeleteEvent
         | Operation::EventStatus => super::openapi_dr::describe(operation).unwrap_or_default(),
+        Operation::ListAlerts | Operation::GetAlert | Operation::AckAlert => {
+            super::alerts::describe(operation).unwrap_or_default()
+        }
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());

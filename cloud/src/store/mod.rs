@@ -52,6 +52,7 @@ use std::time::Duration;
 use gridlink_protocol::telemetry::MAX_METER_NAME_LEN;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
+pub mod alerts;
 mod cache;
 pub mod dr;
 mod group;
@@ -65,6 +66,7 @@ pub mod sqlite;
 #[path = "sqlite/dr.rs"]
 mod sqlite_dr;
 
+pub use alerts::AlertStore;
 pub use dr::DrStore;
 pub use postgres::{MetricsPartition, PgStore};
 pub use shadow::{ShadowStore, ShadowWrite};
@@ -412,7 +414,7 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: DrStore + ShadowStore + Send + Sync {
+pub trait Store: DrStore + ShadowStore + AlertStore + Send + Sync {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose
