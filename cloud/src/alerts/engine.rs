@@ -213,7 +213,9 @@ impl<S: Store> AlertEngine<S> {
         let mut evaluated: HashSet<(Rule, String)> = HashSet::new();
         let mut skip = 0;
         loop {
+            // Only events that ended within the lookback (or have no end).
             let filter = DrFilter {
+                active_at: Some(now_ms.saturating_sub(settings.dr_lookback_ms)),
                 skip,
                 limit: EVENT_PAGE,
                 ..DrFilter::default()
