@@ -560,6 +560,57 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
     out.into_iter().map(Option::unwrap).collect()
 }
 
+/// An engine that falls behind the feed counts what it skipped and goes on
+/// with the next items.
+async fn lagged_feed_is_counted_and_followed(app: &ApiApp) {
+    let metrics = Arc::new(Metrics::default());
+    let engine = AlertEngine::new(
+        Arc::clone(&app.store),
+        Arc::new(settings()),
+        Arc::clone(&metrics),
+    );
+    let feed = gridlink_cloud::feed::Feed::new();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(engine.run(feed.subscribe(), stopped));
+    // More than the feed holds, published without yielding to the engine.
+    for i in 0..(gridlink_cloud::feed::FEED_CAPACITY as i64 + 500) {
+        feed.status(&status("ven-9", true), T0 + i);
+    }
+    // Only on the feed (not in the store), so only the feed can open it.
+    feed.status(&status("ven-1", false), now());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_mins(1);
+    while alerts(app, Rule::VenOffline).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the engine stopped following the feed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        metrics
+            .alerts
+            .feed_lagged
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    assert!(metrics.render().contains("gridlink_alerts_opened_total 1"));
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_mins(1), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
 // -------------------------------------------------------------------- API
 
 async fn seed(app: &ApiApp) -> (i64, i64) {
@@ -780,4 +831,5 @@ on_both_backends!(
     api_lists_and_gets,
     api_acknowledges,
     api_is_described,
+    lagged_feed_is_counted_and_followed,
 );

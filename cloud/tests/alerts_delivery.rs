@@ -404,6 +404,109 @@ async fn sns_publishes_to_the_topic(app: &ApiApp) {
     );
 }
 
+/// Two stores on one database, as two `serve` processes have.
+struct TwoProcesses {
+    a: AnyStore,
+    b: AnyStore,
+    _dir: Option<tempfile::TempDir>,
+    _cluster: Option<gridlink_testkit::postgres::PostgresCluster>,
+}
+
+impl TwoProcesses {
+    async fn open(url: &str) -> (AnyStore, AnyStore) {
+        let a = AnyStore::connect(url).await.unwrap();
+        gridlink_cloud::store::Store::migrate(&a).await.unwrap();
+        let b = AnyStore::connect(url).await.unwrap();
+        (a, b)
+    }
+
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("two.db").display());
+        let (a, b) = Self::open(&url).await;
+        Self {
+            a,
+            b,
+            _dir: Some(dir),
+            _cluster: None,
+        }
+    }
+
+    async fn postgres() -> Self {
+        let cluster = gridlink_testkit::postgres::PostgresCluster::start().await;
+        let url = cluster.create_database("two_processes").await;
+        let (a, b) = Self::open(&url).await;
+        Self {
+            a,
+            b,
+            _dir: None,
+            _cluster: Some(cluster),
+        }
+    }
+}
+
+/// Two processes claiming the outbox at the same time get disjoint
+/// notifications, together all of them; a claim whose process died is
+/// claimed again once its lease expired.
+async fn two_processes_claim_disjoint_notifications(p: TwoProcesses) {
+    const N: usize = 40;
+    let now = now_ms();
+    for i in 0..N {
+        let c = offline(&format!("ven-{i}"));
+        let raised =
+            p.a.raise_alert(&c, now, 0, &[Channel::Webhook, Channel::Email])
+                .await
+                .unwrap();
+        assert!(matches!(raised, Raised::Opened(_)));
+    }
+    let mut claimed_a = Vec::new();
+    let mut claimed_b = Vec::new();
+    loop {
+        let (a, b) = tokio::join!(
+            p.a.claim_deliveries(now, 60_000, 7),
+            p.b.claim_deliveries(now, 60_000, 7)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        if a.is_empty() && b.is_empty() {
+            break;
+        }
+        claimed_a.extend(a.into_iter().map(|d| d.id));
+        claimed_b.extend(b.into_iter().map(|d| d.id));
+    }
+    let mut all: Vec<i64> = claimed_a.iter().chain(&claimed_b).copied().collect();
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(before, all.len(), "a notification was claimed twice");
+    assert_eq!(all.len(), 2 * N, "every notification once");
+
+    // Process a "dies" holding its claims: they come back after the lease.
+    let first = claimed_a.first().copied().unwrap_or(claimed_b[0]);
+    assert!(
+        p.b.claim_deliveries(now + 59_000, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again =
+        p.b.claim_deliveries(now + 60_000, 60_000, 100)
+            .await
+            .unwrap();
+    assert_eq!(again.len(), 2 * N);
+    let d = again.iter().find(|d| d.id == first).unwrap();
+    assert_eq!(d.attempts, 2, "the lost attempt counts");
+}
+
+#[tokio::test]
+async fn sqlite_two_processes_claim_disjoint_notifications() {
+    two_processes_claim_disjoint_notifications(TwoProcesses::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_two_processes_claim_disjoint_notifications() {
+    two_processes_claim_disjoint_notifications(TwoProcesses::postgres().await).await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
