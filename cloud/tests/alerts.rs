@@ -233,6 +233,25 @@ async fn offline_by_silence(app: &ApiApp) {
     assert_eq!(resolved[0].resolved_ms, Some(T0 + 40 * S));
 }
 
+/// Without `offline_after`, the silence limit is `offline_intervals` times
+/// the interval seen between the VEN's batches (here 3 × 40 s).
+async fn offline_after_inferred_intervals(app: &ApiApp) {
+    let mut s = settings();
+    s.offline_after_ms = None;
+    s.offline_intervals = 3;
+    let mut engine = engine(app, s);
+    for (seq, at) in [(1, T0), (2, T0 + 40 * S), (3, T0 + 80 * S)] {
+        let power = series("grid", Quantity::ActivePower, &[(at - S, 500)]);
+        telemetry(app, &mut engine, seq, at, vec![power]).await;
+    }
+    engine.scan(T0 + 80 * S + 120 * S).await.unwrap();
+    assert!(alerts(app, Rule::VenOffline).await.is_empty());
+    engine.scan(T0 + 80 * S + 121 * S).await.unwrap();
+    let open = alerts(app, Rule::VenOffline).await;
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].details["limit_ms"], 120 * S);
+}
+
 /// Counter backwards, negative import, spike and gap, each from stored
 /// data, each resolved by clean readings; a repeated feed item opens
 /// nothing twice.
@@ -793,6 +812,22 @@ async fn api_is_described(app: &ApiApp) {
         doc["paths"]["/api/v1/alerts/{id}/ack"]["post"]["operationId"],
         "acknowledgeAlert"
     );
+    let (_, listed) = app
+        .request(Method::GET, "/api/v1/alerts", app.token(Role::Viewer), None)
+        .await;
+    seed(app).await;
+    let (_, listed_after) = app
+        .request(Method::GET, "/api/v1/alerts", app.token(Role::Viewer), None)
+        .await;
+    assert_eq!(listed["alerts"], json!([]));
+    let keys = |v: &Value| -> std::collections::BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(
+        keys(&listed_after["alerts"][0]),
+        keys(&doc["components"]["schemas"]["Alert"]["properties"]),
+        "the schema names exactly the fields of an alert"
+    );
     let rules = doc["components"]["schemas"]["Alert"]["properties"]["rule"]["enum"]
         .as_array()
         .unwrap()
@@ -825,6 +860,7 @@ on_both_backends!(
     offline_by_last_will_with_hold_down,
     short_outage_opens_nothing,
     offline_by_silence,
+    offline_after_inferred_intervals,
     meter_anomalies,
     dr_non_response,
     one_open_alert_per_rule_and_subject,

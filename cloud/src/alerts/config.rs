@@ -179,8 +179,8 @@ impl HoldDownConfig {
 }
 
 /// `[alerts.webhook]`: a JSON POST per notification, signed with
-/// HMAC-SHA256.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+/// HMAC-SHA256. `Debug` does not show the secret.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// `http://` or `https://` URL; unset: no webhook.
@@ -199,6 +199,16 @@ pub struct WebhookConfig {
     /// Env `GRIDLINK_ALERTS_WEBHOOK_TIMEOUT_S`.
     #[serde(default = "default_timeout_s", deserialize_with = "secs::<1, 300, _>")]
     pub timeout_s: u32,
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("timeout_s", &self.timeout_s)
+            .finish()
+    }
 }
 
 impl Default for WebhookConfig {
@@ -870,6 +880,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.webhook.secret.as_deref(), Some("from-env"));
+        assert!(
+            !format!("{c:?}").contains("from-env"),
+            "secrets are not in Debug"
+        );
+        assert!(!format!("{:?}", c.settings()).contains("from-env"));
         assert_eq!(c.email.to, vec!["a@x.org", "b@y.org"]);
         assert_eq!(c.settings().hold(Rule::VenOffline).open_after_ms, 7000);
         let err = c

@@ -103,7 +103,19 @@ impl<S: Store> AlertEngine<S> {
     async fn telemetry(&mut self, batch: &IngestBatch, now_ms: i64) -> Result<(), StoreError> {
         let ven = &batch.ven_id;
         let interval = match self.reporting.get(ven) {
-            Some(&(last, _)) if batch.received_ms > last => Some(batch.received_ms - last),
+            // A gap the VEN would have been offline for is an outage, not
+            // its reporting interval.
+            Some(&(last, interval))
+                if batch.received_ms > last
+                    && batch.received_ms - last
+                        <= rules::silence_limit_ms(
+                            self.settings.offline_after_ms,
+                            self.settings.offline_intervals,
+                            interval,
+                        ) =>
+            {
+                Some(batch.received_ms - last)
+            }
             Some(&(_, interval)) => interval,
             None => None,
         };

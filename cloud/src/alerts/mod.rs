@@ -63,8 +63,8 @@ pub struct HoldDown {
     pub resolve_after_ms: i64,
 }
 
-/// Where webhooks go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where webhooks go (`Debug` does not show the secret).
+#[derive(Clone, PartialEq, Eq)]
 pub struct WebhookSettings {
     /// The URL the notifications are sent to by POST.
     pub url: String,
@@ -72,6 +72,16 @@ pub struct WebhookSettings {
     pub secret: String,
     /// Longest one POST may take.
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// Where e-mail goes.
