@@ -379,6 +379,40 @@ async fn meter_anomalies(app: &ApiApp) {
     assert_eq!(energy_gap[0].subject, "ven-1/grid/energy_import/total");
 }
 
+/// Two processes splitting one VEN's batches: each compares with what is
+/// stored, so neither sees a false gap or spike across the other's batches,
+/// and a counter going backwards across them is found.
+async fn split_batches_compare_with_the_store(app: &ApiApp) {
+    let mut a = engine(app, engine_settings_anomalies());
+    let mut b = engine(app, engine_settings_anomalies());
+    let t = |i: i64| T0 + i * S;
+    let power = |from: i64| {
+        let points: Vec<(i64, i64)> = (from..from + 5).map(|i| (t(i), 1000)).collect();
+        series("grid", Quantity::ActivePower, &points)
+    };
+    let energy = |from: i64, base: i64| {
+        let points: Vec<(i64, i64)> = (from..from + 5).map(|i| (t(i), base + i)).collect();
+        series("grid", Quantity::EnergyImport, &points)
+    };
+    telemetry(app, &mut a, 1, t(5), vec![power(0), energy(0, 100)]).await;
+    telemetry(app, &mut b, 2, t(10), vec![power(5), energy(5, 100)]).await;
+    telemetry(app, &mut a, 3, t(15), vec![power(10), energy(10, 100)]).await;
+    let all = app
+        .store
+        .alerts(&AlertFilter {
+            limit: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(all.is_empty(), "{all:?}");
+    // b's next batch goes backwards against a's last one (114).
+    telemetry(app, &mut b, 4, t(20), vec![energy(15, 50)]).await;
+    let backwards = alerts(app, Rule::EnergyCounterBackwards).await;
+    assert_eq!(backwards.len(), 1);
+    assert_eq!(backwards[0].details["previous_value"], 114.0);
+}
+
 fn engine_settings_anomalies() -> AlertSettings {
     let mut s = settings();
     s.import_only_meters = vec!["grid".into()];
@@ -862,6 +896,7 @@ on_both_backends!(
     offline_by_silence,
     offline_after_inferred_intervals,
     meter_anomalies,
+    split_batches_compare_with_the_store,
     dr_non_response,
     one_open_alert_per_rule_and_subject,
     api_lists_and_gets,

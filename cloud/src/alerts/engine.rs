@@ -9,9 +9,12 @@
 //!
 //! * Telemetry: each new reading of an `energy_import` / `energy_export`
 //!   or `active_power` series is compared with the readings stored before
-//!   it (read from the store, since several processes split the messages),
-//!   after dropping readings not newer than the newest this process saw of
-//!   that series (the feed may repeat items).
+//!   it, after dropping readings not newer than the newest this process saw
+//!   of that series (the feed may repeat items). Those are read from the
+//!   store (several processes split the messages), unless the two newest
+//!   readings this process saw of the series are consecutive with the new
+//!   one (it follows the newer within their interval), which is what a
+//!   single process sees.
 //! * Statuses: an offline status (last will) raises `ven_offline` at once
 //!   (subject to its hold-down); an online one clears it.
 //! * Scan: offline by silence or stored last will over `store.vens()`, DR
@@ -44,7 +47,7 @@ pub struct AlertEngine<S> {
     settings: Arc<AlertSettings>,
     metrics: Arc<Metrics>,
     /// Newest reading time this process saw per series (repeats are dropped).
-    seen: HashMap<SeriesKey, i64>,
+    seen: HashMap<SeriesKey, [(i64, f64); 2]>,
     /// Per VEN: when its last batch was received, and the interval before it.
     reporting: HashMap<VenId, (i64, Option<i64>)>,
     /// Open alerts and pending conditions (refreshed by every scan).
@@ -138,7 +141,8 @@ impl<S: Store> AlertEngine<S> {
                 series.quantity,
                 series.phase,
             );
-            let newest_seen = self.seen.get(&key).copied().unwrap_or(i64::MIN);
+            let cached = self.seen.get(&key).copied();
+            let newest_seen = cached.map_or(i64::MIN, |[(ts, _), _]| ts);
             let mut new: Vec<(i64, f64)> = series
                 .points
                 .iter()
@@ -149,17 +153,7 @@ impl<S: Store> AlertEngine<S> {
             let Some(&(first_ts, _)) = new.first() else {
                 continue;
             };
-            let before = self
-                .store
-                .readings_before(
-                    ven,
-                    &series.meter,
-                    series.quantity,
-                    series.phase,
-                    first_ts,
-                    2,
-                )
-                .await?;
+            let before = self.previous(&key, cached, first_ts).await?;
             let series_rules = SeriesRules {
                 kind,
                 import_only: self.settings.is_import_only(ven.as_str(), &series.meter),
@@ -186,11 +180,36 @@ impl<S: Store> AlertEngine<S> {
                     None => self.clear_if_active(rule, &subject, now_ms).await?,
                 }
             }
-            if let Some(&(last_ts, _)) = new.last() {
-                self.seen.insert(key, last_ts);
+            let mut newest = before.iter().rev().chain(&new).rev();
+            if let (Some(&last), previous) = (newest.next(), newest.next()) {
+                // With one reading only, (MIN, 0) never passes the cache test.
+                let previous = previous.copied().unwrap_or((i64::MIN, 0.0));
+                self.seen.insert(key, [last, previous]);
             }
         }
         Ok(())
+    }
+
+    /// The two readings before `first_ts` of a series, newest first: the
+    /// two newest this process saw when the new reading follows them within
+    /// their interval (nothing fits between), else the store's.
+    async fn previous(
+        &self,
+        key: &SeriesKey,
+        cached: Option<[(i64, f64); 2]>,
+        first_ts: i64,
+    ) -> Result<Vec<(i64, f64)>, StoreError> {
+        match cached {
+            Some([(t1, v1), (t0, v0)]) if t0 > i64::MIN && t1 > t0 && first_ts - t1 <= t1 - t0 => {
+                Ok(vec![(t1, v1), (t0, v0)])
+            }
+            _ => {
+                let (ven, meter, quantity, phase) = key;
+                self.store
+                    .readings_before(ven, meter, *quantity, *phase, first_ts, 2)
+                    .await
+            }
+        }
     }
 
     /// The periodic evaluation at `now_ms`: refreshes the active keys,
