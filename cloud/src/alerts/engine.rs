@@ -129,6 +129,8 @@ impl<S: Store> AlertEngine<S> {
         self.reporting.insert(ven.clone(), (last, interval));
         self.clear_if_active(Rule::VenOffline, ven.as_str(), now_ms)
             .await?;
+        // The new readings of every series a rule reads.
+        let mut checks = Vec::new();
         for series in &batch.series {
             let kind = match series.quantity {
                 Quantity::EnergyImport | Quantity::EnergyExport => SeriesKind::EnergyCounter,
@@ -150,10 +152,19 @@ impl<S: Store> AlertEngine<S> {
                 .map(|&p| (p.ts_ms, series.value(p)))
                 .collect();
             new.sort_by_key(|&(ts, _)| ts);
-            let Some(&(first_ts, _)) = new.first() else {
-                continue;
-            };
-            let before = self.previous(&key, cached, first_ts).await?;
+            if !new.is_empty() {
+                checks.push((series, kind, key, cached, new));
+            }
+        }
+        // Their previous readings, read from the store concurrently.
+        let previous = join_all(
+            checks
+                .iter()
+                .map(|(_, _, key, cached, new)| self.previous(key, *cached, new[0].0)),
+        )
+        .await;
+        for ((series, kind, key, _, new), before) in checks.into_iter().zip(previous) {
+            let before = before?;
             let series_rules = SeriesRules {
                 kind,
                 import_only: self.settings.is_import_only(ven.as_str(), &series.meter),
@@ -446,6 +457,30 @@ impl<S: Store> AlertEngine<S> {
             }
         }
     }
+}
+
+/// Runs `futures` concurrently on this task; their outputs in order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 fn condition(
