@@ -584,6 +584,13 @@ async fn one_open_alert_per_rule_and_subject(app: &ApiApp) {
         .unwrap();
     assert!(matches!(again, Raised::Opened(_)), "{again:?}");
     assert_eq!(alerts(app, Rule::ProjectMilestone).await.len(), 2);
+    // A subject too long is refused and stores nothing.
+    let long = Condition::new(Rule::ProjectMilestone, "x".repeat(513), Severity::Info, "m");
+    assert!(matches!(
+        app.store.raise_alert(&long, T0, 0, &[]).await,
+        Err(gridlink_cloud::store::StoreError::Invalid(_))
+    ));
+    assert_eq!(alerts(app, Rule::ProjectMilestone).await.len(), 2);
 }
 
 /// Runs futures concurrently on this task.
