@@ -347,6 +347,7 @@ async fn sns_publishes_to_the_topic(app: &ApiApp) {
     let config = aws_sdk_sns::Config::builder()
         .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
         .endpoint_url(moto.url())
+        .http_client(gridlink_cloud::alerts::delivery::sns::http_client())
         .region(aws_sdk_sns::config::Region::new("eu-west-1"))
         .credentials_provider(aws_sdk_sns::config::Credentials::new(
             "testing", "testing", None, None, "test",

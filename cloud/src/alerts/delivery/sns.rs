@@ -19,11 +19,22 @@ pub fn arn_region(arn: &str) -> Option<&str> {
     arn.split(':').nth(3).filter(|r| !r.is_empty())
 }
 
+/// The HTTP client of the AWS SDK: rustls with ring (the SDK's default
+/// would bring aws-lc, which does not cross-compile as easily).
+pub fn http_client() -> aws_sdk_sns::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 impl SnsSender {
     /// A sender from the usual AWS configuration, against
     /// `settings.endpoint_url` if set.
     pub async fn connect(settings: &SnsSettings) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client());
         if let Some(url) = &settings.endpoint_url {
             loader = loader.endpoint_url(url);
         }
