@@ -768,6 +768,7 @@ async fn api_lists_and_gets(app: &ApiApp) {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["status"], 404);
+    assert_eq!(body["detail"], "no alert \"999999\" exists");
     for (uri, field) in [
         ("/api/v1/alerts?state=bogus", "state"),
         ("/api/v1/alerts?limit=0", "limit"),
