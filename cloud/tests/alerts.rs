@@ -138,6 +138,77 @@ async fn alerts(app: &ApiApp, rule: Rule) -> Vec<gridlink_cloud::alerts::Alert> 
 
 // ------------------------------------------------------------------ rules
 
+/// `project_milestone`: a project's generation crossing a milestone opens
+/// one info alert naming the project; the next scans keep that one alert;
+/// a milestone not reached opens nothing.
+async fn project_milestone_reached_opens_one_alert(app: &ApiApp) {
+    use gridlink_cloud::projects::{MilestoneQuantity, ProjectKind, ProjectStatus};
+    use gridlink_cloud::store::ProjectStore as _;
+    use gridlink_cloud::store::projects::{MilestoneWrite, ProjectWrite};
+
+    let mut engine = engine(app, settings());
+    // 1,500 kWh exported over two hours (counter in Wh).
+    telemetry(
+        app,
+        &mut engine,
+        1,
+        T0 + 2 * 3_600 * S,
+        vec![series(
+            "grid",
+            Quantity::EnergyExport,
+            &[
+                (T0, 0),
+                (T0 + 3_600 * S, 600_000),
+                (T0 + 2 * 3_600 * S, 1_500_000),
+            ],
+        )],
+    )
+    .await;
+    let project = app
+        .store
+        .create_project(
+            &ProjectWrite {
+                name: "Solar park".into(),
+                kind: ProjectKind::Renewable,
+                status: ProjectStatus::Operational,
+                capacity_kw: 900.0,
+                latitude: 52.0,
+                longitude: 5.0,
+                address: None,
+                currency: "EUR".into(),
+                ven_ids: vec![ven("ven-1")],
+                milestones: vec![
+                    MilestoneWrite {
+                        name: "First MWh".into(),
+                        quantity: MilestoneQuantity::Generated,
+                        threshold_kwh: 1_000.0,
+                    },
+                    MilestoneWrite {
+                        name: "Ten MWh".into(),
+                        quantity: MilestoneQuantity::Generated,
+                        threshold_kwh: 10_000.0,
+                    },
+                ],
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let now = T0 + 2 * 3_600 * S + S;
+    engine.scan(now).await.unwrap();
+    engine.scan(now + 60 * S).await.unwrap();
+    let found = alerts(app, Rule::ProjectMilestone).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    let alert = &found[0];
+    assert_eq!(alert.state, AlertState::Open);
+    assert_eq!(alert.severity, Severity::Info);
+    assert_eq!(alert.project_id, Some(project.id));
+    assert_eq!(alert.subject, format!("project-{}/First MWh", project.id));
+    assert_eq!(alert.details["milestone"], "First MWh");
+    assert_eq!(alert.details["quantity"], "generated");
+    assert!(alert.message.contains("Solar park"), "{}", alert.message);
+}
+
 /// A last will opens `ven_offline` only after its hold-down; a VEN back
 /// online resolves it only after the condition stayed clear for
 /// `resolve_after`, and going offline again meanwhile keeps the same alert
@@ -899,6 +970,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    project_milestone_reached_opens_one_alert,
     offline_by_last_will_with_hold_down,
     short_outage_opens_nothing,
     offline_by_silence,

@@ -247,7 +247,51 @@ impl<S: Store> AlertEngine<S> {
                 }
             }
         }
-        self.scan_events(now_ms).await
+        self.scan_events(now_ms).await?;
+        self.scan_milestones(now_ms).await
+    }
+
+    /// `project_milestone`: records newly reached milestones
+    /// ([`crate::projects::refresh_all_milestones`]) and raises one alert
+    /// (info) per reached milestone. Raising is idempotent, so a milestone
+    /// recorded elsewhere (a `GET` of its project refreshes too) still gets
+    /// its alert. A reached milestone stays reached: its alert does not
+    /// resolve by itself (acknowledge it).
+    async fn scan_milestones(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        crate::projects::refresh_all_milestones(&*self.store).await?;
+        for project in self.store.projects().await? {
+            for milestone in &project.milestones {
+                let Some(reached_ms) = milestone.reached_ms else {
+                    continue;
+                };
+                let mut subject = format!("project-{}/{}", project.id, milestone.name);
+                let mut cut = subject.len().min(crate::store::alerts::MAX_SUBJECT_LEN);
+                while !subject.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                subject.truncate(cut);
+                let quantity = milestone.quantity.as_str();
+                let mut condition = Condition::new(
+                    Rule::ProjectMilestone,
+                    subject,
+                    severity(Rule::ProjectMilestone),
+                    format!(
+                        "project {:?} reached its milestone {:?}: {} kWh {quantity}",
+                        project.name, milestone.name, milestone.threshold_kwh
+                    ),
+                );
+                condition.project_id = Some(project.id);
+                condition.details = serde_json::json!({
+                    "project_name": project.name,
+                    "milestone": milestone.name,
+                    "quantity": quantity,
+                    "threshold_kwh": milestone.threshold_kwh,
+                    "reached_ms": reached_ms,
+                });
+                self.raise(&condition, now_ms).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn scan_events(&mut self, now_ms: i64) -> Result<(), StoreError> {
