@@ -22,9 +22,13 @@ mod error;
 mod event_status;
 mod groups;
 mod health;
+mod live;
+mod me;
 mod openadr;
 mod openapi;
+mod openapi_dashboard;
 mod openapi_dr;
+mod overview;
 mod params;
 mod registration;
 mod request_metrics;
@@ -42,6 +46,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
 pub use event_status::BASELINE_WINDOW_MS;
+pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
@@ -170,11 +175,17 @@ pub enum Operation {
     DeleteEvent,
     /// `GET /api/v1/events/{id}/status`: acknowledgements and measured response.
     EventStatus,
+    /// `GET /api/v1/live`: committed readings and statuses as server-sent events.
+    Live,
+    /// `GET /api/v1/overview`: every VEN's state and power, and network totals.
+    Overview,
+    /// `GET /api/v1/me`: the caller's token name, role and permissions.
+    Me,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 25] = [
+    pub const ALL: [Self; 28] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -200,6 +211,9 @@ impl Operation {
         Self::UpdateEvent,
         Self::DeleteEvent,
         Self::EventStatus,
+        Self::Live,
+        Self::Overview,
+        Self::Me,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -225,6 +239,9 @@ impl Operation {
                 "/openadr3/3.1.0/events/{eventID}"
             }
             Self::EventStatus => "/api/v1/events/{id}/status",
+            Self::Live => "/api/v1/live",
+            Self::Overview => "/api/v1/overview",
+            Self::Me => "/api/v1/me",
         }
     }
 
@@ -244,7 +261,8 @@ impl Operation {
     /// What the caller's token must allow; `None` for public routes.
     pub const fn permission(self) -> Option<Permission> {
         match self {
-            Self::Health | Self::Metrics | Self::OpenApi => None,
+            // `Me` authenticates in its handler: any valid token may ask.
+            Self::Health | Self::Metrics | Self::OpenApi | Self::Me => None,
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -256,7 +274,9 @@ impl Operation {
             | Self::GetProgram
             | Self::SearchEvents
             | Self::GetEvent
-            | Self::EventStatus => Some(Permission::ReadTelemetry),
+            | Self::EventStatus
+            | Self::Live
+            | Self::Overview => Some(Permission::ReadTelemetry),
             Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
             Self::CreateProgram
             | Self::UpdateProgram
@@ -297,7 +317,16 @@ impl Operation {
             Self::UpdateEvent => "updateEvent",
             Self::DeleteEvent => "deleteEvent",
             Self::EventStatus => "getEventStatus",
+            Self::Live => "getLiveStream",
+            Self::Overview => "getOverview",
+            Self::Me => "getMe",
         }
+    }
+
+    /// Whether the route needs a bearer token: those with a permission,
+    /// and `Me` (any valid token).
+    pub const fn authenticated(self) -> bool {
+        self.permission().is_some() || matches!(self, Self::Me)
     }
 
     fn handler<S: Store + 'static>(self) -> MethodRouter<AppState<S>> {
@@ -328,6 +357,9 @@ impl Operation {
             Self::UpdateEvent => on(filter, openadr::update_event::<S>),
             Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
             Self::EventStatus => on(filter, event_status::status::<S>),
+            Self::Live => on(filter, live::live::<S>),
+            Self::Overview => on(filter, overview::overview::<S>),
+            Self::Me => on(filter, me::me::<S>),
         }
     }
 }
@@ -349,6 +381,7 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
         router = router.route(operation.path(), route);
     }
     router
+        .merge(crate::dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

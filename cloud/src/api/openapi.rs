@@ -57,7 +57,10 @@ pub fn openapi_document() -> Value {
                 }
             },
             "responses": responses(),
-            "schemas": merged(schemas(), super::openapi_dr::schemas()),
+            "schemas": merged(
+                merged(schemas(), super::openapi_dr::schemas()),
+                super::openapi_dashboard::schemas()
+            ),
         }
     })
 }
@@ -359,12 +362,15 @@ fn describe(operation: Operation) -> Value {
         | Operation::UpdateEvent
         | Operation::DeleteEvent
         | Operation::EventStatus => super::openapi_dr::describe(operation).unwrap_or_default(),
+        Operation::Live | Operation::Overview | Operation::Me => {
+            super::openapi_dashboard::describe(operation).unwrap_or_default()
+        }
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());
         let responses = doc.entry("responses").or_insert_with(|| json!({}));
         if let Value::Object(responses) = responses {
-            if operation.permission().is_some() {
+            if operation.authenticated() {
                 responses.insert(
                     "401".into(),
                     json!({ "$ref": "#/components/responses/Unauthorized" }),
@@ -383,7 +389,7 @@ fn describe(operation: Operation) -> Value {
                 json!({ "$ref": "#/components/responses/Internal" }),
             );
         }
-        let security = if operation.permission().is_some() {
+        let security = if operation.authenticated() {
             json!([{ "bearer": [] }])
         } else {
             json!([])
@@ -688,7 +694,7 @@ mod tests {
             let secured = described["security"]
                 .as_array()
                 .is_some_and(|s| !s.is_empty());
-            assert_eq!(secured, op.permission().is_some(), "{op:?}");
+            assert_eq!(secured, op.authenticated(), "{op:?}");
             assert!(described["responses"]["500"].is_object());
             let path_params: Vec<&str> = described["parameters"]
                 .as_array()

@@ -56,6 +56,7 @@ mod cache;
 pub mod dr;
 mod group;
 mod network;
+mod overview;
 pub mod postgres;
 #[path = "postgres/dr.rs"]
 mod postgres_dr;
@@ -66,6 +67,7 @@ pub mod sqlite;
 mod sqlite_dr;
 
 pub use dr::DrStore;
+pub use overview::{OverviewStore, SitePower};
 pub use postgres::{MetricsPartition, PgStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
@@ -412,7 +414,7 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: DrStore + ShadowStore + Send + Sync {
+pub trait Store: DrStore + ShadowStore + OverviewStore + Send + Sync {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose

@@ -1,0 +1,3 @@
+//! Dashboard request timings (being written).
+
+fn main() {}
