@@ -6,7 +6,7 @@ import { formatNumber, seriesChart, timeline } from './chart.js';
 
 const QUANTITIES = ['active_power', 'reactive_power', 'apparent_power', 'voltage', 'current',
   'frequency', 'power_factor', 'energy_import', 'energy_export'];
-const PHASES = ['total', 'l1', 'l2', 'l3', 'n', 'l1_l2', 'l2_l3', 'l3_l1'];
+const PHASES = ['total', 'L1', 'L2', 'L3', 'N', 'L1L2', 'L2L3', 'L3L1'];
 const PAYLOAD_TYPES = ['SIMPLE', 'IMPORT_CAPACITY_LIMIT', 'EXPORT_CAPACITY_LIMIT', 'DISPATCH_SETPOINT', 'PRICE'];
 const HOUR = 3600000;
 const DAY = 24 * HOUR;
@@ -240,7 +240,8 @@ async function sitePage(main, venId) {
   const meterInput = h('input', { type: 'text', value: meter ?? '', list: 'meters', required: true, autocomplete: 'off' });
   const meters = h('datalist', { id: 'meters' }, meter ? h('option', { value: meter }) : null);
   const quantity = select(QUANTITIES.map((q) => [q, q.replace('_', ' ')]), 'active_power');
-  const phase = select(PHASES.map((p) => [p, p.toUpperCase().replace('_', '-')]), 'total');
+  const historyFields = { meter: 'hist-meter', from: 'hist-from', to: 'hist-to', step: 'hist-range', quantity: 'hist-quantity', phase: 'hist-phase' };
+  const phase = select(PHASES.map((p) => [p, p === 'total' ? 'Total' : p.replace(/^(L\d)(L\d)$/, '$1–$2')]), 'total');
   const customFields = h('div', { class: 'row', hidden: true }, field('hist-from', 'From', from), field('hist-to', 'To', to));
   const histChart = h('div', { id: 'history-chart' });
   const histInfo = h('p', { class: 'muted', id: 'history-info', 'aria-live': 'polite' });
@@ -318,7 +319,7 @@ async function sitePage(main, venId) {
     }
   });
   const drawHistory = async () => {
-    for (const id of ['hist-meter', 'hist-from', 'hist-to']) {
+    for (const id of Object.values(historyFields)) {
       document.getElementById(`${id}-error`).textContent = '';
       document.getElementById(id).removeAttribute('aria-invalid');
     }
@@ -342,10 +343,10 @@ async function sitePage(main, venId) {
       const data = await api(`/api/v1/series${query({ ven: venId, meter: meterInput.value, quantity: quantity.value, phase: phase.value, from: fromMs, to: toMs, step: stepFor(toMs - fromMs) })}`, { signal: page.signal });
       histChart.replaceChildren(seriesChart(data.points, { fromMs: data.from_ms, toMs: data.to_ms, unit: data.unit,
         label: `${data.quantity} ${data.phase} of ${data.meter}, ${RANGES[range.value].label.toLowerCase()}` }));
-      histInfo.textContent = `${data.points.length} points at ${data.step} from ${data.resolution === 'raw' ? 'raw readings' : `${data.resolution} rollups`}${data.truncated ? ' (truncated)' : ''}.`;
+      histInfo.textContent = `${data.points.length} points of ${data.meter} ${data.quantity} ${data.phase} at ${data.step} from ${data.resolution === 'raw' ? 'raw readings' : `${data.resolution} rollups`}${data.truncated ? ' (truncated)' : ''}.`;
     } catch (error) {
       const fields = error instanceof ApiError ? error.fields() : new Map();
-      const map = { meter: 'hist-meter', from: 'hist-from', to: 'hist-to', step: 'hist-range' };
+      const map = historyFields;
       let shown = false;
       for (const [name, reason] of fields) {
         const id = map[name];
@@ -459,7 +460,12 @@ function createEventForm(programs, onCreated) {
     let programId = program.value;
     if (!programId) {
       try {
-        programId = (await api('/openadr3/3.1.0/programs', { method: 'POST', body: { programName: programName.value } })).id;
+        const made = await api('/openadr3/3.1.0/programs', { method: 'POST', body: { programName: programName.value } });
+        programId = made.id;
+        // Keep it selected, so a retry after a refused event reuses it.
+        program.prepend(h('option', { value: made.id }, made.programName));
+        program.value = made.id;
+        newProgram.hidden = true;
       } catch (error) { showErrors(error, 'ev-program-name'); return; }
     }
     const m = Number(minutes.value);

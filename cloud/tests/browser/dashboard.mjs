@@ -1,0 +1,185 @@
+// Drives the gridlink dashboard in headless Chromium (run by
+// cloud/tests/dashboard.rs, which starts the cloud, the broker and a VEN).
+//
+// Env: DASHBOARD_URL, VIEWER_TOKEN, OPERATOR_TOKEN, TRIGGER_URL (GET
+// /publish?value=W makes the VEN publish a reading), VEN_ID, SCREENSHOTS
+// (a directory), EXPECT_ALERT (set: an alert must be listed).
+//
+// Every wait is for the DOM, with generous time-outs (hang guards only);
+// the live update's delay is measured and printed, not asserted.
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env('DASHBOARD_URL');
+const viewerToken = env('VIEWER_TOKEN');
+const operatorToken = env('OPERATOR_TOKEN');
+const trigger = env('TRIGGER_URL');
+const venId = env('VEN_ID');
+const shots = env('SCREENSHOTS');
+const TIMEOUT = 30000;
+
+const profile = mkdtempSync(join(tmpdir(), 'gridlink-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  viewport: { width: 1280, height: 900 },
+});
+context.setDefaultTimeout(TIMEOUT);
+
+const problems = [];
+function watch(page, who) {
+  page.on('pageerror', (error) => problems.push(`${who}: page error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() === 'error') {
+      const text = message.text();
+      // Expected answers the page handles: the 401 of the unknown token,
+      // the 400 of the invalid event, 404s of routes this server lacks.
+      if (/status of (400|401|404)/.test(text)) return;
+      problems.push(`${who}: console error: ${text}`);
+    }
+  });
+}
+
+function step(text) {
+  console.log(`[${new Date().toISOString()}] ${text}`);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+  step(`screenshot ${name}.png`);
+}
+
+async function signIn(page, token) {
+  await page.goto(`${base}/`);
+  await page.getByLabel('API token').fill(token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.locator('#nav').waitFor({ state: 'visible' });
+}
+
+let failed = false;
+try {
+  // --- viewer, on a phone-sized screen ---
+  const viewer = await context.newPage();
+  watch(viewer, 'viewer');
+  await viewer.setViewportSize({ width: 390, height: 844 });
+  await viewer.goto(`${base}/`);
+  if (!viewer.url().endsWith('/dashboard/')) throw new Error(`/ did not redirect: ${viewer.url()}`);
+  step('sign-in page shown');
+  await shot(viewer, 'sign-in');
+  await viewer.getByLabel('API token').fill(`glk_${'0'.repeat(64)}`);
+  await viewer.getByRole('button', { name: 'Sign in' }).click();
+  await viewer.locator('#sign-in-error', { hasText: 'not valid' }).waitFor();
+  step('an unknown token is refused');
+
+  await viewer.getByLabel('API token').fill(viewerToken);
+  await viewer.keyboard.press('Enter');
+  const row = viewer.locator(`tr[data-ven="${venId}"]`);
+  await row.waitFor();
+  await row.locator('.badge.online').waitFor();
+  await viewer.locator('#total-import', { hasNotText: '–' }).waitFor();
+  step(`overview lists ${venId}: ${(await row.innerText()).replace(/\s+/g, ' ')}`);
+  await shot(viewer, 'overview');
+
+  // --- the site page: live value changes after a new reading ---
+  await row.getByRole('link', { name: venId }).click();
+  await viewer.locator('#live-state', { hasText: 'live' }).waitFor();
+  await viewer.locator('#history-info', { hasText: 'points' }).waitFor();
+  step(`history: ${await viewer.locator('#history-info').innerText()}`);
+  await viewer.locator('#loads tr', { hasText: 'heat-pump' }).waitFor();
+  const before = await viewer.locator('#live-value').innerText();
+  const value = 4000 + Math.floor(Math.random() * 900);
+  const response = await fetch(`${trigger}/publish?value=${value}`);
+  if (!response.ok) throw new Error(`trigger: ${response.status}`);
+  const published = Date.now();
+  await viewer.locator('#live-value', { hasText: `${value} W` }).waitFor();
+  step(`live value ${before} -> ${value} W, ${Date.now() - published} ms after the publish was handed to the VEN's MQTT client`);
+  // The per-phase history selection works too.
+  await viewer.getByLabel('Phase').selectOption('L1');
+  await viewer.getByLabel('Range').selectOption('2h');
+  await viewer.getByRole('button', { name: 'Show' }).click();
+  await viewer.locator('#history-info', { hasText: 'active_power L1' }).waitFor();
+  step(`history: ${await viewer.locator('#history-info').innerText()}`);
+  await shot(viewer, 'site');
+
+  // --- events: a viewer cannot create ---
+  await viewer.goto(`${base}/dashboard/#/events`);
+  await viewer.getByRole('heading', { name: 'Events', exact: true }).waitFor();
+  await viewer.locator('#event-list table').waitFor();
+  if (await viewer.locator('#create-event').count() !== 0) throw new Error('a viewer sees "create event"');
+  step('a viewer has no "create event"');
+
+  // --- operator: create an event, invalid first ---
+  const operator = await context.newPage();
+  watch(operator, 'operator');
+  await signIn(operator, operatorToken);
+  await operator.goto(`${base}/dashboard/#/events`);
+  const form = operator.locator('#create-event');
+  await form.waitFor();
+  const programField = operator.getByLabel('New program name');
+  if (await programField.isVisible()) await programField.fill(`browser test ${Date.now()}`);
+  await operator.getByLabel('Event name').fill('browser peak');
+  await operator.getByLabel('Targets').fill('no-such-ven');
+  await operator.getByRole('button', { name: 'Create and dispatch' }).click();
+  const targetsError = operator.locator('#ev-targets-error');
+  await operator.locator('#ev-targets[aria-invalid="true"]').waitFor();
+  step(`invalid event refused, shown at Targets: "${await targetsError.innerText()}"`);
+  await shot(operator, 'events-invalid');
+  // The program now exists (made before the refused event): pick it.
+  await operator.getByLabel('Targets').fill(venId);
+  await operator.getByRole('button', { name: 'Create and dispatch' }).click();
+  await operator.locator('#event-vens table').waitFor();
+  if (!/#\/event\//.test(operator.url())) throw new Error(`not on the event page: ${operator.url()}`);
+  const ackState = operator.locator(`tr[data-ven="${venId}"] .ven-ack-state`);
+  await ackState.filter({ hasText: 'received' }).waitFor();
+  step(`event created; ${venId} answered: ${await ackState.innerText()}`);
+  await shot(operator, 'event-status');
+  await operator.goto(`${base}/dashboard/#/events`);
+  await operator.locator('#event-timeline svg rect').first().waitFor();
+  await shot(operator, 'events');
+
+  // --- alerts ---
+  await operator.goto(`${base}/dashboard/#/alerts`);
+  await operator.locator('#alert-list > *').first().waitFor();
+  if (process.env.EXPECT_ALERT) {
+    const alertRow = operator.locator('#alert-list tr[data-alert]').first();
+    await alertRow.waitFor({ timeout: 60000 });
+    step(`alert shown: ${(await alertRow.innerText()).replace(/\s+/g, ' ')}`);
+  } else {
+    step(`alerts page: ${(await operator.locator('#alert-list').innerText()).slice(0, 120)}`);
+  }
+  await shot(operator, 'alerts');
+
+  // --- projects ---
+  await operator.goto(`${base}/dashboard/#/projects`);
+  await operator.locator('#project-list > *').first().waitFor();
+  step(`projects page: ${(await operator.locator('#project-list').innerText()).slice(0, 120)}`);
+  await shot(operator, 'projects');
+
+  // --- sign out ---
+  await operator.getByRole('button', { name: 'Sign out' }).click();
+  await operator.getByLabel('API token').waitFor();
+  step('signed out');
+
+  if (problems.length) throw new Error(`browser problems:\n${problems.join('\n')}`);
+  step('all steps passed');
+} catch (error) {
+  failed = true;
+  console.error(`FAILED: ${error.stack || error}`);
+  for (const page of context.pages()) {
+    try { await page.screenshot({ path: join(shots, `failure-${context.pages().indexOf(page)}.png`) }); } catch { /* closed */ }
+  }
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
