@@ -204,7 +204,7 @@ function overviewPage(main) {
     const to = Date.now();
     const data = await api(`/api/v1/network${query({ from: to - DAY, to, step: 'PT15M' })}`, { signal: page.signal });
     const points = data.points.map((p) => ({ ts_ms: p.ts_ms, avg: p.import_w - p.export_w }));
-    chart.replaceChildren(seriesChart(points, { fromMs: data.from_ms, toMs: data.to_ms, unit: 'W',
+    chart.replaceChildren(seriesChart(points, { fromMs: data.from_ms, toMs: data.to_ms, unit: 'W', width: chart.clientWidth - 26,
       label: 'Network net import (positive) and export (negative) over the last 24 hours' }));
   });
 }
@@ -272,7 +272,7 @@ async function sitePage(main, venId) {
   const drawLive = () => {
     const now = Date.now();
     livePoints = livePoints.filter((p) => p.ts_ms >= now - LIVE_SPAN);
-    liveChart.replaceChildren(seriesChart(livePoints, { fromMs: now - LIVE_SPAN, toMs: now, unit: 'W',
+    liveChart.replaceChildren(seriesChart(livePoints, { fromMs: now - LIVE_SPAN, toMs: now, unit: 'W', width: liveChart.clientWidth,
       label: 'Live active power over the last 10 minutes' }));
   };
   if (liveMeter) {
@@ -341,7 +341,7 @@ async function sitePage(main, venId) {
     histInfo.textContent = 'Loading…';
     try {
       const data = await api(`/api/v1/series${query({ ven: venId, meter: meterInput.value, quantity: quantity.value, phase: phase.value, from: fromMs, to: toMs, step: stepFor(toMs - fromMs) })}`, { signal: page.signal });
-      histChart.replaceChildren(seriesChart(data.points, { fromMs: data.from_ms, toMs: data.to_ms, unit: data.unit,
+      histChart.replaceChildren(seriesChart(data.points, { fromMs: data.from_ms, toMs: data.to_ms, unit: data.unit, width: histChart.clientWidth,
         label: `${data.quantity} ${data.phase} of ${data.meter}, ${RANGES[range.value].label.toLowerCase()}` }));
       histInfo.textContent = `${data.points.length} points of ${data.meter} ${data.quantity} ${data.phase} at ${data.step} from ${data.resolution === 'raw' ? 'raw readings' : `${data.resolution} rollups`}${data.truncated ? ' (truncated)' : ''}.`;
     } catch (error) {
@@ -507,7 +507,7 @@ async function eventsPage(main) {
       label: e.eventName || e.id,
       start_ms: statuses[i]?.start_ms ?? Date.parse(e.intervalPeriod?.start ?? e.createdDateTime),
       end_ms: statuses[i]?.end_ms ?? null,
-    })), { fromMs: now - 7 * DAY, toMs: now + 7 * DAY, nowMs: now, label: 'Events on a timeline from 7 days ago to 7 days ahead' }));
+    })), { fromMs: now - 7 * DAY, toMs: now + 7 * DAY, nowMs: now, width: chart.clientWidth - 26, label: 'Events on a timeline from 7 days ago to 7 days ahead' }));
     list.replaceChildren(table('Events', ['Event', 'Program', 'Start', 'End', 'Targets', 'Answers'],
       events.slice().reverse().map((e, i) => {
         const s = statuses[events.length - 1 - i];
@@ -606,7 +606,7 @@ function projectsPage(main) {
       const month = (ms) => new Date(ms).toISOString().slice(0, 7);
       detail.replaceChildren(h('h2', {}, `${p.name}: last 12 months`),
         seriesChart(energy.rows.map((r) => ({ ts_ms: r.start_ms, avg: r.generated_kwh - r.consumed_kwh })),
-          { fromMs: from, toMs: to, unit: 'kWh', label: `Net energy per month of ${p.name}` }),
+          { fromMs: from, toMs: to, unit: 'kWh', width: detail.clientWidth, label: `Net energy per month of ${p.name}` }),
         table('Energy per month', ['Month', { label: 'Generated kWh', num: true }, { label: 'Consumed kWh', num: true }],
           energy.rows.map((r) => h('tr', {}, h('th', { scope: 'row' }, month(r.start_ms)),
             h('td', { class: 'num' }, formatNumber(r.generated_kwh)), h('td', { class: 'num' }, formatNumber(r.consumed_kwh))))),

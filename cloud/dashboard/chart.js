@@ -2,7 +2,6 @@
 // them): a time series with a min/max band, and a timeline of intervals.
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 800;
 const H = 220;
 const PAD = { left: 56, right: 10, top: 10, bottom: 24 };
 
@@ -13,10 +12,13 @@ function el(name, attrs = {}, text) {
   return node;
 }
 
-function svg(label) {
-  const root = el('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label,
-    preserveAspectRatio: 'none' });
-  return root;
+/** Drawing width: the container's, so text is not stretched. */
+function widthOf(width) {
+  return Math.max(280, Math.round(width || 800));
+}
+
+function svg(label, W) {
+  return el('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: 'chart', role: 'img', 'aria-label': label });
 }
 
 export function formatNumber(v) {
@@ -36,10 +38,12 @@ function timeLabel(ms, spanMs) {
 
 /**
  * A line chart of `points` ({ts_ms, avg, min, max}) over [fromMs, toMs].
- * Returns the <svg>; `label` is its accessible name.
+ * Returns the <svg>; `label` is its accessible name, `width` the
+ * container's width in CSS pixels.
  */
-export function seriesChart(points, { fromMs, toMs, unit = '', label }) {
-  const root = svg(label);
+export function seriesChart(points, { fromMs, toMs, unit = '', label, width }) {
+  const W = widthOf(width);
+  const root = svg(label, W);
   const values = points.flatMap((p) => [p.min ?? p.avg, p.max ?? p.avg]);
   let lo = values.length ? Math.min(...values) : 0;
   let hi = values.length ? Math.max(...values) : 1;
@@ -74,8 +78,9 @@ export function seriesChart(points, { fromMs, toMs, unit = '', label }) {
 }
 
 /** A timeline of `items` ({label, start_ms, end_ms}) around now. */
-export function timeline(items, { fromMs, toMs, nowMs, label }) {
-  const root = svg(label);
+export function timeline(items, { fromMs, toMs, nowMs, label, width }) {
+  const W = widthOf(width);
+  const root = svg(label, W);
   const rows = Math.max(1, items.length);
   const rowH = Math.min(24, (H - PAD.top - PAD.bottom) / rows);
   const span = Math.max(1, toMs - fromMs);
