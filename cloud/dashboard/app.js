@@ -103,7 +103,14 @@ function every(ms, fn) {
   const signal = page.signal;
   const tick = async () => {
     if (signal.aborted) return;
-    try { await fn(); } catch (error) { if (!signal.aborted) console.warn(error); }
+    try {
+      await fn();
+    } catch (error) {
+      if (signal.aborted) return;
+      // The token was revoked or the session is gone: back to sign-in.
+      if (error instanceof ApiError && error.status === 401) { signOut(); return; }
+      console.warn(error);
+    }
     if (!signal.aborted) setTimeout(tick, ms);
   };
   tick();
