@@ -560,7 +560,7 @@ async function eventPage(main, id) {
 function alertsPage(main) {
   const state = select([['open', 'Open'], ['resolved', 'Resolved'], ['all', 'All']], 'open');
   const list = h('div', { id: 'alert-list', 'aria-live': 'polite' });
-  const mayAck = me?.role === 'operator' || me?.role === 'admin';
+  const mayAck = can('acknowledge_alerts');
   main.replaceChildren(h('h1', {}, 'Alerts'),
     h('form', { class: 'row', novalidate: true, onsubmit: (e) => e.preventDefault() }, field('alert-state', 'Show', state)), list);
   const load = async () => {
@@ -584,7 +584,7 @@ function alertsPage(main) {
           type: 'button', class: 'secondary', 'aria-label': `Acknowledge ${a.rule} alert ${a.subject ?? a.id}`,
           onclick: async () => {
             try {
-              await api(`/api/v1/alerts/${encodeURIComponent(a.id)}/ack`, { method: 'POST' });
+              await api(`/api/v1/alerts/${encodeURIComponent(a.id)}/ack`, { method: 'POST', body: {} });
               toast('Alert acknowledged');
               load();
             } catch (error) { toast(`Cannot acknowledge: ${error.message}`); }
