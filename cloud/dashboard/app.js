@@ -383,8 +383,7 @@ async function sitePage(main, venId) {
 
   // Recent events that reached this VEN, with its measured shed.
   try {
-    const list = await api('/openadr3/3.1.0/events?limit=50', { signal: page.signal });
-    const recent = list.slice(-10).reverse();
+    const recent = (await newestEvents(10)).reverse();
     const statuses = await Promise.all(recent.map((e) => api(`/api/v1/events/${encodeURIComponent(e.id)}/status`, { signal: page.signal }).catch(() => null)));
     const rows = [];
     recent.forEach((e, i) => {
@@ -403,6 +402,26 @@ async function sitePage(main, venId) {
 }
 
 // ---------- events ----------
+
+/** Pages of the event search (its `limit` at most). */
+const EVENT_PAGE = 50;
+/** Pages read at most to reach the newest events (the search is oldest first). */
+const EVENT_PAGES_MAX = 20;
+
+/**
+ * The newest `count` events (at most EVENT_PAGE), oldest first: the
+ * search lists by creation, so page through to the end (up to
+ * EVENT_PAGES_MAX pages).
+ */
+async function newestEvents(count = EVENT_PAGE) {
+  let kept = [];
+  for (let page_ = 0; page_ < EVENT_PAGES_MAX; page_ += 1) {
+    const batch = await api(`/openadr3/3.1.0/events${query({ skip: page_ * EVENT_PAGE, limit: EVENT_PAGE })}`, { signal: page.signal });
+    kept = [...kept, ...batch].slice(-count);
+    if (batch.length < EVENT_PAGE) break;
+  }
+  return kept;
+}
 
 /** Where each API field's error is shown in the create form. */
 function eventFieldFor(name) {
@@ -500,14 +519,14 @@ function createEventForm(programs, onCreated) {
 async function eventsPage(main) {
   const list = h('div', { id: 'event-list' });
   const chart = h('div', { class: 'card', id: 'event-timeline' });
-  main.replaceChildren(h('h1', {}, 'Events'), h('h2', {}, 'Timeline (7 days back, 7 days ahead)'), chart, h('h2', {}, 'All events'), list);
+  main.replaceChildren(h('h1', {}, 'Events'), h('h2', {}, 'Timeline (7 days back, 7 days ahead)'), chart, h('h2', {}, 'Newest events'), list);
   const programs = await api('/openadr3/3.1.0/programs?limit=50', { signal: page.signal });
   const names = new Map(programs.map((p) => [p.id, p.programName]));
   if (can('dispatch')) {
     main.append(createEventForm(programs, (created) => { location.hash = `#/event/${encodeURIComponent(created.id)}`; }));
   }
   every(10000, async () => {
-    const events = await api('/openadr3/3.1.0/events?limit=50', { signal: page.signal });
+    const events = await newestEvents();
     const statuses = await Promise.all(events.map((e) => api(`/api/v1/events/${encodeURIComponent(e.id)}/status`, { signal: page.signal }).catch(() => null)));
     const now = Date.now();
     chart.replaceChildren(timeline(events.map((e, i) => ({
