@@ -54,7 +54,21 @@ function step(text) {
   console.log(`[${new Date().toISOString()}] ${text}`);
 }
 
+/** Every form control has a label, every table column a header. */
+async function checkAccessible(page, name) {
+  const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((c) => !c.closest('[hidden]'))
+    .filter((c) => !(c.labels?.length || c.getAttribute('aria-label') || (c.tagName === 'BUTTON' && c.textContent.trim())))
+    .map((c) => c.outerHTML.slice(0, 80)));
+  const headerless = await page.evaluate(() => [...document.querySelectorAll('table')]
+    .filter((t) => !t.querySelector('thead th[scope="col"]')).length);
+  if (unlabelled.length || headerless) {
+    throw new Error(`${name}: unlabelled controls ${JSON.stringify(unlabelled)}, ${headerless} tables without headers`);
+  }
+}
+
 async function shot(page, name) {
+  await checkAccessible(page, name);
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
   step(`screenshot ${name}.png`);
 }
