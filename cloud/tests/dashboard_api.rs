@@ -18,6 +18,7 @@ use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, Request, StatusCode};
 use futures_util::StreamExt as _;
 use gridlink_cloud::api::{self, AppState};
+use gridlink_cloud::auth::{self, Permission};
 use gridlink_cloud::feed::FEED_CAPACITY;
 use gridlink_cloud::metrics::Metrics;
 use gridlink_cloud::store::{IngestBatch, Role, Store, VenRegistration};
@@ -74,40 +75,59 @@ fn status(ven_id: &str, online: bool, at_ms: i64) -> Status {
     }
 }
 
+/// A permission's name as `/api/v1/me` writes it: its variant in `snake_case`.
+fn permission_name(permission: Permission) -> String {
+    let mut name = String::new();
+    for (i, c) in format!("{permission:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_lowercase());
+    }
+    name
+}
+
 async fn me_for_every_role(app: ApiApp) {
-    let expect = [
-        (Role::Viewer, json!(["read_telemetry"])),
-        (
-            Role::Operator,
-            json!(["read_telemetry", "dispatch", "configure_vens"]),
-        ),
-        (
-            Role::Installer,
-            json!(["read_telemetry", "register_vens", "configure_vens"]),
-        ),
-        (
-            Role::Admin,
-            json!([
-                "read_telemetry",
-                "register_vens",
-                "dispatch",
-                "manage_tokens",
-                "configure_vens"
-            ]),
-        ),
-    ];
-    for (role, permissions) in expect {
+    for role in [Role::Viewer, Role::Operator, Role::Installer, Role::Admin] {
         let (code, me) = app
             .request(Method::GET, "/api/v1/me", app.token(role), None)
             .await;
         assert_eq!(code, StatusCode::OK, "{me}");
         assert_eq!(me["role"], role.as_str());
         assert_eq!(me["name"], role.as_str());
-        assert_eq!(me["permissions"], permissions, "{role:?}");
+        let expected: Vec<String> = Permission::ALL
+            .into_iter()
+            .filter(|&p| auth::allows(role, p))
+            .map(permission_name)
+            .collect();
+        assert_eq!(me["permissions"], json!(expected), "{role:?}");
         assert!(me["token_id"].as_i64().unwrap() > 0);
     }
+    // What the page decides on, spelled out.
+    let app = &app;
+    let names = |role: Role| async move {
+        let (_, me) = app
+            .request(Method::GET, "/api/v1/me", app.token(role), None)
+            .await;
+        me["permissions"].clone()
+    };
+    assert_eq!(names(Role::Viewer).await, json!(["read_telemetry"]));
+    assert!(
+        names(Role::Operator)
+            .await
+            .as_array()
+            .unwrap()
+            .contains(&json!("dispatch"))
+    );
+    assert!(
+        !names(Role::Installer)
+            .await
+            .as_array()
+            .unwrap()
+            .contains(&json!("dispatch"))
+    );
     // A `ven` token may ask too: it may do none of these things.
-    let token = gridlink_cloud::auth::issue_token().unwrap();
+    let token = auth::issue_token().unwrap();
     app.store
         .create_token("ven-1 client", Role::Ven, &token.hash)
         .await
@@ -119,7 +139,7 @@ async fn me_for_every_role(app: ApiApp) {
     assert_eq!(me["permissions"], json!([]));
     assert_eq!(me["name"], "ven-1 client");
     // Unknown and malformed tokens: 401.
-    let unknown = gridlink_cloud::auth::issue_token().unwrap();
+    let unknown = auth::issue_token().unwrap();
     for bad in [unknown.secret.as_str(), "nope"] {
         let (code, problem) = app.request(Method::GET, "/api/v1/me", bad, None).await;
         assert_eq!(code, StatusCode::UNAUTHORIZED, "{problem}");

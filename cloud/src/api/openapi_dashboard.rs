@@ -5,6 +5,8 @@
 use serde_json::{Value, json};
 
 use super::Operation;
+use super::me::permission_name;
+use crate::auth::Permission;
 
 fn schema(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -69,6 +71,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
 pub(crate) fn schemas() -> Value {
     let num = |d: &str| json!({ "type": ["number", "null"], "description": d });
     let int = |d: &str| json!({ "type": ["integer", "null"], "description": d });
+    let permissions: Vec<String> = Permission::ALL.into_iter().map(permission_name).collect();
     json!({
         "Me": {
             "type": "object",
@@ -78,7 +81,7 @@ pub(crate) fn schemas() -> Value {
                 "role": { "type": "string", "enum": ["viewer", "operator", "installer", "admin", "ven"] },
                 "permissions": {
                     "type": "array",
-                    "items": { "type": "string", "enum": ["read_telemetry", "register_vens", "dispatch", "manage_tokens", "configure_vens"] }
+                    "items": { "type": "string", "enum": permissions }
                 },
                 "token_id": { "type": "integer" },
                 "created_ms": { "type": "integer" }
