@@ -54,16 +54,19 @@ pub enum Permission {
     ManageTokens,
     /// Change a VEN's desired settings through its device shadow.
     ConfigureVens,
+    /// Create and change energy projects and their finance entries.
+    ManageProjects,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::ReadTelemetry,
         Self::RegisterVens,
         Self::Dispatch,
         Self::ManageTokens,
         Self::ConfigureVens,
+        Self::ManageProjects,
     ];
 
     /// What the permission lets a caller do, for messages ("read telemetry").
@@ -74,20 +77,22 @@ impl Permission {
             Self::Dispatch => "dispatch DR events",
             Self::ManageTokens => "manage API tokens",
             Self::ConfigureVens => "configure VENs",
+            Self::ManageProjects => "manage projects",
         }
     }
 }
 
 /// Whether `role` has `permission`: viewers read; installers read and
 /// register VENs; operators read and dispatch; installers and operators
-/// also configure VENs (their shadow's desired settings); admins do
+/// also configure VENs (their shadow's desired settings); operators
+/// manage energy projects and their finances; admins do
 /// everything; VEN clients (OpenADR) have none of these.
 pub const fn allows(role: Role, permission: Permission) -> bool {
     match (role, permission) {
         (Role::Admin, _)
         | (Role::Viewer | Role::Installer | Role::Operator, Permission::ReadTelemetry)
         | (Role::Installer, Permission::RegisterVens)
-        | (Role::Operator, Permission::Dispatch)
+        | (Role::Operator, Permission::Dispatch | Permission::ManageProjects)
         | (Role::Installer | Role::Operator, Permission::ConfigureVens) => true,
         (Role::Viewer | Role::Installer | Role::Operator | Role::Ven, _) => false,
     }
@@ -258,13 +263,14 @@ mod tests {
     #[test]
     fn permissions_by_role() {
         // Columns in the order of `Permission::ALL`: read telemetry,
-        // register VENs, dispatch, manage tokens, configure VENs.
+        // register VENs, dispatch, manage tokens, configure VENs, manage
+        // projects.
         let table = [
-            (Role::Viewer, [true, false, false, false, false]),
-            (Role::Installer, [true, true, false, false, true]),
-            (Role::Operator, [true, false, true, false, true]),
-            (Role::Admin, [true, true, true, true, true]),
-            (Role::Ven, [false, false, false, false, false]),
+            (Role::Viewer, [true, false, false, false, false, false]),
+            (Role::Installer, [true, true, false, false, true, false]),
+            (Role::Operator, [true, false, true, false, true, true]),
+            (Role::Admin, [true, true, true, true, true, true]),
+            (Role::Ven, [false, false, false, false, false, false]),
         ];
         for role in Role::ALL {
             assert!(table.iter().any(|(r, _)| *r == role), "{role:?} is missing");

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod feed;
 pub mod ingest;
 pub mod metrics;
+pub mod projects;
 pub mod server;
 pub mod shadow;
 pub mod store;

@@ -837,6 +837,29 @@ fn sample_request(operation: Operation, dr: &DrIds) -> (String, Option<Value>) {
         ),
         Operation::CreateToken => (path, Some(json!({ "name": "openapi", "role": "viewer" }))),
         Operation::PatchShadow => (path, Some(json!({ "desired": { "max_shed_s": 600 } }))),
+        // Projects: the walk creates project 1 (a fresh database) before
+        // it reads, replaces and books on it, and entry 1 before deleting it.
+        Operation::CreateProject | Operation::UpdateProject => (
+            operation.path().replace("{id}", "1"),
+            Some(
+                json!({ "name": "openapi", "kind": "renewable", "status": "planned",
+                         "capacity_kw": 10.0, "location": { "latitude": 52.0, "longitude": 5.0 } }),
+            ),
+        ),
+        Operation::AddFinanceEntry => (
+            operation.path().replace("{id}", "1"),
+            Some(json!({ "kind": "expense", "amount": 12.5, "at": "2026-01-01" })),
+        ),
+        Operation::GetProject
+        | Operation::ProjectEnergy
+        | Operation::ProjectFinances
+        | Operation::DeleteFinanceEntry => (
+            operation
+                .path()
+                .replace("{id}", "1")
+                .replace("{entry_id}", "1"),
+            None,
+        ),
         _ => (path, None),
     }
 }

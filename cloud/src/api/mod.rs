@@ -28,8 +28,10 @@ mod openadr;
 mod openapi;
 mod openapi_dashboard;
 mod openapi_dr;
+mod openapi_projects;
 mod overview;
 mod params;
+mod projects;
 mod registration;
 mod request_metrics;
 mod series;
@@ -181,11 +183,27 @@ pub enum Operation {
     Overview,
     /// `GET /api/v1/me`: the caller's token name, role and permissions.
     Me,
+    /// `GET /api/v1/projects`: every energy project.
+    ListProjects,
+    /// `POST /api/v1/projects`: create a project.
+    CreateProject,
+    /// `GET /api/v1/projects/{id}`: one project.
+    GetProject,
+    /// `PUT /api/v1/projects/{id}`: replace a project.
+    UpdateProject,
+    /// `GET /api/v1/projects/{id}/energy`: energy generated and consumed per period.
+    ProjectEnergy,
+    /// `GET /api/v1/projects/{id}/finances`: entries, DR revenue and totals per period.
+    ProjectFinances,
+    /// `POST /api/v1/projects/{id}/finances`: add an expense or revenue entry.
+    AddFinanceEntry,
+    /// `DELETE /api/v1/projects/{id}/finances/{entry_id}`: delete an entry.
+    DeleteFinanceEntry,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 36] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -214,6 +232,14 @@ impl Operation {
         Self::Live,
         Self::Overview,
         Self::Me,
+        Self::ListProjects,
+        Self::CreateProject,
+        Self::GetProject,
+        Self::UpdateProject,
+        Self::ProjectEnergy,
+        Self::ProjectFinances,
+        Self::AddFinanceEntry,
+        Self::DeleteFinanceEntry,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -242,17 +268,28 @@ impl Operation {
             Self::Live => "/api/v1/live",
             Self::Overview => "/api/v1/overview",
             Self::Me => "/api/v1/me",
+            Self::ListProjects | Self::CreateProject => "/api/v1/projects",
+            Self::GetProject | Self::UpdateProject => "/api/v1/projects/{id}",
+            Self::ProjectEnergy => "/api/v1/projects/{id}/energy",
+            Self::ProjectFinances | Self::AddFinanceEntry => "/api/v1/projects/{id}/finances",
+            Self::DeleteFinanceEntry => "/api/v1/projects/{id}/finances/{entry_id}",
         }
     }
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Self::CreateToken | Self::CreateProgram | Self::CreateEvent => Method::POST,
-            Self::RegisterVen | Self::SetVenGroups | Self::UpdateProgram | Self::UpdateEvent => {
-                Method::PUT
-            }
-            Self::DeleteProgram | Self::DeleteEvent => Method::DELETE,
+            Self::CreateToken
+            | Self::CreateProgram
+            | Self::CreateEvent
+            | Self::CreateProject
+            | Self::AddFinanceEntry => Method::POST,
+            Self::RegisterVen
+            | Self::SetVenGroups
+            | Self::UpdateProgram
+            | Self::UpdateEvent
+            | Self::UpdateProject => Method::PUT,
+            Self::DeleteProgram | Self::DeleteEvent | Self::DeleteFinanceEntry => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
@@ -277,6 +314,13 @@ impl Operation {
             | Self::EventStatus
             | Self::Live
             | Self::Overview => Some(Permission::ReadTelemetry),
+            Self::ListProjects | Self::GetProject | Self::ProjectEnergy | Self::ProjectFinances => {
+                Some(Permission::ReadTelemetry)
+            }
+            Self::CreateProject
+            | Self::UpdateProject
+            | Self::AddFinanceEntry
+            | Self::DeleteFinanceEntry => Some(Permission::ManageProjects),
             Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
             Self::CreateProgram
             | Self::UpdateProgram
@@ -320,6 +364,14 @@ impl Operation {
             Self::Live => "getLiveStream",
             Self::Overview => "getOverview",
             Self::Me => "getMe",
+            Self::ListProjects => "listProjects",
+            Self::CreateProject => "createProject",
+            Self::GetProject => "getProject",
+            Self::UpdateProject => "updateProject",
+            Self::ProjectEnergy => "getProjectEnergy",
+            Self::ProjectFinances => "getProjectFinances",
+            Self::AddFinanceEntry => "createProjectFinanceEntry",
+            Self::DeleteFinanceEntry => "deleteProjectFinanceEntry",
         }
     }
 
@@ -360,6 +412,14 @@ impl Operation {
             Self::Live => on(filter, live::live::<S>),
             Self::Overview => on(filter, overview::overview::<S>),
             Self::Me => on(filter, me::me::<S>),
+            Self::ListProjects => on(filter, projects::list::<S>),
+            Self::CreateProject => on(filter, projects::create::<S>),
+            Self::GetProject => on(filter, projects::get::<S>),
+            Self::UpdateProject => on(filter, projects::update::<S>),
+            Self::ProjectEnergy => on(filter, projects::energy::<S>),
+            Self::ProjectFinances => on(filter, projects::finances::<S>),
+            Self::AddFinanceEntry => on(filter, projects::add_entry::<S>),
+            Self::DeleteFinanceEntry => on(filter, projects::delete_entry::<S>),
         }
     }
 }

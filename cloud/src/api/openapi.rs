@@ -43,7 +43,8 @@ pub fn openapi_document() -> Value {
             { "name": "auth", "description": "API tokens." },
             { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." },
             { "name": "openadr", "description": "OpenADR 3.1 programs and events (dispatched to VENs)." },
-            { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." }
+            { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." },
+            { "name": "projects", "description": "Energy projects: energy per period, finances, DR revenue, milestones." }
         ],
         "paths": paths,
         "components": {
@@ -59,7 +60,10 @@ pub fn openapi_document() -> Value {
             "responses": responses(),
             "schemas": merged(
                 merged(schemas(), super::openapi_dr::schemas()),
-                super::openapi_dashboard::schemas()
+                merged(
+                    super::openapi_dashboard::schemas(),
+                    super::openapi_projects::schemas()
+                )
             ),
         }
     })
@@ -364,6 +368,16 @@ fn describe(operation: Operation) -> Value {
         | Operation::EventStatus => super::openapi_dr::describe(operation).unwrap_or_default(),
         Operation::Live | Operation::Overview | Operation::Me => {
             super::openapi_dashboard::describe(operation).unwrap_or_default()
+        }
+        Operation::ListProjects
+        | Operation::CreateProject
+        | Operation::GetProject
+        | Operation::UpdateProject
+        | Operation::ProjectEnergy
+        | Operation::ProjectFinances
+        | Operation::AddFinanceEntry
+        | Operation::DeleteFinanceEntry => {
+            super::openapi_projects::describe(operation).unwrap_or_default()
         }
     };
     if let Value::Object(doc) = &mut doc {

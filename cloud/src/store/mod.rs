@@ -60,6 +60,7 @@ mod overview;
 pub mod postgres;
 #[path = "postgres/dr.rs"]
 mod postgres_dr;
+pub mod projects;
 mod rollup;
 mod shadow;
 pub mod sqlite;
@@ -69,6 +70,7 @@ mod sqlite_dr;
 pub use dr::DrStore;
 pub use overview::{OverviewStore, SitePower};
 pub use postgres::{MetricsPartition, PgStore};
+pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
 
@@ -414,7 +416,7 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: DrStore + ShadowStore + OverviewStore + Send + Sync {
+pub trait Store: DrStore + ShadowStore + OverviewStore + ProjectStore + Send + Sync {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose
