@@ -33,7 +33,7 @@ function h(tag, attrs = {}, ...children) {
     else if (k === 'value') node.value = v;
     else node.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }

@@ -3,7 +3,7 @@
 
 const NS = 'http://www.w3.org/2000/svg';
 const H = 220;
-const PAD = { left: 56, right: 10, top: 10, bottom: 24 };
+const PAD = { left: 76, right: 10, top: 10, bottom: 24 };
 
 function el(name, attrs = {}, text) {
   const node = document.createElementNS(NS, name);

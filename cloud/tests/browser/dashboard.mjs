@@ -157,6 +157,11 @@ try {
   await ackState.filter({ hasText: 'received' }).waitFor();
   step(`event created; ${venId} answered: ${await ackState.innerText()}`);
   await shot(operator, 'event-status');
+  // It runs now: the overview lists it at the VEN, linked.
+  await operator.goto(`${base}/dashboard/#/overview`);
+  await operator.locator(`tr[data-ven="${venId}"]`).getByRole('link', { name: 'browser peak' }).waitFor();
+  await operator.locator('#total-events', { hasText: '1' }).waitFor();
+  step('the overview shows the running event at the VEN');
   await operator.goto(`${base}/dashboard/#/events`);
   await operator.locator('#event-timeline svg rect').first().waitFor();
   await shot(operator, 'events');
@@ -173,10 +178,32 @@ try {
   }
   await shot(operator, 'alerts');
 
-  // --- projects ---
+  // --- projects: one made through the API, with the VEN ---
+  const made = await fetch(`${base}/api/v1/projects`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${operatorToken}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      name: 'Depot North PV', kind: 'renewable', status: 'operational', capacity_kw: 250, currency: 'EUR',
+      location: { latitude: 52.1, longitude: 5.1, address: 'Dijkweg 1' }, ven_ids: [venId],
+      milestones: [{ name: 'First MWh', quantity: 'consumed', threshold_kwh: 1000 }],
+    }),
+  });
+  if (made.status === 404) {
+    step('projects API not on this server');
+  } else if (!made.ok) {
+    throw new Error(`creating a project: ${made.status} ${await made.text()}`);
+  }
   await operator.goto(`${base}/dashboard/#/projects`);
   await operator.locator('#project-list > *').first().waitFor();
-  step(`projects page: ${(await operator.locator('#project-list').innerText()).slice(0, 120)}`);
+  if (made.ok) {
+    const project = operator.locator('#project-list tr[data-project]', { hasText: 'Depot North PV' });
+    await project.getByRole('button', { name: 'Show figures of Depot North PV' }).click();
+    await operator.locator('#project-detail table').first().waitFor();
+    await project.getByRole('link', { name: venId }).waitFor();
+    step(`project figures: ${(await operator.locator('#project-detail').innerText()).replace(/\s+/g, ' ').slice(0, 160)}`);
+  } else {
+    step(`projects page: ${(await operator.locator('#project-list').innerText()).slice(0, 120)}`);
+  }
   await shot(operator, 'projects');
 
   // --- sign out ---
