@@ -64,6 +64,9 @@ pub struct CloudConfig {
     /// The device shadow service.
     #[serde(default)]
     pub shadow: ShadowConfig,
+    /// The daily export of readings (`crate::export`).
+    #[serde(default)]
+    pub export: crate::export::ExportConfig,
 }
 
 /// Default of [`CloudConfig::database_url`]: SQLite in the working directory.
@@ -80,6 +83,7 @@ impl Default for CloudConfig {
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
             shadow: ShadowConfig::default(),
+            export: crate::export::ExportConfig::default(),
         }
     }
 }
@@ -552,6 +556,60 @@ pub const ENV_VARS: &[EnvVar] = &[
                 "false" | "0" => false,
                 _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
             };
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_EXPORT_ENABLED",
+        setting: "export.enabled",
+        apply: |c, v| {
+            c.export.enabled = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+            };
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_EXPORT_AT_UTC",
+        setting: "export.at_utc",
+        apply: |c, v| {
+            crate::export::parse_at_utc(v)?;
+            c.export.at_utc = v.to_string();
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_EXPORT_OUTPUT",
+        setting: "export.output",
+        apply: |c, v| {
+            v.parse::<crate::export::Output>()?;
+            c.export.output = v.to_string();
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_EXPORT_FORMAT",
+        setting: "export.format",
+        apply: |c, v| {
+            c.export.format = v.trim().parse()?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_EXPORT_GAP_FACTOR",
+        setting: "export.gap_factor",
+        apply: |c, v| {
+            c.export.gap_factor = crate::export::check_gap_factor(env_int(v, 2, 1000)?)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_EXPORT_S3_ENDPOINT_URL",
+        setting: "export.s3_endpoint_url",
+        apply: |c, v| {
+            c.export.s3_endpoint_url = v.to_string();
             Ok(())
         },
     },

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod dispatch;
+pub mod export;
 pub mod feed;
 pub mod ingest;
 pub mod metrics;

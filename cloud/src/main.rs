@@ -61,6 +61,21 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+    /// Export one UTC day of readings (one file per VEN and a manifest)
+    /// to a directory or S3, replacing an earlier export of that day.
+    /// Defaults come from `[export]`.
+    Export {
+        /// The UTC day: YYYY-MM-DD or `yesterday`.
+        #[arg(long, value_name = "DAY", default_value = "yesterday", value_parser = export_day)]
+        day: gridlink_cloud::export::ExportDay,
+        /// `s3://BUCKET/PREFIX/`, `file:///dir` or a path; default
+        /// `export.output`.
+        #[arg(long, value_name = "URL", value_parser = export_output)]
+        output: Option<gridlink_cloud::export::Output>,
+        /// `parquet` or `csv.gz`; default `export.format`.
+        #[arg(long, value_parser = export_format)]
+        format: Option<gridlink_cloud::export::ExportFormat>,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -113,7 +128,26 @@ impl From<RoleArg> for Role {
 enum Job {
     Serve(IngestSettings),
     Migrate,
-    CreateToken { role: Role, name: String },
+    CreateToken {
+        role: Role,
+        name: String,
+    },
+    Export(
+        gridlink_cloud::export::ExportJob,
+        gridlink_cloud::export::Output,
+    ),
+}
+
+fn export_day(text: &str) -> Result<gridlink_cloud::export::ExportDay, String> {
+    gridlink_cloud::export::ExportDay::parse_now(text)
+}
+
+fn export_output(text: &str) -> Result<gridlink_cloud::export::Output, String> {
+    text.parse()
+}
+
+fn export_format(text: &str) -> Result<gridlink_cloud::export::ExportFormat, String> {
+    text.parse()
 }
 
 fn token_name(name: &str) -> Result<String, String> {
@@ -166,6 +200,29 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Export {
+            day,
+            output,
+            format,
+        } => {
+            let output = match output.map_or_else(|| config.export.output(), Ok) {
+                Ok(output) => output,
+                Err(error) => {
+                    eprintln!("error: export.output: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            Job::Export(
+                gridlink_cloud::export::ExportJob {
+                    day,
+                    format: format.unwrap_or(config.export.format),
+                    gap_factor: config.export.gap_factor,
+                    holder: gridlink_cloud::export::schedule::holder_name(&config.mqtt.client_id),
+                    force: true,
+                },
+                output,
+            )
+        }
         Command::Token {
             command: TokenCommand::Create { role, name },
         } => Job::CreateToken {
@@ -188,6 +245,7 @@ fn main() -> ExitCode {
             Job::Serve(settings) => server::serve(config, settings, wait_for_signal()).await,
             Job::Migrate => migrate(&config).await,
             Job::CreateToken { role, name } => create_token(&config, role, &name).await,
+            Job::Export(job, output) => export(&config, &job, &output).await,
         }
     });
     match result {
@@ -223,6 +281,46 @@ async fn create_token(config: &CloudConfig, role: Role, name: &str) -> anyhow::R
         record.name,
         record.role.as_str()
     );
+    Ok(())
+}
+
+async fn export(
+    config: &CloudConfig,
+    job: &gridlink_cloud::export::ExportJob,
+    output: &gridlink_cloud::export::Output,
+) -> anyhow::Result<()> {
+    use gridlink_cloud::export::{Destination, ExportOutcome, export_day};
+    let store = server::connect(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let destination = Destination::open(output, &config.export.s3_endpoint_url).await?;
+    let outcome = export_day(&store, &destination, job)
+        .await
+        .with_context(|| format!("exporting {} to {output}", job.day))?;
+    match outcome {
+        ExportOutcome::Exported(manifest) => {
+            println!(
+                "{day}: {vens} VENs, {rows} rows, {gaps} gaps, {bytes} bytes of {format} in {output}{day}/",
+                day = manifest.day,
+                vens = manifest.totals.vens,
+                rows = manifest.totals.rows,
+                gaps = manifest.totals.gaps,
+                bytes = manifest.totals.bytes,
+                format = manifest.format,
+                output = match output {
+                    gridlink_cloud::export::Output::Directory(path) =>
+                        format!("{}/", path.display()),
+                    s3 @ gridlink_cloud::export::Output::S3 { .. } => s3.to_string(),
+                },
+            );
+        }
+        ExportOutcome::AlreadyDone { done_ms } => {
+            println!(
+                "{}: already exported at {}",
+                job.day,
+                gridlink_cloud::export::iso_ms(done_ms)
+            );
+        }
+    }
     Ok(())
 }
 

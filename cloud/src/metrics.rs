@@ -78,6 +78,8 @@ pub struct Metrics {
     pub shadow: crate::shadow::ShadowMetrics,
     /// The dispatcher's counters.
     pub dispatch: crate::dispatch::DispatchMetrics,
+    /// The daily export's counters.
+    pub export: std::sync::Arc<crate::export::ExportMetrics>,
     dropped: [AtomicU64; 7],
 }
 
@@ -200,6 +202,7 @@ impl Metrics {
         }
         out.push_str(&self.shadow.render());
         self.render_dispatch(&mut out);
+        out.push_str(&self.export.render());
         out
     }
 }

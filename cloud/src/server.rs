@@ -93,6 +93,11 @@ pub async fn serve(
         dispatch.await;
         ("dispatch", Ok(()))
     });
+    if let Some(export) =
+        crate::export::schedule::task(&store, &config.export, &metrics, &settings, &stopped)
+    {
+        tasks.spawn(export);
+    }
     let ingest = ingest::run(settings, Arc::clone(&store), metrics, feed, stopped.clone());
     tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
     if let Some(service) = shadow {

@@ -54,6 +54,7 @@ use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
 mod cache;
 pub mod dr;
+mod export;
 mod group;
 mod network;
 mod overview;
@@ -68,6 +69,7 @@ pub mod sqlite;
 mod sqlite_dr;
 
 pub use dr::DrStore;
+pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
 pub use overview::{OverviewStore, SitePower};
 pub use postgres::{MetricsPartition, PgStore};
 pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
@@ -416,7 +418,9 @@ pub enum StoreError {
 /// The storage operations the cloud needs. Implemented by
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
-pub trait Store: DrStore + ShadowStore + OverviewStore + ProjectStore + Send + Sync {
+pub trait Store:
+    DrStore + ShadowStore + OverviewStore + ProjectStore + ExportStore + Send + Sync
+{
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Stores a group of batches in ONE transaction: every batch whose
