@@ -170,9 +170,23 @@ try {
   await operator.goto(`${base}/dashboard/#/alerts`);
   await operator.locator('#alert-list > *').first().waitFor();
   if (process.env.EXPECT_ALERT) {
-    const alertRow = operator.locator('#alert-list tr[data-alert]').first();
+    // A real anomaly: the VEN reports negative power on its import-only
+    // grid meter; the alert rules open `negative_import` (the page
+    // refreshes every 5 s).
+    const response = await fetch(`${trigger}/publish?value=-500`);
+    if (!response.ok) throw new Error(`trigger: ${response.status}`);
+    const alertRow = operator.locator('#alert-list tr[data-rule="negative_import"]').first();
     await alertRow.waitFor({ timeout: 60000 });
     step(`alert shown: ${(await alertRow.innerText()).replace(/\s+/g, ' ')}`);
+    await shot(operator, 'alerts');
+    await alertRow.getByRole('button', { name: /^Acknowledge/ }).click();
+    await alertRow.locator('td', { hasText: 'by operator (browser test)' }).waitFor();
+    step('alert acknowledged');
+    // A viewer sees it, without the button.
+    await viewer.goto(`${base}/dashboard/#/alerts`);
+    await viewer.locator('#alert-list tr[data-rule="negative_import"]').first().waitFor();
+    if (await viewer.getByRole('button', { name: /^Acknowledge/ }).count() !== 0) throw new Error('a viewer may acknowledge');
+    step('a viewer sees the alert, without Acknowledge');
   } else {
     step(`alerts page: ${(await operator.locator('#alert-list').innerText()).slice(0, 120)}`);
   }
