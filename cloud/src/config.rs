@@ -64,6 +64,9 @@ pub struct CloudConfig {
     /// The device shadow service.
     #[serde(default)]
     pub shadow: ShadowConfig,
+    /// HTTP ingest with API keys (`POST /api/v1/ingest`).
+    #[serde(default)]
+    pub http_ingest: HttpIngestConfig,
     /// The daily export of readings (`crate::export`).
     #[serde(default)]
     pub export: crate::export::ExportConfig,
@@ -80,6 +83,7 @@ impl Default for CloudConfig {
             database_url: default_database_url(),
             http: HttpConfig::default(),
             mqtt: MqttConfig::default(),
+            http_ingest: HttpIngestConfig::default(),
             ingest: IngestConfig::default(),
             retention: RetentionConfig::default(),
             shadow: ShadowConfig::default(),
@@ -364,6 +368,61 @@ impl Default for ShadowConfig {
     }
 }
 
+/// `[http_ingest]`: `POST /api/v1/ingest`, where customers without a
+/// gateway send readings with an API key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpIngestConfig {
+    /// Largest request body in bytes, 1024 to 67108864; a larger one is
+    /// answered 413 without being read. Default 1048576 (1 MiB).
+    /// Env `GRIDLINK_HTTP_INGEST_MAX_BODY_BYTES`.
+    #[serde(
+        default = "default_ingest_max_body_bytes",
+        deserialize_with = "bounded::<_, usize, 1024, 67_108_864>"
+    )]
+    pub max_body_bytes: usize,
+    /// Requests per second one API key may send, sustained, 1 to 100000
+    /// (a token bucket per key in each `serve` process). Default 10.
+    /// Env `GRIDLINK_HTTP_INGEST_RATE_PER_S`.
+    #[serde(
+        default = "default_ingest_rate_per_s",
+        deserialize_with = "bounded::<_, u32, 1, 100_000>"
+    )]
+    pub rate_per_s: u32,
+    /// Requests one API key may send at once (the bucket's size), 1 to
+    /// 100000. Default 20. Env `GRIDLINK_HTTP_INGEST_BURST`.
+    #[serde(
+        default = "default_ingest_burst",
+        deserialize_with = "bounded::<_, u32, 1, 100_000>"
+    )]
+    pub burst: u32,
+}
+
+/// Default of [`HttpIngestConfig::max_body_bytes`]: 1 MiB.
+pub const fn default_ingest_max_body_bytes() -> usize {
+    1 << 20
+}
+
+/// Default of [`HttpIngestConfig::rate_per_s`].
+pub const fn default_ingest_rate_per_s() -> u32 {
+    10
+}
+
+/// Default of [`HttpIngestConfig::burst`].
+pub const fn default_ingest_burst() -> u32 {
+    20
+}
+
+impl Default for HttpIngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_ingest_max_body_bytes(),
+            rate_per_s: default_ingest_rate_per_s(),
+            burst: default_ingest_burst(),
+        }
+    }
+}
+
 /// Why the configuration was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -610,6 +669,30 @@ pub const ENV_VARS: &[EnvVar] = &[
         setting: "export.s3_endpoint_url",
         apply: |c, v| {
             c.export.s3_endpoint_url = v.to_string();
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_HTTP_INGEST_MAX_BODY_BYTES",
+        setting: "http_ingest.max_body_bytes",
+        apply: |c, v| {
+            c.http_ingest.max_body_bytes = env_int(v, 1024, 67_108_864)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_HTTP_INGEST_RATE_PER_S",
+        setting: "http_ingest.rate_per_s",
+        apply: |c, v| {
+            c.http_ingest.rate_per_s = env_int(v, 1, 100_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_HTTP_INGEST_BURST",
+        setting: "http_ingest.burst",
+        apply: |c, v| {
+            c.http_ingest.burst = env_int(v, 1, 100_000)?;
             Ok(())
         },
     },
@@ -922,6 +1005,30 @@ mod tests {
         assert_eq!(r.raw_max_age(), None);
         let r: RetentionConfig = toml::from_str("raw_days = 2").unwrap();
         assert_eq!(r.raw_max_age(), Some(Duration::from_hours(48)));
+    }
+
+    #[test]
+    fn http_ingest_config_parses() {
+        let h: HttpIngestConfig =
+            toml::from_str("max_body_bytes = 4096\nrate_per_s = 2\nburst = 5").unwrap();
+        assert_eq!((h.max_body_bytes, h.rate_per_s, h.burst), (4096, 2, 5));
+        let d: HttpIngestConfig = toml::from_str("").unwrap();
+        assert_eq!((d.max_body_bytes, d.rate_per_s, d.burst), (1 << 20, 10, 20));
+        for bad in [
+            "max_body_bytes = 10",
+            "rate_per_s = 0",
+            "burst = 100001",
+            "rate = 1",
+        ] {
+            assert!(toml::from_str::<HttpIngestConfig>(bad).is_err(), "{bad}");
+        }
+        let err = CloudConfig::default()
+            .apply_env(|name| (name == "GRIDLINK_HTTP_INGEST_BURST").then(|| "0".into()))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GRIDLINK_HTTP_INGEST_BURST: 0 is out of range: expected 1 to 100000"
+        );
     }
 
     #[test]

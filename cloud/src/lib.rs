@@ -11,6 +11,7 @@ pub mod feed;
 pub mod ingest;
 pub mod metrics;
 pub mod projects;
+pub mod ratelimit;
 pub mod server;
 pub mod shadow;
 pub mod store;

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use gridlink_cloud::api::ApiKeySecret;
 use gridlink_cloud::auth::{self, check_token_name};
 use gridlink_cloud::config::{CloudConfig, redact_database_url};
 use gridlink_cloud::ingest::IngestSettings;
 use gridlink_cloud::server;
-use gridlink_cloud::store::{Role, Store};
+use gridlink_cloud::store::{ApiKeyStore as _, MAX_CUSTOMER_LEN, NewApiKey, Role, Store};
+use gridlink_protocol::VenId;
 
 /// gridlink cloud: consumes VEN telemetry over MQTT, stores it in
 /// PostgreSQL or SQLite, and serves it over an HTTP API.
@@ -81,6 +83,36 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage the API keys of HTTP ingest (`POST /api/v1/ingest`).
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Create an API key and print it once on stdout (only the SHA-256 of
+    /// its secret is stored). Registers its VENs if unknown.
+    Create {
+        /// A name that says who or what uses it ("meter portal").
+        #[arg(long, value_parser = token_name)]
+        name: String,
+        /// The customer it belongs to.
+        #[arg(long, value_parser = customer_name)]
+        customer: String,
+        /// A VEN the key may write; repeat for several.
+        #[arg(long = "ven", value_name = "VEN_ID", required = true, value_parser = ven_id)]
+        vens: Vec<VenId>,
+    },
+    /// List every API key (revoked ones too), without secrets.
+    List,
+    /// Revoke an API key at once.
+    Revoke {
+        /// The key's id (as `list` shows it; the number in `gli_<id>_...`).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +164,7 @@ enum Job {
         role: Role,
         name: String,
     },
+    ApiKey(ApiKeyCommand),
     Export(
         gridlink_cloud::export::ExportJob,
         gridlink_cloud::export::Output,
@@ -154,30 +187,33 @@ fn token_name(name: &str) -> Result<String, String> {
     check_token_name(name).map(|()| name.to_string())
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GRIDLINK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let cli = Cli::parse();
-    let config = match CloudConfig::load(cli.config.as_deref(), |name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    // Everything `serve` needs from the config is checked before anything starts.
-    let job = match cli.command {
+fn customer_name(name: &str) -> Result<String, String> {
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_CUSTOMER_LEN
+        || name.chars().any(char::is_control)
+    {
+        Err(format!(
+            "must be 1 to {MAX_CUSTOMER_LEN} characters without control characters"
+        ))
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+fn ven_id(id: &str) -> Result<VenId, String> {
+    VenId::new(id).map_err(|e| e.to_string())
+}
+
+/// What `command` asks for, with everything it needs from the config
+/// checked before anything starts; `Err` with the exit code when it is
+/// done already (`health`) or cannot start (a bad setting: 2).
+fn plan(command: Command, config: &CloudConfig) -> Result<Job, ExitCode> {
+    let job = match command {
         Command::Serve => match config.ingest_settings() {
             Ok(settings) => Job::Serve(settings),
             Err(error) => {
                 eprintln!("error: {error}");
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         },
         Command::Migrate => Job::Migrate,
@@ -189,7 +225,7 @@ fn main() -> ExitCode {
                 }
                 format!("http://{listen}/health")
             });
-            return match health_probe(&target) {
+            return Err(match health_probe(&target) {
                 Ok(status) => {
                     println!("{target}: {status}");
                     ExitCode::SUCCESS
@@ -198,7 +234,7 @@ fn main() -> ExitCode {
                     eprintln!("error: {target}: {error}");
                     ExitCode::FAILURE
                 }
-            };
+            });
         }
         Command::Export {
             day,
@@ -209,7 +245,7 @@ fn main() -> ExitCode {
                 Ok(output) => output,
                 Err(error) => {
                     eprintln!("error: export.output: {error}");
-                    return ExitCode::from(2);
+                    return Err(ExitCode::from(2));
                 }
             };
             Job::Export(
@@ -229,6 +265,31 @@ fn main() -> ExitCode {
             role: role.into(),
             name,
         },
+        Command::ApiKey { command } => Job::ApiKey(command),
+    };
+    Ok(job)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRIDLINK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = Cli::parse();
+    let config = match CloudConfig::load(cli.config.as_deref(), |name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let job = match plan(cli.command, &config) {
+        Ok(job) => job,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,6 +306,7 @@ fn main() -> ExitCode {
             Job::Serve(settings) => server::serve(config, settings, wait_for_signal()).await,
             Job::Migrate => migrate(&config).await,
             Job::CreateToken { role, name } => create_token(&config, role, &name).await,
+            Job::ApiKey(command) => api_key(&config, command).await,
             Job::Export(job, output) => export(&config, &job, &output).await,
         }
     });
@@ -322,6 +384,83 @@ async fn export(
         }
     }
     Ok(())
+}
+
+async fn api_key(config: &CloudConfig, command: ApiKeyCommand) -> anyhow::Result<()> {
+    let store = server::connect(config).await?;
+    let hint = "(run `gridlink-cloud migrate` first if the database is new)";
+    match command {
+        ApiKeyCommand::Create {
+            name,
+            customer,
+            vens,
+        } => {
+            let secret = ApiKeySecret::generate()?;
+            let new = NewApiKey {
+                name,
+                customer,
+                ven_ids: vens,
+                hash: secret.hash(),
+            };
+            let record = store
+                .create_api_key(&new, now_ms())
+                .await
+                .with_context(|| format!("storing the API key {hint}"))?;
+            println!("{}", secret.key(record.id));
+            eprintln!(
+                "created API key {} {:?} for {:?}, VENs {}; it is shown only this once",
+                record.id,
+                record.name,
+                record.customer,
+                record
+                    .ven_ids
+                    .iter()
+                    .map(VenId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        ApiKeyCommand::List => {
+            let keys = store
+                .api_keys()
+                .await
+                .with_context(|| format!("reading the API keys {hint}"))?;
+            println!("id\tname\tcustomer\tcreated_ms\trevoked_ms\tvens");
+            for key in keys {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.name,
+                    key.customer,
+                    key.created_ms,
+                    key.revoked_ms
+                        .map_or_else(|| "-".to_owned(), |ms| ms.to_string()),
+                    key.ven_ids
+                        .iter()
+                        .map(VenId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id } => {
+            match store
+                .revoke_api_key(id, now_ms())
+                .await
+                .with_context(|| format!("revoking the API key {hint}"))?
+            {
+                Some(key) => eprintln!("API key {} {:?} is revoked", key.id, key.name),
+                None => anyhow::bail!("no API key {id} exists"),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn wait_for_signal() {

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub dispatch: crate::dispatch::DispatchMetrics,
     /// The daily export's counters.
     pub export: std::sync::Arc<crate::export::ExportMetrics>,
+    /// HTTP ingest's counters.
+    pub http_ingest: crate::api::HttpIngestMetrics,
     dropped: [AtomicU64; 7],
 }
 
@@ -188,6 +190,15 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
+        self.render_drops(&mut out);
+        self.render_services(&mut out);
+        out
+    }
+}
+
+impl Metrics {
+    /// Dropped messages by reason, Prometheus text.
+    fn render_drops(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "# HELP gridlink_ingest_dropped_total Messages dropped, by reason.\n# TYPE gridlink_ingest_dropped_total counter"
@@ -200,14 +211,16 @@ impl Metrics {
                 self.dropped_count(reason)
             );
         }
-        out.push_str(&self.shadow.render());
-        self.render_dispatch(&mut out);
-        out.push_str(&self.export.render());
-        out
     }
-}
 
-impl Metrics {
+    /// The counters of the services beside ingest, Prometheus text.
+    fn render_services(&self, out: &mut String) {
+        out.push_str(&self.shadow.render());
+        self.render_dispatch(out);
+        out.push_str(&self.export.render());
+        out.push_str(&self.http_ingest.render());
+    }
+
     /// The dispatcher's counters, Prometheus text.
     fn render_dispatch(&self, out: &mut String) {
         for (name, help, value) in [

@@ -50,7 +50,8 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let metrics = Arc::new(Metrics::default());
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&metrics))
-        .with_max_points(config.http.max_points);
+        .with_max_points(config.http.max_points)
+        .with_http_ingest(&config.http_ingest);
     let shadow = if config.shadow.enabled {
         let service = ShadowService::new(settings.clone(), Arc::clone(&metrics))
             .context("starting the shadow service")?;

@@ -860,6 +860,12 @@ fn sample_request(operation: Operation, dr: &DrIds) -> (String, Option<Value>) {
                 .replace("{entry_id}", "1"),
             None,
         ),
+        Operation::CreateApiKey => (
+            path,
+            Some(json!({ "name": "openapi", "customer": "c", "ven_ids": ["site-1"] })),
+        ),
+        // The key CreateApiKey (earlier in Operation::ALL) made.
+        Operation::RevokeApiKey => (operation.path().replace("{id}", "1"), None),
         _ => (path, None),
     }
 }
@@ -897,8 +903,12 @@ async fn openapi_describes_every_route_of_the_router() {
         let answer = app
             .call(operation.method(), &uri, Some(&app.admin), body)
             .await;
+        // Ingest takes an API key, not a token (tests/http_ingest.rs).
+        let expected_401 = operation == Operation::Ingest;
         assert!(
-            answer.status.is_success() || answer.status == StatusCode::SERVICE_UNAVAILABLE,
+            answer.status.is_success()
+                || answer.status == StatusCode::SERVICE_UNAVAILABLE
+                || (expected_401 && answer.status == StatusCode::UNAUTHORIZED),
             "{operation:?}: {} {}",
             answer.status,
             answer.json

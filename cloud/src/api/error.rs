@@ -93,6 +93,17 @@ pub enum ApiError {
     /// The database is unreachable (503, with `Retry-After`).
     #[error("database unavailable: {0}")]
     Unavailable(#[source] StoreError),
+    /// No valid `x-api-key` (missing, malformed, unknown or revoked: the
+    /// answer does not say which) (401).
+    #[error("no valid API key")]
+    InvalidApiKey,
+    /// The API key may not write this VEN (403).
+    #[error("the API key may not write VEN {0}")]
+    VenNotAllowed(VenId),
+    /// The API key sent more requests than its rate allows (429, with
+    /// `Retry-After`).
+    #[error("rate limited; retry after {0} s")]
+    RateLimited(u64),
     /// Anything else (500); logged, never described to the client.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -107,8 +118,9 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Unauthenticated(_) | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidParams(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { status, .. } => *status,
             Self::UnknownVen(_)
@@ -126,8 +138,9 @@ impl ApiError {
     /// The problem type's slug (after [`PROBLEM_TYPE_PREFIX`]).
     pub const fn slug(&self) -> &'static str {
         match self {
-            Self::Unauthenticated(_) => "unauthenticated",
-            Self::Forbidden { .. } => "forbidden",
+            Self::Unauthenticated(_) | Self::InvalidApiKey => "unauthenticated",
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) => "forbidden",
+            Self::RateLimited(_) => "rate-limited",
             Self::InvalidParams(_) => "invalid-parameter",
             Self::InvalidBody { .. } => "invalid-body",
             Self::UnknownVen(_) => "unknown-ven",
@@ -145,8 +158,9 @@ impl ApiError {
 
     fn title(&self) -> &'static str {
         match self {
-            Self::Unauthenticated(_) => "Authentication required",
-            Self::Forbidden { .. } => "Forbidden",
+            Self::Unauthenticated(_) | Self::InvalidApiKey => "Authentication required",
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) => "Forbidden",
+            Self::RateLimited(_) => "Too many requests",
             Self::InvalidParams(_) => "Invalid parameter",
             Self::InvalidBody { .. } => "Invalid request body",
             Self::UnknownVen(_) => "Unknown VEN",
@@ -175,6 +189,17 @@ impl ApiError {
                 role.as_str(),
                 permission.description()
             ),
+            Self::InvalidApiKey => {
+                "this route needs a valid, unrevoked API key in the `x-api-key` header".into()
+            }
+            Self::VenNotAllowed(ven) => {
+                format!("ven_id: this API key may not write VEN {:?}", ven.as_str())
+            }
+            Self::RateLimited(seconds) => {
+                format!(
+                    "this API key sent more requests than its rate allows; retry in {seconds} s"
+                )
+            }
             Self::InvalidParams(params) => params
                 .iter()
                 .map(|p| format!("{}: {}", p.name, p.reason))
@@ -286,6 +311,15 @@ impl IntoResponse for ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_S));
+            }
+            Self::InvalidApiKey => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("ApiKey realm=\"gridlink\", header=\"x-api-key\""),
+                );
+            }
+            Self::RateLimited(seconds) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*seconds));
             }
             _ => {}
         }

@@ -18,16 +18,19 @@
 //! # }
 //! ```
 
+mod api_keys;
 mod error;
 mod event_status;
 mod groups;
 mod health;
+mod ingest_http;
 mod live;
 mod me;
 mod openadr;
 mod openapi;
 mod openapi_dashboard;
 mod openapi_dr;
+mod openapi_ingest;
 mod openapi_projects;
 mod overview;
 mod params;
@@ -46,8 +49,15 @@ use axum::http::{Method, Uri};
 use axum::middleware;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
+pub use api_keys::{
+    API_KEY_HEADER, API_KEY_PREFIX, ApiKeySecret, authenticate_api_key, parse_api_key,
+};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
 pub use event_status::BASELINE_WINDOW_MS;
+pub use ingest_http::{
+    DEFAULT_EXPONENT, HttpIngest, HttpIngestMetrics, IDEMPOTENCY_KEY_HEADER, IngestRejection,
+    MAX_READINGS,
+};
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
@@ -78,6 +88,9 @@ pub struct AppState<S> {
     /// What ingest (MQTT and HTTP) just committed: the live stream's and
     /// the alert rules' source.
     pub feed: crate::feed::Feed,
+    /// HTTP ingest's limits and the API keys' rate limiter
+    /// (`[http_ingest]`).
+    pub http_ingest: Arc<HttpIngest>,
 }
 
 impl<S> AppState<S> {
@@ -91,7 +104,16 @@ impl<S> AppState<S> {
             shadow: None,
             dispatch_wake: Arc::new(tokio::sync::Notify::new()),
             feed: crate::feed::Feed::new(),
+            http_ingest: Arc::new(HttpIngest::default()),
         }
+    }
+
+    /// The same state with HTTP ingest's body limit and rate limit from
+    /// `config` (and fresh rate-limit buckets).
+    #[must_use]
+    pub fn with_http_ingest(mut self, config: &crate::config::HttpIngestConfig) -> Self {
+        self.http_ingest = Arc::new(HttpIngest::new(config));
+        self
     }
 
     /// The same state with the shadow service's handle.
@@ -120,6 +142,7 @@ impl<S> Clone for AppState<S> {
             shadow: self.shadow.clone(),
             dispatch_wake: Arc::clone(&self.dispatch_wake),
             feed: self.feed.clone(),
+            http_ingest: Arc::clone(&self.http_ingest),
         }
     }
 }
@@ -199,11 +222,19 @@ pub enum Operation {
     AddFinanceEntry,
     /// `DELETE /api/v1/projects/{id}/finances/{entry_id}`: delete an entry.
     DeleteFinanceEntry,
+    /// `POST /api/v1/api-keys`: create an API key for HTTP ingest.
+    CreateApiKey,
+    /// `GET /api/v1/api-keys`: list the API keys (without secrets).
+    ListApiKeys,
+    /// `DELETE /api/v1/api-keys/{id}`: revoke an API key.
+    RevokeApiKey,
+    /// `POST /api/v1/ingest`: readings sent with an API key.
+    Ingest,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 36] = [
+    pub const ALL: [Self; 40] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -240,6 +271,10 @@ impl Operation {
         Self::ProjectFinances,
         Self::AddFinanceEntry,
         Self::DeleteFinanceEntry,
+        Self::CreateApiKey,
+        Self::ListApiKeys,
+        Self::RevokeApiKey,
+        Self::Ingest,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -273,6 +308,9 @@ impl Operation {
             Self::ProjectEnergy => "/api/v1/projects/{id}/energy",
             Self::ProjectFinances | Self::AddFinanceEntry => "/api/v1/projects/{id}/finances",
             Self::DeleteFinanceEntry => "/api/v1/projects/{id}/finances/{entry_id}",
+            Self::CreateApiKey | Self::ListApiKeys => "/api/v1/api-keys",
+            Self::RevokeApiKey => "/api/v1/api-keys/{id}",
+            Self::Ingest => "/api/v1/ingest",
         }
     }
 
@@ -283,13 +321,18 @@ impl Operation {
             | Self::CreateProgram
             | Self::CreateEvent
             | Self::CreateProject
-            | Self::AddFinanceEntry => Method::POST,
+            | Self::AddFinanceEntry
+            | Self::CreateApiKey
+            | Self::Ingest => Method::POST,
             Self::RegisterVen
             | Self::SetVenGroups
             | Self::UpdateProgram
             | Self::UpdateEvent
             | Self::UpdateProject => Method::PUT,
-            Self::DeleteProgram | Self::DeleteEvent | Self::DeleteFinanceEntry => Method::DELETE,
+            Self::DeleteProgram
+            | Self::DeleteEvent
+            | Self::DeleteFinanceEntry
+            | Self::RevokeApiKey => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
@@ -298,8 +341,9 @@ impl Operation {
     /// What the caller's token must allow; `None` for public routes.
     pub const fn permission(self) -> Option<Permission> {
         match self {
+            // Ingest authenticates with an API key (`x-api-key`), not a token;
             // `Me` authenticates in its handler: any valid token may ask.
-            Self::Health | Self::Metrics | Self::OpenApi | Self::Me => None,
+            Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest | Self::Me => None,
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -329,7 +373,9 @@ impl Operation {
             | Self::UpdateEvent
             | Self::DeleteEvent => Some(Permission::Dispatch),
             Self::PatchShadow => Some(Permission::ConfigureVens),
-            Self::CreateToken => Some(Permission::ManageTokens),
+            Self::CreateToken | Self::CreateApiKey | Self::ListApiKeys | Self::RevokeApiKey => {
+                Some(Permission::ManageTokens)
+            }
         }
     }
 
@@ -372,6 +418,10 @@ impl Operation {
             Self::ProjectFinances => "getProjectFinances",
             Self::AddFinanceEntry => "createProjectFinanceEntry",
             Self::DeleteFinanceEntry => "deleteProjectFinanceEntry",
+            Self::CreateApiKey => "createApiKey",
+            Self::ListApiKeys => "listApiKeys",
+            Self::RevokeApiKey => "revokeApiKey",
+            Self::Ingest => "ingestReadings",
         }
     }
 
@@ -420,6 +470,10 @@ impl Operation {
             Self::ProjectFinances => on(filter, projects::finances::<S>),
             Self::AddFinanceEntry => on(filter, projects::add_entry::<S>),
             Self::DeleteFinanceEntry => on(filter, projects::delete_entry::<S>),
+            Self::CreateApiKey => on(filter, api_keys::create::<S>),
+            Self::ListApiKeys => on(filter, api_keys::list::<S>),
+            Self::RevokeApiKey => on(filter, api_keys::revoke::<S>),
+            Self::Ingest => on(filter, ingest_http::ingest::<S>),
         }
     }
 }
@@ -437,6 +491,10 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
                 permission,
             };
             route = route.route_layer(middleware::from_fn_with_state(guard, auth::require::<S>));
+        }
+        if operation == Operation::Ingest {
+            let limit = state.http_ingest.max_body_bytes;
+            route = route.layer(axum::extract::DefaultBodyLimit::max(limit));
         }
         router = router.route(operation.path(), route);
     }

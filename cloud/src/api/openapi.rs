@@ -55,15 +55,19 @@ pub fn openapi_document() -> Value {
                     "description": "An API token, `glk_` and 64 hex digits. Roles: viewer (reads), \
                         installer (reads, registers VENs), operator (reads, dispatches), admin \
                         (everything), ven (OpenADR VEN clients)."
-                }
+                },
+                "apiKey": super::openapi_ingest::security_scheme()
             },
             "responses": responses(),
             "schemas": merged(
                 merged(schemas(), super::openapi_dr::schemas()),
                 merged(
-                    super::openapi_dashboard::schemas(),
-                    super::openapi_projects::schemas()
-                )
+                    merged(
+                        super::openapi_dashboard::schemas(),
+                        super::openapi_projects::schemas()
+                    ),
+                    super::openapi_ingest::schemas(),
+                ),
             ),
         }
     })
@@ -379,6 +383,10 @@ fn describe(operation: Operation) -> Value {
         | Operation::DeleteFinanceEntry => {
             super::openapi_projects::describe(operation).unwrap_or_default()
         }
+        Operation::CreateApiKey
+        | Operation::ListApiKeys
+        | Operation::RevokeApiKey
+        | Operation::Ingest => super::openapi_ingest::describe(operation).unwrap_or_default(),
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());
@@ -408,7 +416,8 @@ fn describe(operation: Operation) -> Value {
         } else {
             json!([])
         };
-        doc.insert("security".into(), security);
+        // Routes with their own scheme (ingest's API key) keep it.
+        doc.entry("security").or_insert(security);
     }
     doc
 }
@@ -437,7 +446,7 @@ fn schemas() -> Value {
                     "description": "`urn:gridlink:problem:` and one of unauthenticated, forbidden, \
                         invalid-parameter, invalid-body, unknown-ven, no-shadow, not-found, \
                         method-not-allowed, conflict, unprocessable, unavailable, shadow-off, \
-                        internal."
+                        rate-limited, internal."
                 },
                 "title": { "type": "string" },
                 "status": { "type": "integer" },
@@ -708,7 +717,8 @@ mod tests {
             let secured = described["security"]
                 .as_array()
                 .is_some_and(|s| !s.is_empty());
-            assert_eq!(secured, op.authenticated(), "{op:?}");
+            let api_key = op == Operation::Ingest;
+            assert_eq!(secured, op.authenticated() || api_key, "{op:?}");
             assert!(described["responses"]["500"].is_object());
             let path_params: Vec<&str> = described["parameters"]
                 .as_array()

@@ -52,6 +52,7 @@ use std::time::Duration;
 use gridlink_protocol::telemetry::MAX_METER_NAME_LEN;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
+mod api_keys;
 mod cache;
 pub mod dr;
 mod export;
@@ -68,6 +69,10 @@ pub mod sqlite;
 #[path = "sqlite/dr.rs"]
 mod sqlite_dr;
 
+pub use api_keys::{
+    ApiKeyRecord, ApiKeyStore, HTTP_SEQ_BASE, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey,
+    StoredApiKey,
+};
 pub use dr::DrStore;
 pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
 pub use overview::{OverviewStore, SitePower};
@@ -419,7 +424,7 @@ pub enum StoreError {
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
 pub trait Store:
-    DrStore + ShadowStore + OverviewStore + ProjectStore + ExportStore + Send + Sync
+    DrStore + ShadowStore + OverviewStore + ProjectStore + ExportStore + ApiKeyStore + Send + Sync
 {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
