@@ -23,9 +23,11 @@ use gridlink_cloud::export::{
     COLUMNS, Destination, ExportConfig, ExportDay, ExportError, ExportFormat, ExportJob,
     ExportMetrics, ExportOutcome, MANIFEST_NAME, Manifest, export_day, schedule,
 };
+use gridlink_cloud::projects::{ProjectKind, ProjectStatus};
+use gridlink_cloud::store::projects::ProjectWrite;
 use gridlink_cloud::store::{
-    AnyStore, DrStore, ExportLease, ExportStore, IngestBatch, Resolution, SeriesQuery, Store,
-    StoreError, VenRegistration, phase_code, quantity_code,
+    AnyStore, DrStore, ExportLease, ExportStore, IngestBatch, ProjectStore, Resolution,
+    SeriesQuery, Store, StoreError, VenRegistration, phase_code, quantity_code,
 };
 use gridlink_protocol::{Phase, Point, Quantity, Series, VenId};
 use gridlink_testkit::moto::MotoServer;
@@ -166,6 +168,25 @@ async fn seed(store: &AnyStore) {
         )
         .await
         .unwrap();
+    // ven-a belongs to a project (its name and id go into every row).
+    store
+        .create_project(
+            &ProjectWrite {
+                name: "Solar park \"North\", phase 1".into(),
+                kind: ProjectKind::Renewable,
+                status: ProjectStatus::Operational,
+                capacity_kw: 1500.0,
+                latitude: 52.1,
+                longitude: 5.1,
+                address: None,
+                currency: "EUR".into(),
+                ven_ids: vec![ven("ven-a")],
+                milestones: Vec::new(),
+            },
+            DAY0 - DAY,
+        )
+        .await
+        .unwrap();
     let power: Vec<(i64, i64)> = (0..120)
         .filter(|i| !(60..90).contains(i))
         .map(|i| (DAY0 + i * MINUTE, 1000 + i * 7 - (i % 3) * 500))
@@ -265,6 +286,12 @@ async fn expected(store: &AnyStore, day: ExportDay) -> BTreeMap<String, Vec<Row>
         let record = store.ven(&ven(ven_id)).await.unwrap().unwrap();
         let groups = store.ven_groups(&ven(ven_id)).await.unwrap();
         let groups = (!groups.is_empty()).then(|| serde_json::to_string(&groups).unwrap());
+        let project = store
+            .projects()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.ven_ids.contains(&ven(ven_id)));
         out.entry(ven_id.to_owned())
             .or_default()
             .extend(points.iter().map(|p| Row {
@@ -281,8 +308,8 @@ async fn expected(store: &AnyStore, day: ExportDay) -> BTreeMap<String, Vec<Row>
                 site_latitude: None,
                 site_longitude: None,
                 groups: groups.clone(),
-                project_id: None,
-                project_name: None,
+                project_id: project.as_ref().map(|p| p.id.to_string()),
+                project_name: project.as_ref().map(|p| p.name.clone()),
             }));
     }
     out
@@ -521,6 +548,10 @@ async fn parquet_and_csv_exports_match_the_database(db: &Db) {
             files[&format!("ven-a{}", format.extension())].clone(),
         );
         assert_eq!(rows[0].site.as_deref(), Some("Depot \"North\", Hall 2"));
+        assert_eq!(
+            rows[0].project_name.as_deref(),
+            Some("Solar park \"North\", phase 1")
+        );
         assert_eq!(
             rows[0].groups.as_deref(),
             Some("[\"north\",\"pilot,2025\"]")

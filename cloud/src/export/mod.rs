@@ -60,7 +60,9 @@ use time::{Date, OffsetDateTime, Time};
 pub use destination::Destination;
 pub use manifest::{Gap, MANIFEST_NAME, Manifest, Totals, VenManifest};
 
-use crate::store::{ExportLease, ExportSeries, ExportStore, ExportVenInfo, StoreError};
+use crate::store::{
+    ExportLease, ExportSeries, ExportStore, ExportVenInfo, ProjectRecord, ProjectStore, StoreError,
+};
 use manifest::GapTracker;
 
 /// Rows read from the database per query, and the most rows a Parquet row
@@ -527,17 +529,26 @@ pub struct Enrichment {
 }
 
 /// The enrichment columns of `ven_id`: everything the store knows about
-/// its site and project. The one place to extend when the store learns
-/// more (projects, site addresses and coordinates).
-pub async fn enrichment<S: ExportStore>(
+/// its site and project. The project is the one with the lowest id among
+/// those listing the VEN (a VEN in a renewable and a flexibility project
+/// gets the older one). The registration stores no site address or
+/// coordinates yet, so those columns are null: the one place to extend
+/// when it does.
+pub async fn enrichment<S: ExportStore + ProjectStore>(
     store: &S,
     ven_id: &VenId,
 ) -> Result<Enrichment, StoreError> {
     let info = store.export_ven_info(ven_id).await?.unwrap_or_default();
-    Ok(enrichment_of(info))
+    let project = store
+        .projects()
+        .await?
+        .into_iter()
+        .filter(|p| p.ven_ids.contains(ven_id))
+        .min_by_key(|p| p.id);
+    Ok(enrichment_of(info, project))
 }
 
-fn enrichment_of(info: ExportVenInfo) -> Enrichment {
+fn enrichment_of(info: ExportVenInfo, project: Option<ProjectRecord>) -> Enrichment {
     Enrichment {
         site: info.site,
         site_meter: info.site_meter,
@@ -546,8 +557,8 @@ fn enrichment_of(info: ExportVenInfo) -> Enrichment {
         site_longitude: None,
         groups: (!info.groups.is_empty())
             .then(|| serde_json::to_string(&info.groups).unwrap_or_default()),
-        project_id: None,
-        project_name: None,
+        project_id: project.as_ref().map(|p| p.id.to_string()),
+        project_name: project.map(|p| p.name),
     }
 }
 
@@ -611,7 +622,7 @@ pub enum ExportOutcome {
 
 /// Exports `job.day` to `destination` under the day's lease (see the
 /// module documentation for the order of writes).
-pub async fn export_day<S: ExportStore>(
+pub async fn export_day<S: ExportStore + ProjectStore>(
     store: &S,
     destination: &Destination,
     job: &ExportJob,
@@ -647,7 +658,7 @@ pub async fn export_day<S: ExportStore>(
     }
 }
 
-async fn write_day<S: ExportStore>(
+async fn write_day<S: ExportStore + ProjectStore>(
     store: &S,
     destination: &Destination,
     job: &ExportJob,
@@ -713,7 +724,7 @@ async fn renew<S: ExportStore>(store: &S, day: &str, job: &ExportJob) -> Result<
 
 /// Writes one VEN's file at `path`; returns its manifest entry (without
 /// file name and size).
-async fn write_ven<S: ExportStore>(
+async fn write_ven<S: ExportStore + ProjectStore>(
     store: &S,
     ven_id: &VenId,
     job: &ExportJob,
@@ -1030,14 +1041,17 @@ mod tests {
     }
 
     #[test]
-    fn enrichment_has_project_columns_null() {
-        let e = enrichment_of(ExportVenInfo {
-            site: Some("Depot".into()),
-            site_meter: Some("grid".into()),
-            groups: vec!["north".into(), "a,b".into()],
-        });
+    fn enrichment_without_a_project_has_project_columns_null() {
+        let e = enrichment_of(
+            ExportVenInfo {
+                site: Some("Depot".into()),
+                site_meter: Some("grid".into()),
+                groups: vec!["north".into(), "a,b".into()],
+            },
+            None,
+        );
         assert_eq!(e.groups.as_deref(), Some("[\"north\",\"a,b\"]"));
         assert_eq!((e.project_id, e.project_name), (None, None));
-        assert_eq!(enrichment_of(ExportVenInfo::default()).groups, None);
+        assert_eq!(enrichment_of(ExportVenInfo::default(), None).groups, None);
     }
 }

@@ -21,7 +21,7 @@ use super::{
     Destination, ExportConfig, ExportDay, ExportError, ExportJob, ExportMetrics, ExportOutcome,
     export_day,
 };
-use crate::store::ExportStore;
+use crate::store::{ExportStore, ProjectStore};
 
 /// First retry delay after a failure.
 pub const MIN_BACKOFF: Duration = Duration::from_mins(1);
@@ -59,7 +59,7 @@ fn time_of_day_ms(at: Time) -> i64 {
 
 /// Runs the daily export until `stop`. `holder` names this process in the
 /// lease (host and process id).
-pub async fn run<S: ExportStore + 'static>(
+pub async fn run<S: ExportStore + ProjectStore + 'static>(
     store: Arc<S>,
     config: ExportConfig,
     metrics: Arc<ExportMetrics>,
