@@ -143,6 +143,7 @@ conformance!(
         exponent_change_keeps_one_series,
         duplicate_batches_are_stored_once,
         repeated_readings_keep_the_first,
+        large_groups_keep_the_first_too,
         rollups_agree_with_raw_including_late_data,
         limit_and_range,
         network_sums_import_and_export_across_vens,
@@ -631,6 +632,37 @@ async fn repeated_readings_keep_the_first<S: Store>(s: &S) {
             &format!("{resolution:?}"),
         );
     }
+}
+
+/// Groups large enough for PostgreSQL's `COPY` path (small ones are one
+/// `INSERT`): an overlap with stored readings keeps the stored ones and
+/// adds the rest, as the small path does.
+async fn large_groups_keep_the_first_too<S: Store>(s: &S) {
+    const N: i64 = 5_000;
+    let first: Vec<(i64, i64)> = (0..N).map(|i| (DAY0 + i * 1000, i)).collect();
+    assert_eq!(
+        s.ingest(&[batch("ven-1", 1, DAY0, vec![power(&first)])])
+            .await
+            .unwrap(),
+        outcome(1, 5_000, 0)
+    );
+    // Half overlaps (other values: the stored ones win), half is new.
+    let second: Vec<(i64, i64)> = (N / 2..N + N / 2).map(|i| (DAY0 + i * 1000, -i)).collect();
+    assert_eq!(
+        s.ingest(&[batch("ven-1", 2, DAY0, vec![power(&second)])])
+            .await
+            .unwrap(),
+        outcome(1, 2_500, 0)
+    );
+    let want: Vec<(i64, f64)> = (0..N + N / 2)
+        .map(|i| (DAY0 + i * 1000, if i < N { i as f64 } else { -i as f64 }))
+        .collect();
+    assert_eq!(raw(s, power_query("ven-1", Resolution::Raw)).await, want);
+    let hour = s
+        .series(&power_query("ven-1", Resolution::Hour))
+        .await
+        .unwrap();
+    assert_points_match(&hour, &reference(&want, Resolution::Hour), "hour");
 }
 
 async fn rollups_agree_with_raw_including_late_data<S: Store>(s: &S) {
