@@ -498,7 +498,7 @@ async fn broker_down_30_s_loses_nothing_and_drains_in_order() {
     // (CI shares 2 cores between this and every other test).
     let target = before + 30 * 1000 / usize::try_from(POLL_MS).unwrap() * 28;
     let reconnected = std::time::Instant::now();
-    backend.wait_for(target, Duration::from_secs(120)).await;
+    backend.wait_for(target, Duration::from_mins(2)).await;
     eprintln!("backlog drained in {:?}", reconnected.elapsed());
     let log = agent.stop().await;
     let (acquired, _, published, left) = summary(&log);

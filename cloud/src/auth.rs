@@ -56,17 +56,20 @@ pub enum Permission {
     ConfigureVens,
     /// Create and change energy projects and their finance entries.
     ManageProjects,
+    /// Acknowledge alerts.
+    AcknowledgeAlerts,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::ReadTelemetry,
         Self::RegisterVens,
         Self::Dispatch,
         Self::ManageTokens,
         Self::ConfigureVens,
         Self::ManageProjects,
+        Self::AcknowledgeAlerts,
     ];
 
     /// What the permission lets a caller do, for messages ("read telemetry").
@@ -78,6 +81,7 @@ impl Permission {
             Self::ManageTokens => "manage API tokens",
             Self::ConfigureVens => "configure VENs",
             Self::ManageProjects => "manage projects",
+            Self::AcknowledgeAlerts => "acknowledge alerts",
         }
     }
 }
@@ -85,14 +89,17 @@ impl Permission {
 /// Whether `role` has `permission`: viewers read; installers read and
 /// register VENs; operators read and dispatch; installers and operators
 /// also configure VENs (their shadow's desired settings); operators
-/// manage energy projects and their finances; admins do
+/// manage energy projects and their finances, acknowledge alerts; admins do
 /// everything; VEN clients (OpenADR) have none of these.
 pub const fn allows(role: Role, permission: Permission) -> bool {
     match (role, permission) {
         (Role::Admin, _)
         | (Role::Viewer | Role::Installer | Role::Operator, Permission::ReadTelemetry)
         | (Role::Installer, Permission::RegisterVens)
-        | (Role::Operator, Permission::Dispatch | Permission::ManageProjects)
+        | (
+            Role::Operator,
+            Permission::Dispatch | Permission::ManageProjects | Permission::AcknowledgeAlerts,
+        )
         | (Role::Installer | Role::Operator, Permission::ConfigureVens) => true,
         (Role::Viewer | Role::Installer | Role::Operator | Role::Ven, _) => false,
     }
@@ -264,13 +271,19 @@ mod tests {
     fn permissions_by_role() {
         // Columns in the order of `Permission::ALL`: read telemetry,
         // register VENs, dispatch, manage tokens, configure VENs, manage
-        // projects.
+        // projects, acknowledge alerts.
         let table = [
-            (Role::Viewer, [true, false, false, false, false, false]),
-            (Role::Installer, [true, true, false, false, true, false]),
-            (Role::Operator, [true, false, true, false, true, true]),
-            (Role::Admin, [true, true, true, true, true, true]),
-            (Role::Ven, [false, false, false, false, false, false]),
+            (
+                Role::Viewer,
+                [true, false, false, false, false, false, false],
+            ),
+            (
+                Role::Installer,
+                [true, true, false, false, true, false, false],
+            ),
+            (Role::Operator, [true, false, true, false, true, true, true]),
+            (Role::Admin, [true, true, true, true, true, true, true]),
+            (Role::Ven, [false, false, false, false, false, false, false]),
         ];
         for role in Role::ALL {
             assert!(table.iter().any(|(r, _)| *r == role), "{role:?} is missing");

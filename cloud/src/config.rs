@@ -70,6 +70,10 @@ pub struct CloudConfig {
     /// The daily export of readings (`crate::export`).
     #[serde(default)]
     pub export: crate::export::ExportConfig,
+    /// Alert rules, hold-downs and delivery (`crate::alerts`); its
+    /// variables are `crate::alerts::ENV_VARS`.
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// Default of [`CloudConfig::database_url`]: SQLite in the working directory.
@@ -88,6 +92,7 @@ impl Default for CloudConfig {
             retention: RetentionConfig::default(),
             shadow: ShadowConfig::default(),
             export: crate::export::ExportConfig::default(),
+            alerts: crate::alerts::AlertsConfig::default(),
         }
     }
 }
@@ -740,6 +745,10 @@ impl CloudConfig {
             None => Self::default(),
         };
         config.apply_env(env)?;
+        config
+            .alerts
+            .check()
+            .map_err(|(var, message)| ConfigError::Env { var, message })?;
         Ok(config)
     }
 
@@ -754,6 +763,9 @@ impl CloudConfig {
                 })?;
             }
         }
+        self.alerts
+            .apply_env(&env)
+            .map_err(|(var, message)| ConfigError::Env { var, message })?;
         Ok(())
     }
 
@@ -1110,6 +1122,8 @@ mod tests {
         let table: toml::Table = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
         let mut settings = BTreeSet::new();
         keys("", &table, &mut settings);
+        // `[alerts]` has its own list (checked in `alerts::config`).
+        settings.retain(|s| !s.starts_with("alerts."));
         let from_env: BTreeSet<String> = ENV_VARS.iter().map(|v| v.setting.to_string()).collect();
         assert_eq!(settings, from_env);
         for var in ENV_VARS {
@@ -1126,7 +1140,12 @@ mod tests {
         let table: toml::Table = toml::from_str(text).unwrap();
         let mut written = BTreeSet::new();
         keys("", &table, &mut written);
-        let all: BTreeSet<String> = ENV_VARS.iter().map(|v| v.setting.to_string()).collect();
+        let all: BTreeSet<String> = ENV_VARS
+            .iter()
+            .map(|v| v.setting)
+            .chain(crate::alerts::ENV_VARS.iter().map(|v| v.setting))
+            .map(str::to_string)
+            .collect();
         assert_eq!(written, all, "cloud.example.toml lists every setting");
     }
 

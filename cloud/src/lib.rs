@@ -1,8 +1,10 @@
 //! gridlink-cloud: consumes VEN telemetry over MQTT, stores it in
 //! PostgreSQL or SQLite, and serves it over an HTTP API.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod aws;
 pub mod config;
 pub mod dashboard;
 pub mod dispatch;

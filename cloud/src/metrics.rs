@@ -82,6 +82,8 @@ pub struct Metrics {
     pub export: std::sync::Arc<crate::export::ExportMetrics>,
     /// HTTP ingest's counters.
     pub http_ingest: crate::api::HttpIngestMetrics,
+    /// The alert engine's and delivery's counters.
+    pub alerts: crate::alerts::AlertMetrics,
     dropped: [AtomicU64; 7],
 }
 
@@ -219,6 +221,7 @@ impl Metrics {
         self.render_dispatch(out);
         out.push_str(&self.export.render());
         out.push_str(&self.http_ingest.render());
+        out.push_str(&self.alerts.render());
     }
 
     /// The dispatcher's counters, Prometheus text.

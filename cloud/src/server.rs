@@ -99,6 +99,11 @@ pub async fn serve(
     {
         tasks.spawn(export);
     }
+    if let Some(alerts) =
+        crate::alerts::service(&store, &config.alerts, &metrics, &feed, &stopped).await?
+    {
+        tasks.spawn(alerts);
+    }
     let ingest = ingest::run(settings, Arc::clone(&store), metrics, feed, stopped.clone());
     tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
     if let Some(service) = shadow {
@@ -107,6 +112,17 @@ pub async fn serve(
     }
     tasks.spawn(retention(store, config.retention.clone(), stopped));
 
+    supervise(tasks, shutdown, &stop).await
+}
+
+/// Waits for `shutdown` or the first task to end, then stops them all
+/// (`stop`) and waits up to [`SHUTDOWN_TIMEOUT`] for them. A task that
+/// ended on its own is the error returned.
+async fn supervise(
+    mut tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    shutdown: impl Future<Output = ()> + Send,
+    stop: &watch::Sender<bool>,
+) -> anyhow::Result<()> {
     let failure = tokio::select! {
         () = shutdown => {
             tracing::info!("stop requested; stopping");

@@ -755,6 +755,8 @@ struct DrIds {
     spare_program: String,
     event: String,
     spare_event: String,
+    /// An open alert (for the alert routes).
+    alert: String,
 }
 
 impl DrIds {
@@ -786,11 +788,31 @@ impl DrIds {
         }
         let [program, spare_program, event, spare_event] =
             <[String; 4]>::try_from(ids).expect("four ids");
+        let condition = gridlink_cloud::alerts::Condition::new(
+            gridlink_cloud::alerts::Rule::VenOffline,
+            "site-1",
+            gridlink_cloud::alerts::Severity::Critical,
+            "site-1 is offline",
+        );
+        let alert = match gridlink_cloud::alerts::AlertStore::raise_alert(
+            &*app.store,
+            &condition,
+            T0,
+            0,
+            &[],
+        )
+        .await
+        .expect("raise an alert")
+        {
+            gridlink_cloud::alerts::Raised::Opened(alert) => alert.id.to_string(),
+            other => panic!("no alert opened: {other:?}"),
+        };
         Self {
             program,
             spare_program,
             event,
             spare_event,
+            alert,
         }
     }
 }
@@ -828,6 +850,9 @@ fn sample_request(operation: Operation, dr: &DrIds) -> (String, Option<Value>) {
         Operation::UpdateEvent => (event(&dr.event), Some(sample_event(&dr.program))),
         Operation::DeleteEvent => (event(&dr.spare_event), None),
         Operation::EventStatus => (operation.path().replace("{id}", &dr.event), None),
+        Operation::GetAlert | Operation::AckAlert => {
+            (operation.path().replace("{id}", &dr.alert), None)
+        }
         Operation::Series => (
             format!(
                 "{path}?ven=site-1&meter=main&quantity=active_power&from={T0}&to={}",

@@ -8,8 +8,9 @@
 //! live value change after asking this test (a small HTTP trigger) to
 //! publish a new reading, checks that a viewer has no "create event",
 //! creates an event as an operator (an invalid one first: the field error
-//! is shown) and sees the VEN's acknowledgement, and visits the alerts and
-//! projects pages. One screenshot per page goes to
+//! is shown) and sees the VEN's acknowledgement, sees an alert the alert
+//! rules raise for real (negative power on the import-only `grid` meter,
+//! no hold-down) and acknowledges it, and opens a project's figures. One screenshot per page goes to
 //! `$CARGO_TARGET_TMPDIR/screenshots`.
 //!
 //! Needs Chromium, Node.js and the npm packages of `tests/browser`
@@ -324,7 +325,9 @@ async fn dashboard_in_headless_chromium() {
     let text = format!(
         "database_url = {database:?}\n[http]\nlisten = \"{api}\"\n[mqtt]\nhost = \"127.0.0.1\"\n\
          port = {port}\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n\
-         client_id = \"cloud-dashboard-test\"\nkeep_alive_s = 5\n",
+         client_id = \"cloud-dashboard-test\"\nkeep_alive_s = 5\n\
+         [alerts]\nscan_interval_s = 1\nimport_only_meters = [\"grid\"]\n\
+         [alerts.hold_down.negative_import]\nopen_after_s = 0\nresolve_after_s = 600\n",
         port = broker.port(),
         ca = pki.ca_cert().display().to_string(),
         cert = pki.backend().cert.display().to_string(),
@@ -381,6 +384,7 @@ async fn dashboard_in_headless_chromium() {
         .env("OPERATOR_TOKEN", &tokens[1])
         .env("TRIGGER_URL", &trigger_url)
         .env("VEN_ID", VEN)
+        .env("EXPECT_ALERT", "1")
         .env("SCREENSHOTS", &screenshots)
         .kill_on_drop(true);
     let output = tokio::time::timeout(SCRIPT_TIMEOUT, command.output())

@@ -694,6 +694,7 @@ fn s3_client(moto: &MotoServer) -> aws_sdk_s3::Client {
         .endpoint_url(moto.url())
         .force_path_style(true)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .http_client(gridlink_cloud::aws::http_client())
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }

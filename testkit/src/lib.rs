@@ -7,6 +7,8 @@
 //! * [`mqtt`]: rumqttc options with a VEN's or the backend's certificate,
 //!   and [`mqtt::MqttTestClient`] to publish, subscribe and wait (bounded).
 //! * [`postgres::PostgresCluster`]: a throwaway PostgreSQL cluster.
+//! * [`webhook::WebhookReceiver`] and [`smtp::SmtpSink`]: an HTTP receiver
+//!   and an SMTP server that record what they get (alert delivery tests).
 //!
 //! The servers come from Debian packages (`scripts/setup-test-deps`); a
 //! missing one fails the test with the command that installs it. Each runs
@@ -43,6 +45,8 @@ pub mod mqtt;
 pub mod postgres;
 mod process;
 pub mod serial;
+pub mod smtp;
+pub mod webhook;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago: bound to port 0,
 /// read back, released. Another process could take it before the server

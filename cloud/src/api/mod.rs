@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+mod alerts;
 mod api_keys;
 mod error;
 mod event_status;
@@ -230,11 +231,17 @@ pub enum Operation {
     RevokeApiKey,
     /// `POST /api/v1/ingest`: readings sent with an API key.
     Ingest,
+    /// `GET /api/v1/alerts`: alerts, newest first.
+    ListAlerts,
+    /// `GET /api/v1/alerts/{id}`: one alert.
+    GetAlert,
+    /// `POST /api/v1/alerts/{id}/ack`: acknowledge an alert.
+    AckAlert,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 40] = [
+    pub const ALL: [Self; 43] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -275,6 +282,9 @@ impl Operation {
         Self::ListApiKeys,
         Self::RevokeApiKey,
         Self::Ingest,
+        Self::ListAlerts,
+        Self::GetAlert,
+        Self::AckAlert,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -311,6 +321,9 @@ impl Operation {
             Self::CreateApiKey | Self::ListApiKeys => "/api/v1/api-keys",
             Self::RevokeApiKey => "/api/v1/api-keys/{id}",
             Self::Ingest => "/api/v1/ingest",
+            Self::ListAlerts => "/api/v1/alerts",
+            Self::GetAlert => "/api/v1/alerts/{id}",
+            Self::AckAlert => "/api/v1/alerts/{id}/ack",
         }
     }
 
@@ -323,7 +336,8 @@ impl Operation {
             | Self::CreateProject
             | Self::AddFinanceEntry
             | Self::CreateApiKey
-            | Self::Ingest => Method::POST,
+            | Self::Ingest
+            | Self::AckAlert => Method::POST,
             Self::RegisterVen
             | Self::SetVenGroups
             | Self::UpdateProgram
@@ -357,14 +371,18 @@ impl Operation {
             | Self::GetEvent
             | Self::EventStatus
             | Self::Live
-            | Self::Overview => Some(Permission::ReadTelemetry),
-            Self::ListProjects | Self::GetProject | Self::ProjectEnergy | Self::ProjectFinances => {
-                Some(Permission::ReadTelemetry)
-            }
+            | Self::Overview
+            | Self::ListProjects
+            | Self::GetProject
+            | Self::ProjectEnergy
+            | Self::ProjectFinances
+            | Self::ListAlerts
+            | Self::GetAlert => Some(Permission::ReadTelemetry),
             Self::CreateProject
             | Self::UpdateProject
             | Self::AddFinanceEntry
             | Self::DeleteFinanceEntry => Some(Permission::ManageProjects),
+            Self::AckAlert => Some(Permission::AcknowledgeAlerts),
             Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
             Self::CreateProgram
             | Self::UpdateProgram
@@ -422,6 +440,9 @@ impl Operation {
             Self::ListApiKeys => "listApiKeys",
             Self::RevokeApiKey => "revokeApiKey",
             Self::Ingest => "ingestReadings",
+            Self::ListAlerts => "listAlerts",
+            Self::GetAlert => "getAlert",
+            Self::AckAlert => "acknowledgeAlert",
         }
     }
 
@@ -474,6 +495,9 @@ impl Operation {
             Self::ListApiKeys => on(filter, api_keys::list::<S>),
             Self::RevokeApiKey => on(filter, api_keys::revoke::<S>),
             Self::Ingest => on(filter, ingest_http::ingest::<S>),
+            Self::ListAlerts => on(filter, alerts::list::<S>),
+            Self::GetAlert => on(filter, alerts::one::<S>),
+            Self::AckAlert => on(filter, alerts::acknowledge::<S>),
         }
     }
 }

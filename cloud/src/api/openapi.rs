@@ -44,7 +44,8 @@ pub fn openapi_document() -> Value {
             { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." },
             { "name": "openadr", "description": "OpenADR 3.1 programs and events (dispatched to VENs)." },
             { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." },
-            { "name": "projects", "description": "Energy projects: energy per period, finances, DR revenue, milestones." }
+            { "name": "projects", "description": "Energy projects: energy per period, finances, DR revenue, milestones." },
+            { "name": "alerts", "description": "Alerts raised by the rules (offline VENs, meter anomalies, DR non-response), and their acknowledgement." }
         ],
         "paths": paths,
         "components": {
@@ -63,10 +64,13 @@ pub fn openapi_document() -> Value {
                 merged(schemas(), super::openapi_dr::schemas()),
                 merged(
                     merged(
-                        super::openapi_dashboard::schemas(),
-                        super::openapi_projects::schemas()
+                        merged(
+                            super::openapi_dashboard::schemas(),
+                            super::openapi_projects::schemas()
+                        ),
+                        super::openapi_ingest::schemas(),
                     ),
-                    super::openapi_ingest::schemas(),
+                    super::alerts::schemas(),
                 ),
             ),
         }
@@ -387,6 +391,9 @@ fn describe(operation: Operation) -> Value {
         | Operation::ListApiKeys
         | Operation::RevokeApiKey
         | Operation::Ingest => super::openapi_ingest::describe(operation).unwrap_or_default(),
+        Operation::ListAlerts | Operation::GetAlert | Operation::AckAlert => {
+            super::alerts::describe(operation).unwrap_or_default()
+        }
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());

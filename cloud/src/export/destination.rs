@@ -71,6 +71,7 @@ impl Destination {
             Output::Directory(root) => Ok(Self::Directory(root.clone())),
             Output::S3 { bucket, prefix } => {
                 let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(crate::aws::http_client())
                     .load()
                     .await;
                 let mut config = aws_sdk_s3::config::Builder::from(&shared)

@@ -52,6 +52,7 @@ use std::time::Duration;
 use gridlink_protocol::telemetry::MAX_METER_NAME_LEN;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
+pub mod alerts;
 mod api_keys;
 mod cache;
 pub mod dr;
@@ -69,6 +70,7 @@ pub mod sqlite;
 #[path = "sqlite/dr.rs"]
 mod sqlite_dr;
 
+pub use alerts::AlertStore;
 pub use api_keys::{
     ApiKeyRecord, ApiKeyStore, HTTP_SEQ_BASE, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey,
     StoredApiKey,
@@ -424,7 +426,15 @@ pub enum StoreError {
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
 pub trait Store:
-    DrStore + ShadowStore + OverviewStore + ProjectStore + ExportStore + ApiKeyStore + Send + Sync
+    DrStore
+    + ShadowStore
+    + OverviewStore
+    + ProjectStore
+    + ExportStore
+    + ApiKeyStore
+    + AlertStore
+    + Send
+    + Sync
 {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -1,0 +1,213 @@
+//! The delivery worker: claims queued notifications from the outbox
+//! (`alert_deliveries`), sends each to its channel, and records the
+//! outcome: delivered, retried after an exponential backoff, or given up
+//! after `max_attempts`. Everything it needs is in the database, so a
+//! restart resumes where it stopped, and several `serve` processes share
+//! the work (a claim is a lease: a process that dies mid-send leaves the
+//! row to be retried when the lease expires; the channel may then see it
+//! twice, so webhooks carry `X-Gridlink-Delivery`).
+
+pub mod smtp;
+pub mod sns;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, watch};
+
+use super::{AlertSettings, AlertStore, Channel};
+use crate::metrics::Metrics;
+use crate::store::StoreError;
+use crate::store::alerts::{Alert, Delivery, DeliveryOutcome};
+
+/// Most notifications claimed at once.
+const CLAIM_BATCH: u32 = 16;
+
+/// The senders of the configured channels.
+#[derive(Debug, Default, Clone)]
+pub struct Senders {
+    /// The webhook.
+    pub webhook: Option<webhook::WebhookSender>,
+    /// E-mail.
+    pub email: Option<smtp::SmtpSender>,
+    /// SNS.
+    pub sns: Option<sns::SnsSender>,
+}
+
+impl Senders {
+    /// The senders `settings` configure (SNS reads the AWS configuration).
+    pub async fn from_settings(settings: &AlertSettings) -> Result<Self, reqwest::Error> {
+        let webhook = settings
+            .webhook
+            .clone()
+            .map(webhook::WebhookSender::new)
+            .transpose()?;
+        let email = settings.email.clone().map(smtp::SmtpSender::new);
+        let sns = match &settings.sns {
+            Some(sns) => Some(sns::SnsSender::connect(sns).await),
+            None => None,
+        };
+        Ok(Self {
+            webhook,
+            email,
+            sns,
+        })
+    }
+}
+
+/// Sends what the outbox holds.
+pub struct DeliveryWorker<S> {
+    store: Arc<S>,
+    settings: Arc<AlertSettings>,
+    metrics: Arc<Metrics>,
+    senders: Senders,
+}
+
+impl<S: AlertStore> DeliveryWorker<S> {
+    /// A worker over `store` with the given senders.
+    pub fn new(
+        store: Arc<S>,
+        settings: Arc<AlertSettings>,
+        metrics: Arc<Metrics>,
+        senders: Senders,
+    ) -> Self {
+        Self {
+            store,
+            settings,
+            metrics,
+            senders,
+        }
+    }
+
+    /// One round at `now_ms`: claims due notifications and tries each once.
+    /// Returns how many were tried.
+    pub async fn deliver_due(&self, now_ms: i64) -> Result<usize, StoreError> {
+        let claimed = self
+            .store
+            .claim_deliveries(now_ms, self.settings.delivery.lease_ms, CLAIM_BATCH)
+            .await?;
+        for delivery in &claimed {
+            let result = self.send(delivery, now_ms).await;
+            let delivery_settings = &self.settings.delivery;
+            let outcome = match result {
+                Ok(()) => DeliveryOutcome::Delivered,
+                Err(error) if delivery.attempts >= delivery_settings.max_attempts => {
+                    tracing::warn!(
+                        id = delivery.id,
+                        channel = delivery.channel.as_str(),
+                        attempts = delivery.attempts,
+                        %error,
+                        "alert notification given up"
+                    );
+                    DeliveryOutcome::GiveUp { error }
+                }
+                Err(error) => {
+                    let wait = delivery_settings.backoff_ms(delivery.attempts);
+                    tracing::info!(
+                        id = delivery.id,
+                        channel = delivery.channel.as_str(),
+                        attempts = delivery.attempts,
+                        retry_in_ms = wait,
+                        %error,
+                        "alert notification failed; retrying"
+                    );
+                    DeliveryOutcome::Retry {
+                        next_attempt_ms: super::now_ms().max(now_ms).saturating_add(wait),
+                        error,
+                    }
+                }
+            };
+            self.metrics.alerts.count(
+                delivery.channel,
+                delivery.attempts,
+                outcome == DeliveryOutcome::Delivered,
+                matches!(outcome, DeliveryOutcome::GiveUp { .. }),
+            );
+            self.store
+                .finish_delivery(delivery.id, &outcome, super::now_ms().max(now_ms))
+                .await?;
+        }
+        Ok(claimed.len())
+    }
+
+    async fn send(&self, delivery: &Delivery, now_ms: i64) -> Result<(), String> {
+        let notification: serde_json::Value = serde_json::from_str(&delivery.payload)
+            .map_err(|e| format!("stored notification is not JSON: {e}"))?;
+        match delivery.channel {
+            Channel::Webhook => {
+                let sender = self.senders.webhook.as_ref().ok_or(NOT_CONFIGURED)?;
+                sender
+                    .send(delivery.id, &delivery.payload, now_ms / 1000)
+                    .await
+            }
+            Channel::Email => {
+                let sender = self.senders.email.as_ref().ok_or(NOT_CONFIGURED)?;
+                let alert = alert_of(&notification)?;
+                sender.send(&delivery.kind, &alert, now_ms).await
+            }
+            Channel::Sns => {
+                let sender = self.senders.sns.as_ref().ok_or(NOT_CONFIGURED)?;
+                let alert = alert_of(&notification)?;
+                let (subject, _) = smtp::compose(&delivery.kind, &alert);
+                sender.send(&subject, &delivery.payload).await
+            }
+        }
+    }
+
+    /// Runs until `stop`: delivers what is due whenever `wake` is notified
+    /// (an alert opened or resolved in this process) or every
+    /// `poll_interval` (retries, and notifications queued by other
+    /// processes). Database errors are logged and retried.
+    pub async fn run(self, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+        loop {
+            match self.deliver_due(super::now_ms()).await {
+                Ok(n) if n == CLAIM_BATCH as usize => continue,
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "alert delivery: cannot read the outbox"),
+            }
+            tokio::select! {
+                () = wake.notified() => {}
+                () = tokio::time::sleep(self.settings.delivery.poll_interval) => {}
+                () = stopped(&mut stop) => return,
+            }
+        }
+    }
+}
+
+const NOT_CONFIGURED: &str = "the channel is not configured (any more)";
+
+/// The alert inside a stored notification.
+fn alert_of(notification: &serde_json::Value) -> Result<Alert, String> {
+    let a = &notification["alert"];
+    let text = |key: &str| a[key].as_str().map(str::to_owned);
+    let bad = |key: &str| format!("stored notification: bad alert.{key}");
+    Ok(Alert {
+        id: a["id"].as_i64().ok_or_else(|| bad("id"))?,
+        rule: text("rule")
+            .and_then(|r| super::Rule::from_name(&r))
+            .ok_or_else(|| bad("rule"))?,
+        severity: text("severity")
+            .and_then(|s| super::Severity::from_name(&s))
+            .ok_or_else(|| bad("severity"))?,
+        subject: text("subject").ok_or_else(|| bad("subject"))?,
+        ven_id: text("ven_id"),
+        event_id: text("event_id"),
+        project_id: a["project_id"].as_i64(),
+        state: if a["state"] == "resolved" {
+            super::AlertState::Resolved
+        } else {
+            super::AlertState::Open
+        },
+        opened_ms: a["opened_ms"].as_i64().ok_or_else(|| bad("opened_ms"))?,
+        resolved_ms: a["resolved_ms"].as_i64(),
+        acknowledged_ms: a["acknowledged_ms"].as_i64(),
+        acknowledged_by: text("acknowledged_by"),
+        message: text("message").unwrap_or_default(),
+        details: a["details"].clone(),
+    })
+}
+
+/// Completes when `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&stop| stop).await;
+}
