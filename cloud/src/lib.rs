@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod dashboard;
 pub mod dispatch;
 pub mod export;
 pub mod feed;

@@ -25,11 +25,15 @@ mod event_status;
 mod groups;
 mod health;
 mod ingest_http;
+mod live;
+mod me;
 mod openadr;
 mod openapi;
+mod openapi_dashboard;
 mod openapi_dr;
 mod openapi_ingest;
 mod openapi_projects;
+mod overview;
 mod params;
 mod projects;
 mod registration;
@@ -55,6 +59,7 @@ pub use ingest_http::{
     DEFAULT_EXPONENT, HttpIngest, HttpIngestMetrics, IDEMPOTENCY_KEY_HEADER, IngestRejection,
     MAX_READINGS,
 };
+pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
@@ -196,6 +201,12 @@ pub enum Operation {
     DeleteEvent,
     /// `GET /api/v1/events/{id}/status`: acknowledgements and measured response.
     EventStatus,
+    /// `GET /api/v1/live`: committed readings and statuses as server-sent events.
+    Live,
+    /// `GET /api/v1/overview`: every VEN's state and power, and network totals.
+    Overview,
+    /// `GET /api/v1/me`: the caller's token name, role and permissions.
+    Me,
     /// `GET /api/v1/projects`: every energy project.
     ListProjects,
     /// `POST /api/v1/projects`: create a project.
@@ -230,7 +241,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 40] = [
+    pub const ALL: [Self; 43] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -256,6 +267,9 @@ impl Operation {
         Self::UpdateEvent,
         Self::DeleteEvent,
         Self::EventStatus,
+        Self::Live,
+        Self::Overview,
+        Self::Me,
         Self::ListProjects,
         Self::CreateProject,
         Self::GetProject,
@@ -296,6 +310,9 @@ impl Operation {
                 "/openadr3/3.1.0/events/{eventID}"
             }
             Self::EventStatus => "/api/v1/events/{id}/status",
+            Self::Live => "/api/v1/live",
+            Self::Overview => "/api/v1/overview",
+            Self::Me => "/api/v1/me",
             Self::ListProjects | Self::CreateProject => "/api/v1/projects",
             Self::GetProject | Self::UpdateProject => "/api/v1/projects/{id}",
             Self::ProjectEnergy => "/api/v1/projects/{id}/energy",
@@ -338,8 +355,9 @@ impl Operation {
     /// What the caller's token must allow; `None` for public routes.
     pub const fn permission(self) -> Option<Permission> {
         match self {
-            // Ingest authenticates with an API key (`x-api-key`), not a token.
-            Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest => None,
+            // Ingest authenticates with an API key (`x-api-key`), not a token;
+            // `Me` authenticates in its handler: any valid token may ask.
+            Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest | Self::Me => None,
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -352,6 +370,8 @@ impl Operation {
             | Self::SearchEvents
             | Self::GetEvent
             | Self::EventStatus
+            | Self::Live
+            | Self::Overview
             | Self::ListProjects
             | Self::GetProject
             | Self::ProjectEnergy
@@ -405,6 +425,9 @@ impl Operation {
             Self::UpdateEvent => "updateEvent",
             Self::DeleteEvent => "deleteEvent",
             Self::EventStatus => "getEventStatus",
+            Self::Live => "getLiveStream",
+            Self::Overview => "getOverview",
+            Self::Me => "getMe",
             Self::ListProjects => "listProjects",
             Self::CreateProject => "createProject",
             Self::GetProject => "getProject",
@@ -421,6 +444,12 @@ impl Operation {
             Self::GetAlert => "getAlert",
             Self::AckAlert => "acknowledgeAlert",
         }
+    }
+
+    /// Whether the route needs a bearer token: those with a permission,
+    /// and `Me` (any valid token).
+    pub const fn authenticated(self) -> bool {
+        self.permission().is_some() || matches!(self, Self::Me)
     }
 
     fn handler<S: Store + 'static>(self) -> MethodRouter<AppState<S>> {
@@ -451,6 +480,9 @@ impl Operation {
             Self::UpdateEvent => on(filter, openadr::update_event::<S>),
             Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
             Self::EventStatus => on(filter, event_status::status::<S>),
+            Self::Live => on(filter, live::live::<S>),
+            Self::Overview => on(filter, overview::overview::<S>),
+            Self::Me => on(filter, me::me::<S>),
             Self::ListProjects => on(filter, projects::list::<S>),
             Self::CreateProject => on(filter, projects::create::<S>),
             Self::GetProject => on(filter, projects::get::<S>),
@@ -491,6 +523,7 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
         router = router.route(operation.path(), route);
     }
     router
+        .merge(crate::dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -64,7 +64,10 @@ pub fn openapi_document() -> Value {
                 merged(schemas(), super::openapi_dr::schemas()),
                 merged(
                     merged(
-                        super::openapi_projects::schemas(),
+                        merged(
+                            super::openapi_dashboard::schemas(),
+                            super::openapi_projects::schemas()
+                        ),
                         super::openapi_ingest::schemas(),
                     ),
                     super::alerts::schemas(),
@@ -371,6 +374,9 @@ fn describe(operation: Operation) -> Value {
         | Operation::UpdateEvent
         | Operation::DeleteEvent
         | Operation::EventStatus => super::openapi_dr::describe(operation).unwrap_or_default(),
+        Operation::Live | Operation::Overview | Operation::Me => {
+            super::openapi_dashboard::describe(operation).unwrap_or_default()
+        }
         Operation::ListProjects
         | Operation::CreateProject
         | Operation::GetProject
@@ -393,7 +399,7 @@ fn describe(operation: Operation) -> Value {
         doc.insert("operationId".into(), operation.id().into());
         let responses = doc.entry("responses").or_insert_with(|| json!({}));
         if let Value::Object(responses) = responses {
-            if operation.permission().is_some() {
+            if operation.authenticated() {
                 responses.insert(
                     "401".into(),
                     json!({ "$ref": "#/components/responses/Unauthorized" }),
@@ -412,7 +418,7 @@ fn describe(operation: Operation) -> Value {
                 json!({ "$ref": "#/components/responses/Internal" }),
             );
         }
-        let security = if operation.permission().is_some() {
+        let security = if operation.authenticated() {
             json!([{ "bearer": [] }])
         } else {
             json!([])
@@ -719,7 +725,7 @@ mod tests {
                 .as_array()
                 .is_some_and(|s| !s.is_empty());
             let api_key = op == Operation::Ingest;
-            assert_eq!(secured, op.permission().is_some() || api_key, "{op:?}");
+            assert_eq!(secured, op.authenticated() || api_key, "{op:?}");
             assert!(described["responses"]["500"].is_object());
             let path_params: Vec<&str> = described["parameters"]
                 .as_array()

@@ -59,6 +59,7 @@ pub mod dr;
 mod export;
 mod group;
 mod network;
+mod overview;
 pub mod postgres;
 #[path = "postgres/dr.rs"]
 mod postgres_dr;
@@ -76,6 +77,7 @@ pub use api_keys::{
 };
 pub use dr::DrStore;
 pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
+pub use overview::{OverviewStore, SitePower};
 pub use postgres::{MetricsPartition, PgStore};
 pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
 pub use shadow::{ShadowStore, ShadowWrite};
@@ -424,7 +426,15 @@ pub enum StoreError {
 /// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
 /// from a URL.
 pub trait Store:
-    DrStore + ShadowStore + ProjectStore + ExportStore + ApiKeyStore + AlertStore + Send + Sync
+    DrStore
+    + ShadowStore
+    + OverviewStore
+    + ProjectStore
+    + ExportStore
+    + ApiKeyStore
+    + AlertStore
+    + Send
+    + Sync
 {
     /// Applies pending migrations.
     fn migrate(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
