@@ -180,7 +180,10 @@ pub struct MqttConfig {
     pub client_id: String,
     /// Shared-subscription group: the `serve` processes of one group split
     /// the VENs' messages (`$share/<group>/oadr/meter/+`). 1 to 64 of
-    /// `A-Z a-z 0-9 _ . : -`. Default `gridlink`.
+    /// `A-Z a-z 0-9 _ . : -`, or empty for plain subscriptions
+    /// (`oadr/meter/+`): for a single `serve` process on Mosquitto 2.0.x,
+    /// which restores a persistent session's plain subscriptions after a
+    /// restart but not its shared ones. Default `gridlink`.
     /// Env `GRIDLINK_MQTT_SHARE_GROUP`.
     #[serde(default = "default_share_group", deserialize_with = "share_group")]
     pub share_group: String,
@@ -562,7 +565,9 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "GRIDLINK_MQTT_SHARE_GROUP",
         setting: "mqtt.share_group",
         apply: |c, v| {
-            check_id("share group", v, MAX_SHARE_GROUP_LEN)?;
+            if !v.is_empty() {
+                check_id("share group", v, MAX_SHARE_GROUP_LEN)?;
+            }
             c.mqtt.share_group = v.to_string();
             Ok(())
         },
@@ -901,7 +906,9 @@ fn client_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Er
 
 fn share_group<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let group = String::deserialize(deserializer)?;
-    check_id("share group", &group, MAX_SHARE_GROUP_LEN).map_err(D::Error::custom)?;
+    if !group.is_empty() {
+        check_id("share group", &group, MAX_SHARE_GROUP_LEN).map_err(D::Error::custom)?;
+    }
     Ok(group)
 }
 
@@ -995,11 +1002,13 @@ mod tests {
             "keep_alive_s = 4",
             "client_id = \"a b\"",
             "share_group = \"g/1\"",
-            "share_group = \"\"",
             "host = \"\"",
         ] {
             assert!(toml::from_str::<MqttConfig>(bad).is_err(), "{bad}");
         }
+        // Empty: plain subscriptions.
+        let m: MqttConfig = toml::from_str("share_group = \"\"").unwrap();
+        assert_eq!(m.share_group, "");
     }
 
     #[test]

@@ -172,7 +172,13 @@ pub async fn run<S: Store + 'static>(
         TopicKind::Ack,
     ]
     .into_iter()
-    .map(|kind| kind.shared_filter(&settings.share_group))
+    .map(|kind| {
+        if settings.share_group.is_empty() {
+            kind.wildcard_filter()
+        } else {
+            kind.shared_filter(&settings.share_group)
+        }
+    })
     .collect();
     let mqtt_metrics = Arc::clone(&metrics);
     let mqtt_generation = Arc::clone(&generation);

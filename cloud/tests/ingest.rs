@@ -378,6 +378,74 @@ async fn exactly_once_with_bad_traffic(store: Arc<AnyStore>) {
 /// With `refuse_unknown_vens`, a VEN registered through the store (as
 /// `PUT /api/v1/vens/{id}` does) is known: its batches are stored; an
 /// unregistered VEN's are dropped, counted and never stored.
+/// With `share_group = ""` ingest subscribes plainly, and Mosquitto keeps a
+/// plain subscription of a persistent session across its own restart: what
+/// VENs publish after the broker restarted, while ingest is still away,
+/// is queued for it and stored when it comes back. (With a shared group,
+/// Mosquitto 2.0.11 restores the queued messages but not the shared
+/// subscription, and drops what arrives before ingest subscribes again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_subscriptions_survive_a_broker_restart_while_ingest_is_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("gridlink.db").display()
+    ))
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let store = Arc::new(store);
+    let mut rig = Rig::start(&["ven-1"]).await;
+    let mut settings = rig.settings("cloud-plain");
+    settings.share_group = String::new();
+
+    let ingest = Ingest::spawn(settings.clone(), Arc::clone(&store));
+    ingest.wait_connected().await;
+    let topic = "oadr/meter/ven-1";
+    let mut p = rig.publisher("ven-1");
+    for seq in 0..5 {
+        p.publish(
+            topic,
+            encode(&batch(&ven("ven-1"), seq), Encoding::Postcard).unwrap(),
+        )
+        .await;
+    }
+    p.all_acked().await;
+    let m = Arc::clone(&ingest.metrics);
+    wait_for("the first batches stored", Duration::from_secs(20), || {
+        m.batches_ingested.load(Ordering::Relaxed) == 5
+    })
+    .await;
+    drop(p);
+    ingest.stop().await;
+
+    rig.broker.stop();
+    rig.broker.start().await;
+    let mut p = rig.publisher("ven-1");
+    for seq in 5..10 {
+        p.publish(
+            topic,
+            encode(&batch(&ven("ven-1"), seq), Encoding::Postcard).unwrap(),
+        )
+        .await;
+    }
+    p.all_acked().await;
+
+    let ingest = Ingest::spawn(settings, Arc::clone(&store));
+    let m = Arc::clone(&ingest.metrics);
+    wait_for(
+        "the batches published while ingest was away",
+        Duration::from_secs(30),
+        || m.batches_ingested.load(Ordering::Relaxed) == 5,
+    )
+    .await;
+    ingest.stop().await;
+    assert_eq!(
+        stored_readings(&store, &ven("ven-1"), 10).await,
+        10 * READINGS_PER_BATCH
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_refuses_unknown_vens_but_takes_registered_ones() {
     let dir = tempfile::tempdir().unwrap();
