@@ -63,22 +63,12 @@ impl App {
     }
 
     async fn ok(&self, method: Method, uri: &str, body: Option<Value>) -> Value {
-        let (status, json) = self.call(method.clone(), uri, &self.operator, body).await;
-        assert!(status.is_success(), "{method} {uri}: {status} {json}");
-        json
+        self.api.ok(method, uri, body).await
     }
 
     /// The name of the one invalid parameter of a 400 answer.
     async fn bad(&self, uri: &str, body: Value) -> String {
-        let (status, json) = self
-            .call(Method::POST, uri, &self.operator, Some(body))
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
-        assert_eq!(json["type"], "urn:gridlink:problem:invalid-parameter");
-        json["invalid_params"][0]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.api.invalid_param(Method::POST, uri, Some(body)).await
     }
 
     /// Registers ven-1 and ven-2 in group `north` and ven-3 in none.

@@ -71,20 +71,12 @@ impl App {
     }
 
     async fn ok(&self, method: Method, uri: &str, body: Option<Value>) -> Value {
-        let (status, json) = self.call(method.clone(), uri, &self.operator, body).await;
-        assert!(status.is_success(), "{method} {uri}: {status} {json}");
-        json
+        self.api.ok(method, uri, body).await
     }
 
     /// The name of the first invalid parameter of a 400 answer.
     async fn bad(&self, method: Method, uri: &str, body: Option<Value>) -> String {
-        let (status, json) = self.call(method, uri, &self.operator, body).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {json}");
-        assert_eq!(json["type"], "urn:gridlink:problem:invalid-parameter");
-        json["invalid_params"][0]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.api.invalid_param(method, uri, body).await
     }
 
     /// Makes the VENs known (registered with their groups).

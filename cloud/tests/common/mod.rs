@@ -123,4 +123,28 @@ impl ApiApp {
         };
         (status, json)
     }
+
+    /// `method uri` as the operator; panics unless it succeeded, else the
+    /// JSON body.
+    pub async fn ok(&self, method: Method, uri: &str, body: Option<Value>) -> Value {
+        let token = self.token(Role::Operator).to_owned();
+        let (status, json) = self
+            .request(method.clone(), uri, &token, body.as_ref())
+            .await;
+        assert!(status.is_success(), "{method} {uri}: {status} {json}");
+        json
+    }
+
+    /// `method uri` as the operator, which must be answered 400 with an
+    /// invalid-parameter problem; the name of its first invalid parameter.
+    pub async fn invalid_param(&self, method: Method, uri: &str, body: Option<Value>) -> String {
+        let token = self.token(Role::Operator).to_owned();
+        let (status, json) = self.request(method, uri, &token, body.as_ref()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {json}");
+        assert_eq!(json["type"], "urn:gridlink:problem:invalid-parameter");
+        json["invalid_params"][0]["name"]
+            .as_str()
+            .expect("an invalid parameter's name")
+            .to_owned()
+    }
 }
