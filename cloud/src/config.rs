@@ -180,13 +180,41 @@ pub struct MqttConfig {
     pub client_id: String,
     /// Shared-subscription group: the `serve` processes of one group split
     /// the VENs' messages (`$share/<group>/oadr/meter/+`). 1 to 64 of
-    /// `A-Z a-z 0-9 _ . : -`, or empty for plain subscriptions
-    /// (`oadr/meter/+`): for a single `serve` process on Mosquitto 2.0.x,
-    /// which restores a persistent session's plain subscriptions after a
-    /// restart but not its shared ones. Default `gridlink`.
-    /// Env `GRIDLINK_MQTT_SHARE_GROUP`.
+    /// `A-Z a-z 0-9 _ . : -`, or empty (the default) for plain
+    /// subscriptions (`oadr/meter/+`), which every broker keeps in a
+    /// persistent session across its own restart. A group needs
+    /// [`MqttConfig::shared_subscriptions_persist`]: Mosquitto 2.0 restores
+    /// a persistent session's queued messages after a restart but not its
+    /// shared subscriptions, so what VENs publish before ingest subscribes
+    /// again is acknowledged to them and dropped (reproduced with
+    /// Mosquitto 2.0.11). Env `GRIDLINK_MQTT_SHARE_GROUP`.
     #[serde(default = "default_share_group", deserialize_with = "share_group")]
     pub share_group: String,
+    /// `true` only for a broker that keeps a persistent session's *shared*
+    /// subscriptions across its own restart, as it keeps plain ones.
+    /// `serve` refuses a [`MqttConfig::share_group`] without it, since on
+    /// a broker that forgets them (Mosquitto 2.0) several processes would
+    /// lose readings at every broker restart; scale ingest out there with
+    /// one ingesting process per broker instead. Default `false`.
+    /// Env `GRIDLINK_MQTT_SHARED_SUBSCRIPTIONS_PERSIST`.
+    #[serde(default)]
+    pub shared_subscriptions_persist: bool,
+    /// The largest MQTT packet the broker may deliver, in bytes: its
+    /// `max_packet_size` (Mosquitto; `gridlink-provision broker-config`
+    /// sets 132,096), or 128 KiB plus header on AWS IoT Core. The cloud's
+    /// clients read every packet up to this size and drop (acknowledge and
+    /// count) a payload over the protocol's 128 KiB, so no message the
+    /// broker accepts can make them disconnect and be sent it again forever.
+    /// It must not be below the broker's limit: 132,096 to 268,435,455.
+    /// Default 268,435,455, MQTT 3.1.1's largest packet, so any broker's
+    /// packets are read (a smaller value, equal to the broker's limit,
+    /// bounds the cloud's memory per message). Env
+    /// `GRIDLINK_MQTT_MAX_PACKET_BYTES`.
+    #[serde(
+        default = "default_max_packet_bytes",
+        deserialize_with = "bounded::<_, usize, { MIN_MAX_PACKET_BYTES as u64 }, { MQTT_MAX_PACKET_BYTES as u64 }>"
+    )]
+    pub max_packet_bytes: usize,
     /// MQTT keep-alive in seconds, 5 to 1200. Default 60.
     /// Env `GRIDLINK_MQTT_KEEP_ALIVE_S`.
     #[serde(
@@ -247,9 +275,23 @@ pub fn default_client_id() -> String {
 const CLIENT_ID_PREFIX: &str = "gridlink-cloud-";
 const MAX_CLIENT_ID_LEN: usize = 128;
 
-/// Default of [`MqttConfig::share_group`].
+/// Default of [`MqttConfig::share_group`]: none, plain subscriptions.
 pub fn default_share_group() -> String {
-    "gridlink".to_string()
+    String::new()
+}
+
+/// MQTT 3.1.1's largest packet body (the "remaining length", §2.2.3), the
+/// limit rumqttc checks: 268,435,455 bytes.
+pub const MQTT_MAX_PACKET_BYTES: usize = 268_435_455;
+
+/// The smallest [`MqttConfig::max_packet_bytes`]: the broker limit that
+/// `gridlink-provision broker-config` writes (a full 128 KiB payload plus
+/// 1 KiB for the header and topic).
+pub const MIN_MAX_PACKET_BYTES: usize = gridlink_protocol::MAX_PAYLOAD_BYTES + 1024;
+
+/// Default of [`MqttConfig::max_packet_bytes`]: [`MQTT_MAX_PACKET_BYTES`].
+pub const fn default_max_packet_bytes() -> usize {
+    MQTT_MAX_PACKET_BYTES
 }
 
 /// Default of [`MqttConfig::keep_alive_s`].
@@ -267,6 +309,8 @@ impl Default for MqttConfig {
             key: default_key(),
             client_id: default_client_id(),
             share_group: default_share_group(),
+            shared_subscriptions_persist: false,
+            max_packet_bytes: default_max_packet_bytes(),
             keep_alive_s: default_keep_alive_s(),
         }
     }
@@ -462,6 +506,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A combination of settings that would lose data.
+    #[error("{setting}: {reason}")]
+    Unsafe {
+        /// The setting, as a TOML path.
+        setting: &'static str,
+        /// Why it is refused and what to do instead.
+        reason: String,
+    },
     /// A setting the command needs is not set anywhere.
     #[error("{setting} is not set: set it in the config file or with {var}")]
     Missing {
@@ -573,6 +625,23 @@ pub const ENV_VARS: &[EnvVar] = &[
         },
     },
     EnvVar {
+        name: "GRIDLINK_MQTT_SHARED_SUBSCRIPTIONS_PERSIST",
+        setting: "mqtt.shared_subscriptions_persist",
+        apply: |c, v| {
+            c.mqtt.shared_subscriptions_persist = env_bool(v)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_MQTT_MAX_PACKET_BYTES",
+        setting: "mqtt.max_packet_bytes",
+        apply: |c, v| {
+            c.mqtt.max_packet_bytes =
+                env_int(v, MIN_MAX_PACKET_BYTES as u64, MQTT_MAX_PACKET_BYTES as u64)?;
+            Ok(())
+        },
+    },
+    EnvVar {
         name: "GRIDLINK_MQTT_KEEP_ALIVE_S",
         setting: "mqtt.keep_alive_s",
         apply: |c, v| {
@@ -600,11 +669,7 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS",
         setting: "ingest.refuse_unknown_vens",
         apply: |c, v| {
-            c.ingest.refuse_unknown_vens = match v.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
-            };
+            c.ingest.refuse_unknown_vens = env_bool(v)?;
             Ok(())
         },
     },
@@ -784,12 +849,27 @@ impl CloudConfig {
         }
     }
 
-    /// What ingest runs with; fails if `mqtt.host` is not set.
+    /// What ingest runs with; fails if `mqtt.host` is not set, or if a
+    /// shared-subscription group is set for a broker that is not declared
+    /// to keep shared subscriptions across its restart.
     pub fn ingest_settings(&self) -> Result<IngestSettings, ConfigError> {
         let host = self.mqtt.host.clone().ok_or(ConfigError::Missing {
             setting: "mqtt.host",
             var: "GRIDLINK_MQTT_HOST",
         })?;
+        if !self.mqtt.share_group.is_empty() && !self.mqtt.shared_subscriptions_persist {
+            return Err(ConfigError::Unsafe {
+                setting: "mqtt.share_group",
+                reason: format!(
+                    "shared subscriptions (group {:?}) lose readings whenever the broker \
+                     restarts on a broker that does not keep them in persistent sessions, \
+                     as Mosquitto 2.0 does not: leave mqtt.share_group empty (one ingesting \
+                     process per broker), or set mqtt.shared_subscriptions_persist = true \
+                     only if your broker keeps shared subscriptions across its restart",
+                    self.mqtt.share_group
+                ),
+            });
+        }
         Ok(IngestSettings {
             host,
             port: self.mqtt.port,
@@ -798,6 +878,7 @@ impl CloudConfig {
             key: self.mqtt.key.clone(),
             client_id: self.mqtt.client_id.clone(),
             share_group: self.mqtt.share_group.clone(),
+            max_packet_bytes: self.mqtt.max_packet_bytes,
             keep_alive: Duration::from_secs(u64::from(self.mqtt.keep_alive_s)),
             max_batches: self.ingest.max_batches,
             max_delay: Duration::from_millis(self.ingest.max_delay_ms),
@@ -852,6 +933,16 @@ fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, String
         .filter(|v| (min..=max).contains(v))
         .and_then(|v| T::try_from(v).ok())
         .ok_or_else(|| format!("{value} is out of range: expected {min} to {max}"))
+}
+
+fn env_bool(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!(
+            "invalid boolean {value:?} (expected true or false)"
+        )),
+    }
 }
 
 fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, String> {
@@ -960,7 +1051,9 @@ mod tests {
         assert_eq!(c.http.max_points, 10_000);
         assert_eq!(c.mqtt.host, None);
         assert_eq!(c.mqtt.port, 8883);
-        assert_eq!(c.mqtt.share_group, "gridlink");
+        assert_eq!(c.mqtt.share_group, "");
+        assert!(!c.mqtt.shared_subscriptions_persist);
+        assert_eq!(c.mqtt.max_packet_bytes, 268_435_455);
         assert!(
             c.mqtt.client_id.starts_with("gridlink-cloud-"),
             "{}",
@@ -1009,6 +1102,55 @@ mod tests {
         // Empty: plain subscriptions.
         let m: MqttConfig = toml::from_str("share_group = \"\"").unwrap();
         assert_eq!(m.share_group, "");
+        let m: MqttConfig = toml::from_str("max_packet_bytes = 132096").unwrap();
+        assert_eq!(m.max_packet_bytes, 132_096);
+        for below_the_broker_config in ["max_packet_bytes = 131584", "max_packet_bytes = 268435456"]
+        {
+            let error = toml::from_str::<MqttConfig>(below_the_broker_config)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("132096 to 268435455"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_share_group_is_refused_unless_the_broker_keeps_shared_subscriptions() {
+        let text = "[mqtt]\nhost = \"b\"\nshare_group = \"g\"\n";
+        let c = CloudConfig::parse(text, "cloud.toml").unwrap();
+        let error = c.ingest_settings().unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ConfigError::Unsafe {
+                    setting: "mqtt.share_group",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("Mosquitto 2.0"), "{error}");
+        let declared = format!("{text}shared_subscriptions_persist = true\n");
+        let c = CloudConfig::parse(&declared, "cloud.toml").unwrap();
+        assert_eq!(c.ingest_settings().unwrap().share_group, "g");
+        // The default: plain subscriptions, no refusal, every packet read.
+        let c = CloudConfig::parse("[mqtt]\nhost = \"b\"\n", "cloud.toml").unwrap();
+        let settings = c.ingest_settings().unwrap();
+        assert_eq!(settings.share_group, "");
+        assert_eq!(settings.max_packet_bytes, MQTT_MAX_PACKET_BYTES);
+        // And from the environment.
+        let c = CloudConfig::load(None, |name| match name {
+            "GRIDLINK_MQTT_HOST" => Some("b".into()),
+            "GRIDLINK_MQTT_SHARE_GROUP" => Some("g".into()),
+            "GRIDLINK_MQTT_SHARED_SUBSCRIPTIONS_PERSIST" => Some("true".into()),
+            "GRIDLINK_MQTT_MAX_PACKET_BYTES" => Some("200000".into()),
+            _ => None,
+        })
+        .unwrap();
+        let settings = c.ingest_settings().unwrap();
+        assert_eq!(
+            (settings.share_group.as_str(), settings.max_packet_bytes),
+            ("g", 200_000)
+        );
     }
 
     #[test]

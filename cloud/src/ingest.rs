@@ -3,9 +3,17 @@
 //! carries is committed.
 //!
 //! - The client uses the `backend` certificate, a persistent session and
-//!   shared subscriptions (`$share/{group}/oadr/meter/+`, `ven/status/+`,
-//!   `ven/loads/+`), so several `serve` processes split the VENs' messages
-//!   and a restarted process gets what arrived while it was away.
+//!   plain subscriptions (`oadr/meter/+`, `ven/status/+`, `ven/loads/+`,
+//!   `ven/ack/+`), so a restarted process gets what arrived while it was
+//!   away, also across a broker restart. With a share group (for brokers
+//!   that keep shared subscriptions in persistent sessions, see
+//!   `mqtt.shared_subscriptions_persist`) several `serve` processes split
+//!   the VENs' messages (`$share/{group}/oadr/meter/+`).
+//! - No poison messages: the client reads every packet the broker may
+//!   deliver (`mqtt.max_packet_bytes`), so one oversized message is dropped
+//!   and acknowledged below instead of breaking the connection (rumqttc
+//!   disconnects on a packet over its limit, and the broker would send the
+//!   same message again at every reconnect).
 //! - Manual acknowledgements: a PUBACK goes out only after the database
 //!   transaction holding the message's rows committed. If the database is
 //!   down, writes are retried with backoff and nothing is acknowledged;
@@ -45,8 +53,9 @@ use crate::metrics::{DropReason, Metrics};
 use crate::store::dr::AckOutcome;
 use crate::store::{IngestBatch, Store, StoreError};
 
-/// Largest MQTT packet accepted: a full 128 KB payload plus header.
-const MAX_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + 512;
+/// Largest MQTT packet the cloud's clients send: a full 128 KB payload
+/// plus header. What they *read* is [`IngestSettings::max_packet_bytes`].
+const MAX_OUTGOING_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + 512;
 /// Messages between the MQTT task and the writer. The broker sends at most
 /// its in-flight window of unacknowledged messages, so this never fills in
 /// practice; if it does, the MQTT task waits.
@@ -69,8 +78,13 @@ pub struct IngestSettings {
     pub key: PathBuf,
     /// MQTT client id; must differ between `serve` processes.
     pub client_id: String,
-    /// Shared-subscription group name.
+    /// Shared-subscription group name; empty for plain subscriptions.
     pub share_group: String,
+    /// The largest packet the broker may deliver (at least its own limit):
+    /// the clients read everything up to it, so an oversized message is
+    /// dropped and acknowledged by the consumer instead of failing the
+    /// connection and being redelivered forever.
+    pub max_packet_bytes: usize,
     /// MQTT keep-alive.
     pub keep_alive: Duration,
     /// Most telemetry messages per database transaction.
@@ -124,9 +138,12 @@ pub fn tls_config(settings: &IngestSettings) -> Result<ClientConfig, IngestError
 }
 
 /// MQTT options for the backend identity with client id `client_id`: mTLS
-/// ([`tls_config`]), a persistent session, manual acknowledgements and the
-/// 128 KB packet limit. Ingest and the shadow service (`crate::shadow`)
-/// both connect with these.
+/// ([`tls_config`]), a persistent session, manual acknowledgements, packets
+/// read up to [`IngestSettings::max_packet_bytes`] (never below what the
+/// broker may deliver: a smaller client limit turns one oversized message
+/// into a reconnect loop that stalls every VEN) and sent up to 128 KB plus
+/// header. Ingest, dispatch and the shadow service (`crate::shadow`) all
+/// connect with these.
 pub fn mqtt_options(
     settings: &IngestSettings,
     client_id: &str,
@@ -137,7 +154,10 @@ pub fn mqtt_options(
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
-        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_max_packet_size(
+            settings.max_packet_bytes.max(MAX_OUTGOING_PACKET_BYTES),
+            MAX_OUTGOING_PACKET_BYTES,
+        )
         .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
             Arc::new(tls),
         )));

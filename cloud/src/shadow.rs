@@ -37,7 +37,7 @@ use gridlink_protocol::shadow::{
     ShadowDelta, ShadowDocument, ShadowGetRequest, ShadowRejected, ShadowUpdateAccepted,
     ShadowUpdateRequest,
 };
-use gridlink_protocol::{ShadowOp, Topic, TopicKind, VenId};
+use gridlink_protocol::{MAX_PAYLOAD_BYTES, ShadowOp, Topic, TopicKind, VenId};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
@@ -157,13 +157,26 @@ pub enum ShadowRequest {
 }
 
 /// Parses a request payload (JSON, as AWS takes it; a `get` may be
-/// empty). A malformed one is rejected with 400, echoing its
-/// `clientToken` when one can be read. Pure.
+/// empty). One over the protocol's 128 KiB is rejected with 413 unread; a
+/// malformed one with 400, echoing its `clientToken` when one can be read.
+/// Pure.
 pub fn parse_request(
     op: ShadowOp,
     payload: &[u8],
     now: i64,
 ) -> Result<ShadowRequest, ShadowRejected> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        // AWS IoT answers an oversized request with 413 and this message.
+        return Err(ShadowRejected {
+            code: 413,
+            message: format!(
+                "Payload exceeds the maximum size allowed: {} bytes, at most {MAX_PAYLOAD_BYTES}",
+                payload.len()
+            ),
+            timestamp: now,
+            client_token: None,
+        });
+    }
     let parsed = match op {
         ShadowOp::Get if payload.iter().all(u8::is_ascii_whitespace) => {
             Ok(ShadowRequest::Get(ShadowGetRequest::default()))
@@ -620,6 +633,11 @@ mod tests {
             bad.message
         );
         assert_eq!(bad.client_token.as_deref(), Some("t"));
+        let huge = vec![b' '; MAX_PAYLOAD_BYTES + 1];
+        for op in [ShadowOp::Update, ShadowOp::Get] {
+            let bad = parse_request(op, &huge, 7).unwrap_err();
+            assert_eq!(bad.code, 413, "{}", bad.message);
+        }
     }
 
     #[test]

@@ -78,6 +78,7 @@ async fn last_will_to_webhook(store: Arc<AnyStore>) {
         key: backend.key.clone(),
         client_id: "cloud-alerts".into(),
         share_group: "gridlink".into(),
+        max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
         keep_alive: Duration::from_secs(10),
         max_batches: 50,
         max_delay: Duration::from_millis(50),

@@ -306,3 +306,30 @@ fn serve_exits_1_when_the_backend_certificate_is_unreadable() {
     // ingest) names the file it could not read.
     assert!(stderr(&output).contains("no-ca.pem"), "{}", stderr(&output));
 }
+
+/// A share group on a broker not declared to keep shared subscriptions
+/// across its restart (Mosquitto 2.0 does not) would lose readings at every
+/// broker restart: `serve` refuses to start, saying why and what to do.
+#[test]
+fn serve_refuses_a_share_group_that_a_broker_restart_would_lose() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::generate(dir.path(), &[]).unwrap();
+    let backend = pki.backend();
+    let output = run(cloud(dir.path())
+        .arg("serve")
+        .env(
+            "GRIDLINK_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("c.db").display()),
+        )
+        .env("GRIDLINK_HTTP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("GRIDLINK_MQTT_HOST", "127.0.0.1")
+        .env("GRIDLINK_MQTT_PORT", free_port().to_string())
+        .env("GRIDLINK_MQTT_CA", pki.ca_cert())
+        .env("GRIDLINK_MQTT_CERT", &backend.cert)
+        .env("GRIDLINK_MQTT_KEY", &backend.key)
+        .env("GRIDLINK_MQTT_SHARE_GROUP", "gridlink"));
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("mqtt.share_group"), "{text}");
+    assert!(text.contains("shared_subscriptions_persist"), "{text}");
+}

@@ -93,6 +93,7 @@ impl Rig {
             key: backend.key.clone(),
             client_id: client_id.into(),
             share_group: "gridlink".into(),
+            max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
             keep_alive: Duration::from_secs(10),
             max_batches: 50,
             max_delay: Duration::from_millis(100),
@@ -609,6 +610,12 @@ impl Serve {
             .env("GRIDLINK_MQTT_CERT", &backend.cert)
             .env("GRIDLINK_MQTT_KEY", &backend.key)
             .env("GRIDLINK_MQTT_CLIENT_ID", client_id)
+            // Splitting the VENs' messages needs a share group, which
+            // `serve` takes only for a broker declared to keep shared
+            // subscriptions across its restart. Mosquitto does not, but
+            // this test never restarts it: it shows the split itself.
+            .env("GRIDLINK_MQTT_SHARE_GROUP", "gridlink")
+            .env("GRIDLINK_MQTT_SHARED_SUBSCRIPTIONS_PERSIST", "true")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -125,6 +125,7 @@ impl Rig {
             key: backend.key.clone(),
             client_id: "cloud-a".into(),
             share_group: "gridlink".into(),
+            max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
             keep_alive: Duration::from_secs(10),
             max_batches: 50,
             max_delay: Duration::from_millis(100),

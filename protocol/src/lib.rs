@@ -52,7 +52,7 @@ pub use openadr::{
 };
 pub use quantity::{Phase, Quantity};
 pub use status::{LoadChangeCause, LoadSnapshot, LoadState, Status};
-pub use telemetry::{Point, Series, TelemetryBatch};
+pub use telemetry::{MAX_BATCH_SEQ, Point, Series, TelemetryBatch};
 pub use time::{IsoDuration, Timestamp};
 pub use topic::{ShadowOp, Topic, TopicError, TopicKind};
 pub use ven_id::{VenId, VenIdError};

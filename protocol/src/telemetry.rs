@@ -138,6 +138,13 @@ pub fn quantize(value: f64, exponent: i8) -> Option<i64> {
     (-LIMIT..LIMIT).contains(&scaled).then_some(scaled as i64)
 }
 
+/// The largest `batch_seq` a VEN may send: `2^63 - 1`. The numbers from
+/// `2^63` on are the cloud's own, for batches that arrive over HTTP ingest,
+/// so an MQTT batch can never claim (and silently shadow) one of them.
+/// An agent's counter starts at 0 and would need 2.9 billion years at 100
+/// batches a second to get here.
+pub const MAX_BATCH_SEQ: u64 = (1 << 63) - 1;
+
 /// A batch of readings from one VEN: the `oadr/meter/{venId}` payload.
 ///
 /// `batch_seq` strictly increases per VEN and is persisted by the agent, so
@@ -146,7 +153,7 @@ pub fn quantize(value: f64, exponent: i8) -> Option<i64> {
 pub struct TelemetryBatch {
     /// The sending VEN; must equal the topic's.
     pub ven_id: VenId,
-    /// Per-VEN sequence number of this batch.
+    /// Per-VEN sequence number of this batch, at most [`MAX_BATCH_SEQ`].
     pub batch_seq: u64,
     /// The columns; at most one per (meter, quantity, phase).
     pub series: Vec<Series>,
@@ -277,6 +284,15 @@ impl WireMessage for TelemetryBatch {
     const NAME: &'static str = "TelemetryBatch";
 
     fn validate(&self) -> Result<(), ValidationError> {
+        if self.batch_seq > MAX_BATCH_SEQ {
+            return Err(ValidationError::field(
+                "batch_seq",
+                format!(
+                    "{} is above {MAX_BATCH_SEQ}: numbers from 2^63 on belong to the cloud's HTTP ingest",
+                    self.batch_seq
+                ),
+            ));
+        }
         if self.series.is_empty() {
             return Err(ValidationError::EmptyBatch);
         }
@@ -377,6 +393,27 @@ mod tests {
             batch_seq: 7,
             series,
         }
+    }
+
+    #[test]
+    fn batch_seq_from_2_pow_63_is_refused_in_both_formats() {
+        let mut b = batch(2);
+        b.batch_seq = MAX_BATCH_SEQ;
+        for encoding in [Encoding::Postcard, Encoding::Json] {
+            let bytes = encode(&b, encoding).unwrap();
+            assert_eq!(decode::<TelemetryBatch>(&bytes).unwrap(), b);
+        }
+        // What an MQTT VEN sent to claim HTTP ingest's first number: the
+        // bytes are edited by hand, since `encode` refuses them too.
+        let claimed = MAX_BATCH_SEQ + 2;
+        let json = String::from_utf8(encode(&b, Encoding::Json).unwrap())
+            .unwrap()
+            .replace(&MAX_BATCH_SEQ.to_string(), &claimed.to_string())
+            .into_bytes();
+        let error = decode::<TelemetryBatch>(&json).unwrap_err().to_string();
+        assert!(error.contains("batch_seq"), "{error}");
+        b.batch_seq = claimed;
+        assert!(encode(&b, Encoding::Postcard).is_err());
     }
 
     #[test]

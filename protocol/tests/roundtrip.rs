@@ -75,7 +75,7 @@ fn series() -> impl Strategy<Value = Series> {
 fn telemetry() -> impl Strategy<Value = TelemetryBatch> {
     (
         ven_id(),
-        any::<u64>(),
+        0..=gridlink_protocol::MAX_BATCH_SEQ,
         prop::collection::vec(series(), 1..8),
     )
         .prop_map(|(ven_id, batch_seq, series)| {

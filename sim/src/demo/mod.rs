@@ -711,7 +711,13 @@ async fn wait_for_cloud_subscriptions(
         TopicKind::Ack,
     ]
     .into_iter()
-    .map(|kind| kind.shared_filter(&group))
+    .map(|kind| {
+        if group.is_empty() {
+            kind.wildcard_filter()
+        } else {
+            kind.shared_filter(&group)
+        }
+    })
     .collect();
     filters.extend(
         [ShadowOp::Update, ShadowOp::Get].map(|op| TopicKind::Shadow(op).wildcard_filter()),

@@ -16,6 +16,14 @@ locals {
     GRIDLINK_MQTT_KEY       = "${local.mqtt_dir}/key.pem"
     GRIDLINK_SHADOW_ENABLED = "false"
     GRIDLINK_LOG            = "info"
+
+    # The tasks split the VENs' messages through the shared subscription the
+    # backend policy allows (iot-core's share_group). serve takes a group only
+    # for a broker that keeps shared subscriptions in persistent sessions: AWS
+    # IoT Core keeps every subscription of a persistent session (developer
+    # guide, "MQTT persistent sessions"); Mosquitto 2.0 does not.
+    GRIDLINK_MQTT_SHARE_GROUP                  = var.share_group
+    GRIDLINK_MQTT_SHARED_SUBSCRIPTIONS_PERSIST = "true"
   }
   environment = merge(local.base_environment, var.environment)
 }

@@ -108,6 +108,12 @@ variable "mqtt_host" {
   type        = string
 }
 
+variable "share_group" {
+  description = "Shared-subscription group of the backend; must match the iot-core module's share_group (GRIDLINK_MQTT_SHARE_GROUP)."
+  type        = string
+  default     = "gridlink"
+}
+
 variable "database_url_value_from" {
   description = "Secrets Manager valueFrom of GRIDLINK_DATABASE_URL (secret ARN with the :url:: JSON key)."
   type        = string
