@@ -123,6 +123,28 @@ impl Link {
         }
     }
 
+    /// A link already connected over `transport`, an open byte stream to
+    /// the controller: Modbus TCP framing for a TCP controller, RTU framing
+    /// for a serial one (without the RTU silent interval). The response
+    /// path without a socket or a serial port, for the fuzz target
+    /// `modbus_response`. After a time-out or transport error the link
+    /// reconnects to `controller` as usual.
+    pub fn attached<T>(controller: Controller, transport: T) -> Self
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + std::fmt::Debug + 'static,
+    {
+        let context = match controller {
+            Controller::Tcp { .. } => tokio_modbus::client::tcp::attach(transport),
+            Controller::Serial { .. } => tokio_modbus::client::rtu::attach(transport),
+        };
+        Self {
+            controller,
+            serial: None,
+            context: Some(context),
+            quiet_since: None,
+        }
+    }
+
     /// Whether a connection is open.
     pub fn is_connected(&self) -> bool {
         self.context.is_some()

@@ -317,6 +317,26 @@ fn parse(bytes: &[u8]) -> Result<IngestRequest, ApiError> {
     Ok(request)
 }
 
+/// The body checks of `POST /api/v1/ingest` without a key, a rate limit or
+/// a database: parses `bytes` (3. and 5. of the module's list, and the
+/// `ven_id`'s form of 4.) and returns the batch the handler would store,
+/// with `batch_seq` 0, after the protocol's own check. The entry point of
+/// the body parser for fuzzing (`fuzz/fuzz_targets/cloud_ingest_http.rs`).
+pub fn decode_body(bytes: &[u8]) -> Result<TelemetryBatch, ApiError> {
+    let body = parse(bytes)?;
+    let ven_id =
+        VenId::new(body.ven_id).map_err(|e| ApiError::invalid_param("ven_id", e.to_string()))?;
+    let batch = TelemetryBatch {
+        ven_id,
+        batch_seq: 0,
+        series: series_of(&body.readings)?,
+    };
+    batch
+        .validate()
+        .map_err(|e| ApiError::invalid_param("readings", e.to_string()))?;
+    Ok(batch)
+}
+
 /// Checks a meter name as the protocol checks a series' `meter`.
 fn check_meter(meter: &str) -> Result<(), String> {
     if meter.is_empty()
