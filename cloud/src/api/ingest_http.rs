@@ -722,6 +722,22 @@ mod tests {
     }
 
     #[test]
+    fn decode_body_makes_the_batch_the_handler_stores() {
+        let batch = decode_body(
+            br#"{"ven_id": "cust-1-main", "readings": [{"meter": "main", "quantity": "active_power",
+                "phase": "total", "ts": "2026-11-22T10:00:00Z", "value": 1234.5}]}"#,
+        )
+        .unwrap();
+        assert_eq!(batch.ven_id.as_str(), "cust-1-main");
+        assert_eq!(batch.series[0].points[0].raw, 1_234_500);
+        assert_eq!(
+            names(decode_body(br#"{"ven_id": "a/b", "readings": []}"#).unwrap_err()),
+            ["ven_id"]
+        );
+        assert_eq!(names(decode_body(b"[1]").unwrap_err()), ["body"]);
+    }
+
+    #[test]
     fn readings_group_into_sorted_series() {
         let mut with_ts = reading("main", "voltage", 0, 230.15);
         with_ts.ts = Some("2026-11-22T10:00:00Z".into());
