@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_modbus::client::{Context, Reader as _, Writer as _};
+use tokio_modbus::client::{Client as _, Context, Writer as _};
 use tokio_modbus::slave::SlaveContext as _;
-use tokio_modbus::{ExceptionCode, Slave};
+use tokio_modbus::{ExceptionCode, Request, Response, Slave};
 
 use super::DevicePlan;
 use super::decode::{ValueError, decode_bit, decode_registers};
@@ -123,6 +123,28 @@ impl Link {
         }
     }
 
+    /// A link already connected over `transport`, an open byte stream to
+    /// the controller: Modbus TCP framing for a TCP controller, RTU framing
+    /// for a serial one (without the RTU silent interval). The response
+    /// path without a socket or a serial port, for the fuzz target
+    /// `modbus_response`. After a time-out or transport error the link
+    /// reconnects to `controller` as usual.
+    pub fn attached<T>(controller: Controller, transport: T) -> Self
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + std::fmt::Debug + 'static,
+    {
+        let context = match controller {
+            Controller::Tcp { .. } => tokio_modbus::client::tcp::attach(transport),
+            Controller::Serial { .. } => tokio_modbus::client::rtu::attach(transport),
+        };
+        Self {
+            controller,
+            serial: None,
+            context: Some(context),
+            quiet_since: None,
+        }
+    }
+
     /// Whether a connection is open.
     pub fn is_connected(&self) -> bool {
         self.context.is_some()
@@ -179,26 +201,39 @@ impl Link {
             address,
             count,
         } = request;
-        let answer = timeout(limit, async {
-            Ok::<_, tokio_modbus::Error>(match register {
-                RegisterKind::Coil => context.read_coils(address, count).await?.map(Data::Bits),
-                RegisterKind::Discrete => context
-                    .read_discrete_inputs(address, count)
-                    .await?
-                    .map(Data::Bits),
-                RegisterKind::Holding => context
-                    .read_holding_registers(address, count)
-                    .await?
-                    .map(Data::Words),
-                RegisterKind::Input => context
-                    .read_input_registers(address, count)
-                    .await?
-                    .map(Data::Words),
-            })
-        })
-        .await
-        .map_err(|_| RequestError::Timeout(limit))??
-        .map_err(RequestError::Exception)?;
+        // `Client::call`, not the `Reader` methods: those assert (in debug
+        // builds) that the device sent exactly `count` values, so a short
+        // answer panicked instead of failing below (found by the fuzz
+        // target `modbus_response`).
+        let request = match register {
+            RegisterKind::Coil => Request::ReadCoils(address, count),
+            RegisterKind::Discrete => Request::ReadDiscreteInputs(address, count),
+            RegisterKind::Holding => Request::ReadHoldingRegisters(address, count),
+            RegisterKind::Input => Request::ReadInputRegisters(address, count),
+        };
+        let answer = timeout(limit, context.call(request))
+            .await
+            .map_err(|_| RequestError::Timeout(limit))??
+            .map_err(RequestError::Exception)?;
+        let answer = match answer {
+            // Bits come in whole bytes: drop the padding, as `Reader` did.
+            Response::ReadCoils(mut bits) | Response::ReadDiscreteInputs(mut bits) => {
+                bits.truncate(usize::from(count));
+                Data::Bits(bits)
+            }
+            Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words) => {
+                Data::Words(words)
+            }
+            // `call` refuses an answer to another function already.
+            other => {
+                return Err(RequestError::Transport(tokio_modbus::Error::Transport(
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("answer {other:?} does not match the request"),
+                    ),
+                )));
+            }
+        };
         let got = match &answer {
             Data::Words(w) => w.len(),
             Data::Bits(b) => b.len(),
@@ -433,7 +468,94 @@ pub fn rtu_silent_interval(baud_rate: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
     use super::*;
+
+    /// The fuzz target `modbus_response`'s device: every point type and
+    /// byte order, in four requests (coil 0, discrete 0, holding 0..20,
+    /// input 100..102).
+    const FUZZ_DEVICE: &str = r#"ven_id = "ven-1"
+[mqtt]
+host = "broker.example.com"
+[buffer]
+path = "/var/lib/gridlink/buffer"
+[[devices]]
+name = "main"
+controller = "tcp://127.0.0.1:502"
+unit_id = 1
+points = [
+  { register = "coil", address = 0, quantity = "power_factor" },
+  { register = "discrete", address = 0, quantity = "current", phase = "L2" },
+  { register = "holding", address = 0, type = "u16", byte_order = "AB", quantity = "active_power" },
+  { register = "holding", address = 1, type = "i16", byte_order = "BA", quantity = "reactive_power" },
+  { register = "holding", address = 2, type = "u32", byte_order = "CDAB", quantity = "apparent_power" },
+  { register = "holding", address = 4, type = "i32", byte_order = "DCBA", quantity = "current", phase = "L1", scale = 0.001 },
+  { register = "holding", address = 6, type = "f32", quantity = "voltage", phase = "L1" },
+  { register = "holding", address = 8, type = "u64", byte_order = "BADC", quantity = "energy_import", scale = 1000.0 },
+  { register = "holding", address = 12, type = "i64", byte_order = "GHEFCDAB", quantity = "energy_export", exponent = 3 },
+  { register = "holding", address = 16, type = "f64", quantity = "frequency", scale = 0.01 },
+  { register = "input", address = 100, type = "f32", byte_order = "DCBA", quantity = "voltage", phase = "L2" },
+]
+"#;
+
+    /// One poll of [`FUZZ_DEVICE`] against a peer that answers as the fuzz
+    /// target's input says: a framing byte (low bit: 0 TCP, 1 RTU), then
+    /// `[length][bytes]` per request.
+    async fn poll_fuzz_input(input: &[u8]) -> DevicePoll {
+        let config = crate::config::parse(FUZZ_DEVICE, "fuzz.toml").unwrap();
+        let device = DevicePlan::new(&config.devices[0]);
+        let (framing, mut rest) = input.split_first().unwrap();
+        let mut chunks = Vec::new();
+        while let Some((&len, tail)) = rest.split_first() {
+            let (chunk, tail) = tail.split_at(usize::from(len).min(tail.len()));
+            chunks.push(chunk.to_vec());
+            rest = tail;
+        }
+        let controller = if framing & 1 == 0 {
+            config.devices[0].controller.clone()
+        } else {
+            Controller::Serial {
+                path: "/dev/ttyFUZZ".into(),
+            }
+        };
+        let (client, mut server) = tokio::io::duplex(1024);
+        let peer = tokio::spawn(async move {
+            let mut request = [0_u8; 512];
+            for chunk in chunks {
+                if matches!(server.read(&mut request).await, Ok(0) | Err(_)) {
+                    return;
+                }
+                if server.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut link = Link::attached(controller, client);
+        let poll = link.poll(&device).await;
+        drop(link);
+        peer.await.unwrap();
+        poll
+    }
+
+    /// Fuzz crash: 2 holding registers in answer to a read of 20 panicked
+    /// in tokio-modbus's `Reader` (a debug assertion) instead of being a
+    /// short response.
+    #[tokio::test]
+    async fn fuzz_short_holding_answer_is_a_short_response() {
+        let input = b"\x00\x0a\x00\x00\x00\x00\x00\x04\x01\x01\x01\x01\x0a\x00\x01\x00\x00\x00\x04\x01\x02\x01\x00\x0d\x00\x02\x00\x00\x00\x07\x01\x03\x04\x00\x01\x00\x02\x0d\x00\x03\x00\x00\x00\x07\x01\x04\x04\xff\xff\xff\x7f";
+        let poll = poll_fuzz_input(input).await;
+        assert!(poll.link_failed);
+        assert!(poll.values[0].is_ok(), "the coil was read");
+        assert!(
+            matches!(
+                poll.errors[..],
+                [ref e] if matches!(**e, RequestError::ShortResponse { expected: 20, got: 2 })
+            ),
+            "{:?}",
+            poll.errors
+        );
+    }
 
     #[test]
     fn silent_interval() {

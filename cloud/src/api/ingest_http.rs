@@ -317,6 +317,26 @@ fn parse(bytes: &[u8]) -> Result<IngestRequest, ApiError> {
     Ok(request)
 }
 
+/// The body checks of `POST /api/v1/ingest` without a key, a rate limit or
+/// a database: parses `bytes` (3. and 5. of the module's list, and the
+/// `ven_id`'s form of 4.) and returns the batch the handler would store,
+/// with `batch_seq` 0, after the protocol's own check. The entry point of
+/// the body parser for fuzzing (`fuzz/fuzz_targets/cloud_ingest_http.rs`).
+pub fn decode_body(bytes: &[u8]) -> Result<TelemetryBatch, ApiError> {
+    let body = parse(bytes)?;
+    let ven_id =
+        VenId::new(body.ven_id).map_err(|e| ApiError::invalid_param("ven_id", e.to_string()))?;
+    let batch = TelemetryBatch {
+        ven_id,
+        batch_seq: 0,
+        series: series_of(&body.readings)?,
+    };
+    batch
+        .validate()
+        .map_err(|e| ApiError::invalid_param("readings", e.to_string()))?;
+    Ok(batch)
+}
+
 /// Checks a meter name as the protocol checks a series' `meter`.
 fn check_meter(meter: &str) -> Result<(), String> {
     if meter.is_empty()
@@ -699,6 +719,22 @@ mod tests {
             ApiError::InvalidParams(params) => params.into_iter().map(|p| p.name).collect(),
             other => panic!("not a 400: {other:?}"),
         }
+    }
+
+    #[test]
+    fn decode_body_makes_the_batch_the_handler_stores() {
+        let batch = decode_body(
+            br#"{"ven_id": "cust-1-main", "readings": [{"meter": "main", "quantity": "active_power",
+                "phase": "total", "ts": "2026-11-22T10:00:00Z", "value": 1234.5}]}"#,
+        )
+        .unwrap();
+        assert_eq!(batch.ven_id.as_str(), "cust-1-main");
+        assert_eq!(batch.series[0].points[0].raw, 1_234_500);
+        assert_eq!(
+            names(decode_body(br#"{"ven_id": "a/b", "readings": []}"#).unwrap_err()),
+            ["ven_id"]
+        );
+        assert_eq!(names(decode_body(b"[1]").unwrap_err()), ["body"]);
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFI
 pub use event_status::BASELINE_WINDOW_MS;
 pub use ingest_http::{
     DEFAULT_EXPONENT, HttpIngest, HttpIngestMetrics, IDEMPOTENCY_KEY_HEADER, IngestRejection,
-    MAX_READINGS,
+    MAX_READINGS, decode_body as decode_ingest_body,
 };
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
