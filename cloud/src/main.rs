@@ -398,15 +398,17 @@ async fn create_token(
     let store = server::connect(config).await?;
     let issued = auth::issue_token()?;
     let now = now_ms();
-    let expires_ms = lifetime_s.map(|s| now.saturating_add(i64::try_from(s * 1000).unwrap_or(i64::MAX)));
+    let expires_ms =
+        lifetime_s.map(|s| now.saturating_add(i64::try_from(s * 1000).unwrap_or(i64::MAX)));
     let record = store
         .create_expiring_token(name, role, &issued.hash, now, expires_ms)
         .await
         .context("storing the token (run `gridlink-cloud migrate` first if the database is new)")?;
     println!("{}", issued.secret);
-    let expiry = record
-        .expires_ms
-        .map_or_else(|| "never expires".to_owned(), |ms| format!("expires at {ms} ms"));
+    let expiry = record.expires_ms.map_or_else(
+        || "never expires".to_owned(),
+        |ms| format!("expires at {ms} ms"),
+    );
     eprintln!(
         "created token {} {:?} with role {}, {expiry}; it is shown only this once",
         record.id,
@@ -444,16 +446,14 @@ async fn token(config: &CloudConfig, command: TokenCommand) -> anyhow::Result<()
                 );
             }
         }
-        TokenCommand::Revoke { id } => {
-            match store.revoke_token(id, now).await {
-                Ok(Some(_)) => eprintln!("token {id} revoked"),
-                Ok(None) => anyhow::bail!("no token {id}"),
-                Err(gridlink_cloud::store::StoreError::Conflict(reason)) => {
-                    anyhow::bail!("{reason}")
-                }
-                Err(error) => return Err(error).context(format!("revoking token {id} {hint}")),
+        TokenCommand::Revoke { id } => match store.revoke_token(id, now).await {
+            Ok(Some(_)) => eprintln!("token {id} revoked"),
+            Ok(None) => anyhow::bail!("no token {id}"),
+            Err(gridlink_cloud::store::StoreError::Conflict(reason)) => {
+                anyhow::bail!("{reason}")
             }
-        }
+            Err(error) => return Err(error).context(format!("revoking token {id} {hint}")),
+        },
     }
     Ok(())
 }

@@ -23,8 +23,7 @@ use gridlink_cloud::store::dr::{
 };
 use gridlink_cloud::store::{
     AnyStore, AuditActor, AuditEntry, AuditQuery, ConnectOptions, IngestBatch, IngestOutcome,
-    RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, Store, StoreError,
-    VenRegistration,
+    RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, Store, StoreError, VenRegistration,
 };
 use gridlink_protocol::telemetry::MAX_TS_MS;
 use gridlink_protocol::{
@@ -2349,7 +2348,12 @@ fn audit_entry(at_ms: i64, token_id: i64, action: &str, object_id: &str) -> Audi
 }
 
 async fn audit_trail_appends_and_filters<S: Store>(s: &S) {
-    assert!(s.audit_entries(&AuditQuery::default()).await.unwrap().is_empty());
+    assert!(
+        s.audit_entries(&AuditQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let entries = [
         audit_entry(DAY0, 1, "event.create", "e1"),
         audit_entry(DAY0 + 1, 2, "event.delete", "e1"),
@@ -2382,14 +2386,26 @@ async fn audit_trail_appends_and_filters<S: Store>(s: &S) {
             .collect::<Vec<_>>()
     };
     let cases: [(AuditQuery, &[&str]); 8] = [
-        (query(|q| q.actor = Some(AuditActor::TokenId(1))), &["program.create", "event.create"]),
+        (
+            query(|q| q.actor = Some(AuditActor::TokenId(1))),
+            &["program.create", "event.create"],
+        ),
         (
             query(|q| q.actor = Some(AuditActor::TokenName("token 2".into()))),
             &["token.create", "event.delete"],
         ),
-        (query(|q| q.action = Some("event.delete".into())), &["event.delete"]),
-        (query(|q| q.object_type = Some("event".into())), &["event.delete", "event.create"]),
-        (query(|q| q.object_id = Some("e1".into())), &["event.delete", "event.create"]),
+        (
+            query(|q| q.action = Some("event.delete".into())),
+            &["event.delete"],
+        ),
+        (
+            query(|q| q.object_type = Some("event".into())),
+            &["event.delete", "event.create"],
+        ),
+        (
+            query(|q| q.object_id = Some("e1".into())),
+            &["event.delete", "event.create"],
+        ),
         (
             query(|q| {
                 q.from_ms = Some(DAY0 + 1);
@@ -2448,7 +2464,13 @@ async fn token_expiry_and_revocation<S: Store>(s: &S) {
         s.revoke_token(admin.id, DAY0 + 10).await,
         Err(StoreError::Conflict(_))
     ));
-    assert!(s.token(&hash(3)).await.unwrap().unwrap().is_active(DAY0 + 10));
+    assert!(
+        s.token(&hash(3))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(DAY0 + 10)
+    );
     // ... an expired admin does not count as another one ...
     s.create_expiring_token("gone", Role::Admin, &hash(4), DAY0, Some(DAY0 + 20))
         .await
@@ -2468,7 +2490,8 @@ async fn token_expiry_and_revocation<S: Store>(s: &S) {
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        s.create_expiring_token("", Role::Viewer, &hash(6), DAY0, None).await,
+        s.create_expiring_token("", Role::Viewer, &hash(6), DAY0, None)
+            .await,
         Err(StoreError::Invalid(_))
     ));
 }
@@ -2503,7 +2526,11 @@ async fn assert_append_only(db: &Db) {
             .expect_err("TRUNCATE");
         assert!(error.to_string().contains("append-only"), "{error}");
     }
-    let left = db.store.audit_entries(&AuditQuery::default()).await.unwrap();
+    let left = db
+        .store
+        .audit_entries(&AuditQuery::default())
+        .await
+        .unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].entry.action, "event.create");
 }

@@ -27,13 +27,13 @@
 //! the row is missing only while the database refuses the one insert the
 //! write before it just managed.
 
+use axum::Json;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
-use axum::Json;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -41,9 +41,7 @@ use super::params::{self, QueryParams};
 use super::request_id::RequestId;
 use super::{ApiError, AppState, Operation, now_ms};
 use crate::auth::Caller;
-use crate::store::{
-    AuditActor, AuditEntry, AuditQuery, AuditRecord, MAX_AUDIT_LIMIT, Store,
-};
+use crate::store::{AuditActor, AuditEntry, AuditQuery, AuditRecord, MAX_AUDIT_LIMIT, Store};
 
 /// Longest request summary stored as it is; a longer body is summarised by
 /// its member names.
@@ -110,9 +108,16 @@ fn path_param(template: &str, path: &str, name: &str) -> Option<String> {
 /// Whether a JSON member's name suggests a secret.
 fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    ["secret", "token", "password", "key", "credential", "authorization"]
-        .iter()
-        .any(|word| name.contains(word))
+    [
+        "secret",
+        "token",
+        "password",
+        "key",
+        "credential",
+        "authorization",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
         && !matches!(name.as_str(), "token_id" | "key_id")
 }
 
@@ -206,7 +211,9 @@ pub(crate) async fn record<S: Store + 'static>(
         Err(error) => {
             return ApiError::InvalidBody {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
-                detail: format!("the body is not readable or larger than {MAX_BODY_BYTES} bytes: {error}"),
+                detail: format!(
+                    "the body is not readable or larger than {MAX_BODY_BYTES} bytes: {error}"
+                ),
             }
             .into_response();
         }
@@ -219,10 +226,7 @@ pub(crate) async fn record<S: Store + 'static>(
     };
     let status = response.status();
     let (response, object_id) = match object_param(route.operation) {
-        Some(name) => (
-            response,
-            path_param(route.operation.path(), &path, name),
-        ),
+        Some(name) => (response, path_param(route.operation.path(), &path, name)),
         None if status.is_success() => {
             let (parts, body) = response.into_parts();
             match to_bytes(body, usize::MAX).await {
@@ -383,7 +387,9 @@ pub(crate) async fn list<S: Store>(
     let object_type = params.optional("object_type", text);
     let object_id = params.optional("object_id", text);
     let skip = params.optional("skip", skip).unwrap_or(0);
-    let limit = params.optional("limit", limit).unwrap_or(DEFAULT_AUDIT_LIMIT);
+    let limit = params
+        .optional("limit", limit)
+        .unwrap_or(DEFAULT_AUDIT_LIMIT);
     if let (Some(from), Some(to)) = (from_ms, to_ms)
         && from >= to
     {
@@ -485,17 +491,18 @@ pub(crate) fn schemas() -> Value {
     Value::Object(schemas)
 }
 
-/// Whether `method` is a write the layer records.
-pub(crate) fn is_write(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
+
     use super::*;
+
+    fn is_write(method: &Method) -> bool {
+        matches!(
+            *method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        )
+    }
 
     #[test]
     fn every_write_but_ingest_is_audited() {

@@ -55,6 +55,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 pub use api_keys::{
     API_KEY_HEADER, API_KEY_PREFIX, ApiKeySecret, authenticate_api_key, parse_api_key,
 };
+pub use audit::{DEFAULT_AUDIT_LIMIT, MAX_SUMMARY_BYTES};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
 pub use event_status::BASELINE_WINDOW_MS;
 pub use ingest_http::{
@@ -64,10 +65,9 @@ pub use ingest_http::{
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
-pub use audit::{DEFAULT_AUDIT_LIMIT, MAX_SUMMARY_BYTES};
 pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId};
-pub use tokens::{DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S};
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
+pub use tokens::{DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S};
 
 use crate::auth::{self, Guard, Permission};
 use crate::config::default_max_points;

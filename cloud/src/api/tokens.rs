@@ -88,11 +88,7 @@ pub(crate) struct TokenList {
 
 /// When a requested token expires: `expires_in_s` or `expires_ms` (not
 /// both), else the default lifetime; never past the longest one.
-fn expiry(
-    request: &TokenRequest,
-    now_ms: i64,
-    errors: &mut Vec<InvalidParam>,
-) -> Option<i64> {
+fn expiry(request: &TokenRequest, now_ms: i64, errors: &mut Vec<InvalidParam>) -> Option<i64> {
     let max_ms = i64::try_from(MAX_TOKEN_LIFETIME_S * 1000).unwrap_or(i64::MAX);
     match (request.expires_in_s, request.expires_ms) {
         (Some(_), Some(_)) => {
@@ -126,9 +122,9 @@ fn expiry(
                 None
             }
         }
-        (None, None) => Some(now_ms.saturating_add(
-            i64::try_from(DEFAULT_TOKEN_LIFETIME_S * 1000).unwrap_or(max_ms),
-        )),
+        (None, None) => Some(
+            now_ms.saturating_add(i64::try_from(DEFAULT_TOKEN_LIFETIME_S * 1000).unwrap_or(max_ms)),
+        ),
     }
 }
 
@@ -208,11 +204,10 @@ pub(crate) async fn revoke<S: Store>(
 ) -> Result<StatusCode, ApiError> {
     let Path(raw) =
         path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
-    let id: i64 = raw
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::invalid_param("id", "must be a token id (a positive integer)"))?;
+    let id: i64 =
+        raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::invalid_param("id", "must be a token id (a positive integer)")
+        })?;
     match state.store.revoke_token(id, now_ms()).await? {
         Some(record) => {
             tracing::info!(token = record.id, by = caller.id, "API token revoked");
@@ -227,10 +222,12 @@ pub(crate) async fn revoke<S: Store>(
 
 /// The `OpenAPI` descriptions of listing and revoking tokens.
 pub(crate) fn describe(operation: Operation) -> Option<Value> {
-    let problem = |description: &str| json!({
-        "description": description,
-        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
-    });
+    let problem = |description: &str| {
+        json!({
+            "description": description,
+            "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+        })
+    };
     Some(match operation {
         Operation::ListTokens => json!({
             "tags": ["auth"],
@@ -308,9 +305,18 @@ mod tests {
         let now = 1_000_000;
         let mut errors = Vec::new();
         let default = i64::try_from(DEFAULT_TOKEN_LIFETIME_S * 1000).unwrap();
-        assert_eq!(expiry(&request(None, None), now, &mut errors), Some(now + default));
-        assert_eq!(expiry(&request(Some(60), None), now, &mut errors), Some(now + 60_000));
-        assert_eq!(expiry(&request(None, Some(now + 5)), now, &mut errors), Some(now + 5));
+        assert_eq!(
+            expiry(&request(None, None), now, &mut errors),
+            Some(now + default)
+        );
+        assert_eq!(
+            expiry(&request(Some(60), None), now, &mut errors),
+            Some(now + 60_000)
+        );
+        assert_eq!(
+            expiry(&request(None, Some(now + 5)), now, &mut errors),
+            Some(now + 5)
+        );
         assert!(errors.is_empty());
         for bad in [
             request(Some(60), Some(now + 5)),
