@@ -104,6 +104,10 @@ fn event_body(program_id: &str) -> Value {
 
 /// One write of each kind; each must leave exactly one entry with the
 /// caller, the action, the object and the request id.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one request per kind of write, then every row checked"
+)]
 async fn every_write_is_recorded_once(app: ApiApp) {
     let operator = app.token(Role::Operator).to_owned();
     let admin = app.token(Role::Admin).to_owned();
@@ -660,6 +664,7 @@ async fn reading_the_trail(app: ApiApp) {
 
 /// Tokens: expiry on create, the list without secrets, revocation at once,
 /// expired tokens refused, the last admin token kept.
+#[expect(clippy::too_many_lines, reason = "the life of a token, step by step")]
 async fn token_lifecycle(app: ApiApp) {
     let admin = app.token(Role::Admin).to_owned();
     let (status, _, created) = call(
