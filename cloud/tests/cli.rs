@@ -391,8 +391,8 @@ fn token_create_with_expiry_list_and_revoke() {
         90 * 86_400_000
     );
 
-    let last = command(&["token", "revoke", "1"]);
-    assert_eq!(last.status.code(), Some(1));
+    let refused = command(&["token", "revoke", "1"]);
+    assert_eq!(refused.status.code(), Some(1));
     assert!(
         stderr(&last).contains("last active admin"),
         "{}",
