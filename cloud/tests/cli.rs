@@ -394,9 +394,9 @@ fn token_create_with_expiry_list_and_revoke() {
     let refused = command(&["token", "revoke", "1"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        stderr(&last).contains("last active admin"),
+        stderr(&refused).contains("last active admin"),
         "{}",
-        stderr(&last)
+        stderr(&refused)
     );
     assert!(command(&["token", "revoke", "2"]).status.success());
     let list = command(&["token", "list"]);
