@@ -37,8 +37,10 @@
 //! meter value and unaffected by a later change of exponent); the rollups
 //! `metrics_1m`, `metrics_15m`, `metrics_1h` (count, sum, min, max, last)
 //! merged in the ingest transaction; `ingested_batches` (idempotency
-//! keys); `loads`; `api_tokens`; and `network_stats` (network-wide
-//! import/export per bucket, maintained by ingest, see `store::network`).
+//! keys); `loads`; `api_tokens` (with their expiry and revocation, see
+//! [`TokenStore`]); `audit_log` (the append-only trail of API writes, see
+//! [`AuditStore`]); and `network_stats` (network-wide import/export per
+//! bucket, maintained by ingest, see `store::network`).
 //!
 //! Times are BIGINT ms since the Unix epoch on both backends: the same
 //! integer as the protocol and the API, bucket starts by integer
