@@ -29,7 +29,7 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::api::{ApiError, AppState};
@@ -58,11 +58,13 @@ pub enum Permission {
     ManageProjects,
     /// Acknowledge alerts.
     AcknowledgeAlerts,
+    /// Read the audit trail of writes (`GET /api/v1/audit`).
+    ReadAuditLog,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::ReadTelemetry,
         Self::RegisterVens,
         Self::Dispatch,
@@ -70,6 +72,7 @@ impl Permission {
         Self::ConfigureVens,
         Self::ManageProjects,
         Self::AcknowledgeAlerts,
+        Self::ReadAuditLog,
     ];
 
     /// What the permission lets a caller do, for messages ("read telemetry").
@@ -82,6 +85,7 @@ impl Permission {
             Self::ConfigureVens => "configure VENs",
             Self::ManageProjects => "manage projects",
             Self::AcknowledgeAlerts => "acknowledge alerts",
+            Self::ReadAuditLog => "read the audit trail",
         }
     }
 }
@@ -90,7 +94,8 @@ impl Permission {
 /// register VENs; operators read and dispatch; installers and operators
 /// also configure VENs (their shadow's desired settings); operators
 /// manage energy projects and their finances, acknowledge alerts; admins do
-/// everything; VEN clients (OpenADR) have none of these.
+/// everything, and only they manage tokens and read the audit trail; VEN
+/// clients (OpenADR) have none of these.
 pub const fn allows(role: Role, permission: Permission) -> bool {
     match (role, permission) {
         (Role::Admin, _)
@@ -209,7 +214,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, Unauthenticated> {
 }
 
 /// The token a request was authenticated with; [`require`] puts it in the
-/// request's extensions for handlers that want to know who called.
+/// request's extensions for handlers that want to know who called, and in
+/// the response's (also of a 403) for the audit layer around it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub TokenRecord);
 
@@ -240,24 +246,33 @@ pub async fn require<S: Store + 'static>(
     let token = authenticate(&*guard.state.store, request.headers()).await?;
     if !allows(token.role, guard.permission) {
         tracing::debug!(token = token.id, role = token.role.as_str(), permission = ?guard.permission, "forbidden");
-        return Err(ApiError::Forbidden {
+        let mut response = ApiError::Forbidden {
             role: token.role,
             permission: guard.permission,
-        });
+        }
+        .into_response();
+        response.extensions_mut().insert(Caller(token));
+        return Ok(response);
     }
-    request.extensions_mut().insert(Caller(token));
-    Ok(next.run(request).await)
+    request.extensions_mut().insert(Caller(token.clone()));
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(Caller(token));
+    Ok(response)
 }
 
-/// The stored token of a request's bearer token.
+/// The stored token of a request's bearer token, if it is active: an
+/// unknown, expired or revoked token is refused alike (401), so the answer
+/// does not tell which.
 pub async fn authenticate<S: Store>(
     store: &S,
     headers: &HeaderMap,
 ) -> Result<TokenRecord, ApiError> {
     let secret = bearer_token(headers).map_err(ApiError::Unauthenticated)?;
+    let now = crate::api::now_ms();
     store
         .token(&hash_token(secret))
         .await?
+        .filter(|token| token.is_active(now))
         .ok_or(ApiError::Unauthenticated(Unauthenticated::Invalid))
 }
 
@@ -271,19 +286,22 @@ mod tests {
     fn permissions_by_role() {
         // Columns in the order of `Permission::ALL`: read telemetry,
         // register VENs, dispatch, manage tokens, configure VENs, manage
-        // projects, acknowledge alerts.
+        // projects, acknowledge alerts, read the audit trail.
         let table = [
             (
                 Role::Viewer,
-                [true, false, false, false, false, false, false],
+                [true, false, false, false, false, false, false, false],
             ),
             (
                 Role::Installer,
-                [true, true, false, false, true, false, false],
+                [true, true, false, false, true, false, false, false],
             ),
-            (Role::Operator, [true, false, true, false, true, true, true]),
-            (Role::Admin, [true, true, true, true, true, true, true]),
-            (Role::Ven, [false, false, false, false, false, false, false]),
+            (
+                Role::Operator,
+                [true, false, true, false, true, true, true, false],
+            ),
+            (Role::Admin, [true; 8]),
+            (Role::Ven, [false; 8]),
         ];
         for role in Role::ALL {
             assert!(table.iter().any(|(r, _)| *r == role), "{role:?} is missing");

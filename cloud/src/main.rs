@@ -18,7 +18,9 @@ use gridlink_cloud::auth::{self, check_token_name};
 use gridlink_cloud::config::{CloudConfig, redact_database_url};
 use gridlink_cloud::ingest::IngestSettings;
 use gridlink_cloud::server;
-use gridlink_cloud::store::{ApiKeyStore as _, MAX_CUSTOMER_LEN, NewApiKey, Role, Store};
+use gridlink_cloud::store::{
+    ApiKeyStore as _, MAX_CUSTOMER_LEN, NewApiKey, Role, Store, TokenStore as _,
+};
 use gridlink_protocol::VenId;
 
 /// gridlink cloud: consumes VEN telemetry over MQTT, stores it in
@@ -126,6 +128,22 @@ enum TokenCommand {
         /// A name that says who or what uses it ("ops dashboard").
         #[arg(long, value_parser = token_name)]
         name: String,
+        /// How long it works: an ISO 8601 duration (`P30D`, `PT12H`) or
+        /// seconds; default 90 days, at most 10 years.
+        #[arg(long, value_name = "DURATION", value_parser = token_lifetime, conflicts_with = "no_expiry")]
+        expires_in: Option<u64>,
+        /// Never expires (for a bootstrap admin token kept in a vault).
+        #[arg(long)]
+        no_expiry: bool,
+    },
+    /// List every token (revoked and expired ones too), without secrets.
+    List,
+    /// Revoke a token at once (not the last active admin token: issue
+    /// another admin token first).
+    Revoke {
+        /// The token's id (as `list` shows it).
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        id: i64,
     },
 }
 
@@ -163,7 +181,10 @@ enum Job {
     CreateToken {
         role: Role,
         name: String,
+        /// Seconds it lives; `None`: never expires.
+        lifetime_s: Option<u64>,
     },
+    Token(TokenCommand),
     ApiKey(ApiKeyCommand),
     Export(
         gridlink_cloud::export::ExportJob,
@@ -181,6 +202,28 @@ fn export_output(text: &str) -> Result<gridlink_cloud::export::Output, String> {
 
 fn export_format(text: &str) -> Result<gridlink_cloud::export::ExportFormat, String> {
     text.parse()
+}
+
+/// A token lifetime: an ISO 8601 duration or integer seconds, 1 s to
+/// `api::MAX_TOKEN_LIFETIME_S`; the answer is in seconds.
+fn token_lifetime(text: &str) -> Result<u64, String> {
+    use std::str::FromStr as _;
+    let seconds = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        text.parse::<u64>().map_err(|e| e.to_string())?
+    } else {
+        gridlink_protocol::IsoDuration::from_str(text)
+            .map_err(|e| e.to_string())?
+            .millis()
+            .map_or(u64::MAX, |ms| ms / 1000)
+    };
+    if (1..=gridlink_cloud::api::MAX_TOKEN_LIFETIME_S).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "must be 1 second to {} seconds (10 years)",
+            gridlink_cloud::api::MAX_TOKEN_LIFETIME_S
+        ))
+    }
 }
 
 fn token_name(name: &str) -> Result<String, String> {
@@ -260,11 +303,23 @@ fn plan(command: Command, config: &CloudConfig) -> Result<Job, ExitCode> {
             )
         }
         Command::Token {
-            command: TokenCommand::Create { role, name },
+            command:
+                TokenCommand::Create {
+                    role,
+                    name,
+                    expires_in,
+                    no_expiry,
+                },
         } => Job::CreateToken {
             role: role.into(),
             name,
+            lifetime_s: if no_expiry {
+                None
+            } else {
+                Some(expires_in.unwrap_or(gridlink_cloud::api::DEFAULT_TOKEN_LIFETIME_S))
+            },
         },
+        Command::Token { command } => Job::Token(command),
         Command::ApiKey { command } => Job::ApiKey(command),
     };
     Ok(job)
@@ -305,7 +360,12 @@ fn main() -> ExitCode {
         match job {
             Job::Serve(settings) => server::serve(config, settings, wait_for_signal()).await,
             Job::Migrate => migrate(&config).await,
-            Job::CreateToken { role, name } => create_token(&config, role, &name).await,
+            Job::CreateToken {
+                role,
+                name,
+                lifetime_s,
+            } => create_token(&config, role, &name, lifetime_s).await,
+            Job::Token(command) => token(&config, command).await,
             Job::ApiKey(command) => api_key(&config, command).await,
             Job::Export(job, output) => export(&config, &job, &output).await,
         }
@@ -329,20 +389,72 @@ async fn migrate(config: &CloudConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_token(config: &CloudConfig, role: Role, name: &str) -> anyhow::Result<()> {
+async fn create_token(
+    config: &CloudConfig,
+    role: Role,
+    name: &str,
+    lifetime_s: Option<u64>,
+) -> anyhow::Result<()> {
     let store = server::connect(config).await?;
     let issued = auth::issue_token()?;
+    let now = now_ms();
+    let expires_ms =
+        lifetime_s.map(|s| now.saturating_add(i64::try_from(s * 1000).unwrap_or(i64::MAX)));
     let record = store
-        .create_token(name, role, &issued.hash)
+        .create_expiring_token(name, role, &issued.hash, now, expires_ms)
         .await
         .context("storing the token (run `gridlink-cloud migrate` first if the database is new)")?;
     println!("{}", issued.secret);
+    let expiry = record.expires_ms.map_or_else(
+        || "never expires".to_owned(),
+        |ms| format!("expires at {ms} ms"),
+    );
     eprintln!(
-        "created token {} {:?} with role {}; it is shown only this once",
+        "created token {} {:?} with role {}, {expiry}; it is shown only this once",
         record.id,
         record.name,
         record.role.as_str()
     );
+    Ok(())
+}
+
+/// `token list` and `token revoke` (which refuses the last active admin
+/// token, as the API does).
+async fn token(config: &CloudConfig, command: TokenCommand) -> anyhow::Result<()> {
+    let store = server::connect(config).await?;
+    let hint = "(run `gridlink-cloud migrate` first if the database is new)";
+    let now = now_ms();
+    match command {
+        TokenCommand::Create { .. } => unreachable!("handled as Job::CreateToken"),
+        TokenCommand::List => {
+            let tokens = store
+                .tokens()
+                .await
+                .with_context(|| format!("reading the tokens {hint}"))?;
+            println!("id\tname\trole\tcreated_ms\texpires_ms\trevoked_ms\tactive");
+            let ms = |v: Option<i64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            for t in tokens {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.created_ms,
+                    ms(t.expires_ms),
+                    ms(t.revoked_ms),
+                    t.is_active(now)
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => match store.revoke_token(id, now).await {
+            Ok(Some(_)) => eprintln!("token {id} revoked"),
+            Ok(None) => anyhow::bail!("no token {id}"),
+            Err(gridlink_cloud::store::StoreError::Conflict(reason)) => {
+                anyhow::bail!("{reason}")
+            }
+            Err(error) => return Err(error).context(format!("revoking token {id} {hint}")),
+        },
+    }
     Ok(())
 }
 

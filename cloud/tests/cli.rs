@@ -332,4 +332,103 @@ fn serve_refuses_a_share_group_that_a_broker_restart_would_lose() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("mqtt.share_group"), "{text}");
     assert!(text.contains("shared_subscriptions_persist"), "{text}");
+
+/// `token create` with an expiry, without one and by default; `token list`
+/// shows them without secrets; `token revoke` refuses the last admin token
+/// and revokes the others.
+#[test]
+fn token_create_with_expiry_list_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}", dir.path().join("cloud.db").display());
+    let command = |args: &[&str]| {
+        let mut command = cloud(dir.path());
+        command.args(args).env("GRIDLINK_DATABASE_URL", &database);
+        run(&mut command)
+    };
+    assert!(command(&["migrate"]).status.success());
+    let created = |args: &[&str]| {
+        let output = command(args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        (
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+            stderr(&output),
+        )
+    };
+    let (admin, message) = created(&[
+        "token",
+        "create",
+        "--role",
+        "admin",
+        "--name",
+        "root",
+        "--no-expiry",
+    ]);
+    assert!(admin.starts_with("glk_"), "{admin}");
+    assert!(message.contains("never expires"), "{message}");
+    let (day, message) = created(&[
+        "token",
+        "create",
+        "--role",
+        "viewer",
+        "--name",
+        "day",
+        "--expires-in",
+        "P1D",
+    ]);
+    assert!(message.contains("expires at"), "{message}");
+    let (_, message) = created(&["token", "create", "--role", "viewer", "--name", "default"]);
+    assert!(message.contains("expires at"), "{message}");
+    for bad in [["--expires-in", "0"], ["--expires-in", "P20000D"]] {
+        let mut args = vec!["token", "create", "--role", "viewer", "--name", "x"];
+        args.extend(bad);
+        assert_eq!(command(&args).status.code(), Some(2), "{bad:?}");
+    }
+    let both = command(&[
+        "token",
+        "create",
+        "--role",
+        "viewer",
+        "--name",
+        "x",
+        "--expires-in",
+        "60",
+        "--no-expiry",
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+
+    let list = command(&["token", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(!text.contains(&admin) && !text.contains(&day), "{text}");
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(rows[0][..3], ["1", "root", "admin"]);
+    assert_eq!(rows[0][4], "-", "no expiry: {text}");
+    let created_ms: i64 = rows[1][3].parse().unwrap();
+    let expires_ms: i64 = rows[1][4].parse().unwrap();
+    assert_eq!(expires_ms - created_ms, 86_400_000, "{text}");
+    let expires_ms: i64 = rows[2][4].parse().unwrap();
+    assert_eq!(
+        expires_ms - rows[2][3].parse::<i64>().unwrap(),
+        90 * 86_400_000
+    );
+
+    let refused = command(&["token", "revoke", "1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("last active admin"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(command(&["token", "revoke", "2"]).status.success());
+    let list = command(&["token", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    let day_row: Vec<&str> = text.lines().nth(2).unwrap().split('\t').collect();
+    assert_ne!(day_row[5], "-", "revoked: {text}");
+    assert_eq!(day_row[6], "false", "{text}");
+    assert_eq!(command(&["token", "revoke", "99"]).status.code(), Some(1));
 }

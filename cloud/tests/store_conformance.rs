@@ -22,8 +22,8 @@ use gridlink_cloud::store::dr::{
     ProgramWrite,
 };
 use gridlink_cloud::store::{
-    AnyStore, ConnectOptions, IngestBatch, IngestOutcome, RegisteredLoad, Resolution, Role,
-    SeriesPoint, SeriesQuery, Store, StoreError, VenRegistration,
+    AnyStore, AuditActor, AuditEntry, AuditQuery, ConnectOptions, IngestBatch, IngestOutcome,
+    RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, Store, StoreError, VenRegistration,
 };
 use gridlink_protocol::telemetry::MAX_TS_MS;
 use gridlink_protocol::{
@@ -160,6 +160,8 @@ conformance!(
         same_millisecond_acks_keep_their_lifecycle_order,
         site_power_means_per_ven,
         site_power_reads_only_the_site_meter,
+        audit_trail_appends_and_filters,
+        token_expiry_and_revocation,
     ],
     pair: [
         command_ids_survive_another_process,
@@ -2324,4 +2326,221 @@ async fn site_power_reads_only_the_site_meter<S: Store>(s: &S) {
         ))
     );
     assert_eq!(means.len(), 3);
+}
+
+// ---------------------------------------------------------------- audit and tokens
+
+fn audit_entry(at_ms: i64, token_id: i64, action: &str, object_id: &str) -> AuditEntry {
+    AuditEntry {
+        at_ms,
+        token_id,
+        token_name: format!("token {token_id}"),
+        role: Role::Operator,
+        action: action.into(),
+        object_type: action.split('.').next().unwrap().into(),
+        object_id: Some(object_id.into()),
+        request_id: format!("req-{at_ms}"),
+        method: "POST".into(),
+        path: "/x".into(),
+        status: 201,
+        summary: serde_json::json!({ "name": "n", "nested": [1, 2] }),
+    }
+}
+
+async fn audit_trail_appends_and_filters<S: Store>(s: &S) {
+    assert!(
+        s.audit_entries(&AuditQuery::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let entries = [
+        audit_entry(DAY0, 1, "event.create", "e1"),
+        audit_entry(DAY0 + 1, 2, "event.delete", "e1"),
+        audit_entry(DAY0 + 2, 1, "program.create", "p1"),
+        AuditEntry {
+            object_id: None,
+            status: 403,
+            ..audit_entry(DAY0 + 3, 2, "token.create", "")
+        },
+    ];
+    let mut ids = Vec::new();
+    for entry in &entries {
+        ids.push(s.record_audit(entry).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let all = s.audit_entries(&AuditQuery::default()).await.unwrap();
+    // Newest first, every field as stored.
+    let got: Vec<&AuditEntry> = all.iter().map(|r| &r.entry).collect();
+    let want: Vec<&AuditEntry> = entries.iter().rev().collect();
+    assert_eq!(got, want);
+    let query = |f: fn(&mut AuditQuery)| {
+        let mut q = AuditQuery::default();
+        f(&mut q);
+        q
+    };
+    let actions = |records: Vec<gridlink_cloud::store::AuditRecord>| {
+        records
+            .into_iter()
+            .map(|r| r.entry.action)
+            .collect::<Vec<_>>()
+    };
+    let cases: [(AuditQuery, &[&str]); 8] = [
+        (
+            query(|q| q.actor = Some(AuditActor::TokenId(1))),
+            &["program.create", "event.create"],
+        ),
+        (
+            query(|q| q.actor = Some(AuditActor::TokenName("token 2".into()))),
+            &["token.create", "event.delete"],
+        ),
+        (
+            query(|q| q.action = Some("event.delete".into())),
+            &["event.delete"],
+        ),
+        (
+            query(|q| q.object_type = Some("event".into())),
+            &["event.delete", "event.create"],
+        ),
+        (
+            query(|q| q.object_id = Some("e1".into())),
+            &["event.delete", "event.create"],
+        ),
+        (
+            query(|q| {
+                q.from_ms = Some(DAY0 + 1);
+                q.to_ms = Some(DAY0 + 3);
+            }),
+            &["program.create", "event.delete"],
+        ),
+        (
+            query(|q| {
+                q.skip = 1;
+                q.limit = 2;
+            }),
+            &["program.create", "event.delete"],
+        ),
+        (query(|q| q.action = Some("nothing".into())), &[]),
+    ];
+    for (q, want) in cases {
+        assert_eq!(actions(s.audit_entries(&q).await.unwrap()), want, "{q:?}");
+    }
+}
+
+async fn token_expiry_and_revocation<S: Store>(s: &S) {
+    let hash = |b: u8| [b; 32];
+    // A token without expiry (as stored before expiry existed) stays active.
+    let old = s.create_token("old", Role::Viewer, &hash(1)).await.unwrap();
+    assert_eq!((old.expires_ms, old.revoked_ms), (None, None));
+    let short = s
+        .create_expiring_token("short", Role::Viewer, &hash(2), DAY0, Some(DAY0 + 1000))
+        .await
+        .unwrap();
+    let stored = s.token(&hash(2)).await.unwrap().unwrap();
+    assert_eq!(stored, short);
+    assert!(stored.is_active(DAY0 + 999));
+    assert!(!stored.is_active(DAY0 + 1000));
+    let admin = s
+        .create_expiring_token("admin", Role::Admin, &hash(3), DAY0, None)
+        .await
+        .unwrap();
+    let listed = s.tokens().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [old.id, short.id, admin.id]
+    );
+    // Revoking: at once, and the first time is kept.
+    let revoked = s.revoke_token(short.id, DAY0 + 5).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_ms, Some(DAY0 + 5));
+    let again = s.revoke_token(short.id, DAY0 + 9).await.unwrap().unwrap();
+    assert_eq!(again.revoked_ms, Some(DAY0 + 5));
+    assert_eq!(
+        s.token(&hash(2)).await.unwrap().unwrap().revoked_ms,
+        Some(DAY0 + 5)
+    );
+    assert_eq!(s.revoke_token(999, DAY0).await.unwrap(), None);
+    // The last active admin token cannot be revoked ...
+    assert!(matches!(
+        s.revoke_token(admin.id, DAY0 + 10).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        s.token(&hash(3))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(DAY0 + 10)
+    );
+    // ... an expired admin does not count as another one ...
+    s.create_expiring_token("gone", Role::Admin, &hash(4), DAY0, Some(DAY0 + 20))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.revoke_token(admin.id, DAY0 + 30).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // ... an active one does.
+    let second = s
+        .create_expiring_token("second", Role::Admin, &hash(5), DAY0, None)
+        .await
+        .unwrap();
+    assert!(s.revoke_token(admin.id, DAY0 + 40).await.unwrap().is_some());
+    assert!(matches!(
+        s.revoke_token(second.id, DAY0 + 50).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_expiring_token("", Role::Viewer, &hash(6), DAY0, None)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// The audit trail refuses UPDATE and DELETE in the database itself.
+async fn assert_append_only(db: &Db) {
+    use gridlink_cloud::store::AuditStore as _;
+    db.store
+        .record_audit(&audit_entry(DAY0, 1, "event.create", "e1"))
+        .await
+        .unwrap();
+    let statements = [
+        "UPDATE audit_log SET action = 'nothing'",
+        "DELETE FROM audit_log",
+    ];
+    for statement in statements {
+        let result = if db.url.starts_with("postgres") {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.map(|_| ())
+        } else {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query(statement).execute(&pool).await.map(|_| ())
+        };
+        let error = result.expect_err(statement).to_string();
+        assert!(error.contains("append-only"), "{statement}: {error}");
+    }
+    if db.url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let error = sqlx::query("TRUNCATE audit_log")
+            .execute(&pool)
+            .await
+            .expect_err("TRUNCATE");
+        assert!(error.to_string().contains("append-only"), "{error}");
+    }
+    let left = db
+        .store
+        .audit_entries(&AuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].entry.action, "event.create");
+}
+
+#[tokio::test]
+async fn postgres_audit_log_is_append_only() {
+    assert_append_only(&Db::postgres("audit_append_only").await).await;
+}
+
+#[tokio::test]
+async fn sqlite_audit_log_is_append_only() {
+    assert_append_only(&Db::sqlite().await).await;
 }

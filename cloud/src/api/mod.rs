@@ -20,6 +20,7 @@
 
 mod alerts;
 mod api_keys;
+mod audit;
 mod error;
 mod event_status;
 mod groups;
@@ -37,6 +38,7 @@ mod overview;
 mod params;
 mod projects;
 mod registration;
+mod request_id;
 mod request_metrics;
 mod series;
 mod shadow;
@@ -53,6 +55,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 pub use api_keys::{
     API_KEY_HEADER, API_KEY_PREFIX, ApiKeySecret, authenticate_api_key, parse_api_key,
 };
+pub use audit::{DEFAULT_AUDIT_LIMIT, MAX_SUMMARY_BYTES};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
 pub use event_status::BASELINE_WINDOW_MS;
 pub use ingest_http::{
@@ -62,7 +65,9 @@ pub use ingest_http::{
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
+pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId};
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
+pub use tokens::{DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S};
 
 use crate::auth::{self, Guard, Permission};
 use crate::config::default_max_points;
@@ -237,11 +242,17 @@ pub enum Operation {
     GetAlert,
     /// `POST /api/v1/alerts/{id}/ack`: acknowledge an alert.
     AckAlert,
+    /// `GET /api/v1/tokens`: list the API tokens (without secrets).
+    ListTokens,
+    /// `DELETE /api/v1/tokens/{id}`: revoke an API token.
+    RevokeToken,
+    /// `GET /api/v1/audit`: the audit trail of writes.
+    ListAudit,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 43] = [
+    pub const ALL: [Self; 46] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -285,6 +296,9 @@ impl Operation {
         Self::ListAlerts,
         Self::GetAlert,
         Self::AckAlert,
+        Self::ListTokens,
+        Self::RevokeToken,
+        Self::ListAudit,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -298,7 +312,9 @@ impl Operation {
             Self::ListLoads => "/api/v1/vens/{id}/loads",
             Self::Series => "/api/v1/series",
             Self::Network => "/api/v1/network",
-            Self::CreateToken => "/api/v1/tokens",
+            Self::CreateToken | Self::ListTokens => "/api/v1/tokens",
+            Self::RevokeToken => "/api/v1/tokens/{id}",
+            Self::ListAudit => "/api/v1/audit",
             Self::GetShadow | Self::PatchShadow => "/api/v1/vens/{id}/shadow",
             Self::GetVenGroups | Self::SetVenGroups => "/api/v1/vens/{id}/groups",
             Self::SearchPrograms | Self::CreateProgram => "/openadr3/3.1.0/programs",
@@ -346,7 +362,8 @@ impl Operation {
             Self::DeleteProgram
             | Self::DeleteEvent
             | Self::DeleteFinanceEntry
-            | Self::RevokeApiKey => Method::DELETE,
+            | Self::RevokeApiKey
+            | Self::RevokeToken => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
         }
@@ -391,9 +408,13 @@ impl Operation {
             | Self::UpdateEvent
             | Self::DeleteEvent => Some(Permission::Dispatch),
             Self::PatchShadow => Some(Permission::ConfigureVens),
-            Self::CreateToken | Self::CreateApiKey | Self::ListApiKeys | Self::RevokeApiKey => {
-                Some(Permission::ManageTokens)
-            }
+            Self::CreateToken
+            | Self::ListTokens
+            | Self::RevokeToken
+            | Self::CreateApiKey
+            | Self::ListApiKeys
+            | Self::RevokeApiKey => Some(Permission::ManageTokens),
+            Self::ListAudit => Some(Permission::ReadAuditLog),
         }
     }
 
@@ -443,6 +464,9 @@ impl Operation {
             Self::ListAlerts => "listAlerts",
             Self::GetAlert => "getAlert",
             Self::AckAlert => "acknowledgeAlert",
+            Self::ListTokens => "listTokens",
+            Self::RevokeToken => "revokeToken",
+            Self::ListAudit => "listAuditEntries",
         }
     }
 
@@ -498,13 +522,18 @@ impl Operation {
             Self::ListAlerts => on(filter, alerts::list::<S>),
             Self::GetAlert => on(filter, alerts::one::<S>),
             Self::AckAlert => on(filter, alerts::acknowledge::<S>),
+            Self::ListTokens => on(filter, tokens::list::<S>),
+            Self::RevokeToken => on(filter, tokens::revoke::<S>),
+            Self::ListAudit => on(filter, audit::list::<S>),
         }
     }
 }
 
 /// The whole API over `state`: every [`Operation`], a 404 problem for
 /// unknown paths, a 405 problem (with `Allow`) for a known path with the
-/// wrong method, and request counters for `/metrics`.
+/// wrong method, request counters for `/metrics`, a request id on every
+/// answer (`x-request-id`), and the audit trail of every write made with a
+/// token (`audit`).
 pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
     let mut router = Router::new();
     for operation in Operation::ALL {
@@ -515,6 +544,14 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
                 permission,
             };
             route = route.route_layer(middleware::from_fn_with_state(guard, auth::require::<S>));
+        }
+        if audit::action(operation).is_some() {
+            // Outside the guard, which leaves the caller in the answer.
+            let audited = audit::AuditRoute {
+                state: state.clone(),
+                operation,
+            };
+            route = route.route_layer(middleware::from_fn_with_state(audited, audit::record::<S>));
         }
         if operation == Operation::Ingest {
             let limit = state.http_ingest.max_body_bytes;
@@ -530,6 +567,7 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
             Arc::clone(&state.requests),
             request_metrics::track,
         ))
+        .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

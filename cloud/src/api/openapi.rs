@@ -45,7 +45,8 @@ pub fn openapi_document() -> Value {
             { "name": "openadr", "description": "OpenADR 3.1 programs and events (dispatched to VENs)." },
             { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." },
             { "name": "projects", "description": "Energy projects: energy per period, finances, DR revenue, milestones." },
-            { "name": "alerts", "description": "Alerts raised by the rules (offline VENs, meter anomalies, DR non-response), and their acknowledgement." }
+            { "name": "alerts", "description": "Alerts raised by the rules (offline VENs, meter anomalies, DR non-response), and their acknowledgement." },
+            { "name": "audit", "description": "The append-only audit trail of writes through the API (admin)." }
         ],
         "paths": paths,
         "components": {
@@ -70,7 +71,10 @@ pub fn openapi_document() -> Value {
                         ),
                         super::openapi_ingest::schemas(),
                     ),
-                    super::alerts::schemas(),
+                    merged(
+                        super::alerts::schemas(),
+                        merged(super::tokens::schemas(), super::audit::schemas()),
+                    ),
                 ),
             ),
         }
@@ -394,6 +398,10 @@ fn describe(operation: Operation) -> Value {
         Operation::ListAlerts | Operation::GetAlert | Operation::AckAlert => {
             super::alerts::describe(operation).unwrap_or_default()
         }
+        Operation::ListTokens | Operation::RevokeToken => {
+            super::tokens::describe(operation).unwrap_or_default()
+        }
+        Operation::ListAudit => super::audit::describe(operation).unwrap_or_default(),
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());
@@ -677,7 +685,11 @@ fn schemas() -> Value {
             "additionalProperties": false,
             "properties": {
                 "name": { "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN },
-                "role": { "type": "string", "enum": roles }
+                "role": { "type": "string", "enum": roles },
+                "expires_in_s": { "type": "integer", "minimum": 1, "maximum": super::MAX_TOKEN_LIFETIME_S,
+                    "description": "Seconds until it expires (default 90 days); not with `expires_ms`." },
+                "expires_ms": { "type": "integer",
+                    "description": "When it expires, ms since the Unix epoch, in the future; not with `expires_in_s`." }
             }
         },
         "TokenCreated": {
@@ -688,6 +700,9 @@ fn schemas() -> Value {
                 "name": { "type": "string" },
                 "role": { "type": "string", "enum": roles },
                 "created_ms": { "type": "integer" },
+                "expires_ms": { "type": ["integer", "null"], "description": "When it stops working." },
+                "revoked_ms": { "type": ["integer", "null"], "description": "Always null here." },
+                "active": { "type": "boolean" },
                 "token": { "type": "string", "description": "The secret, shown once.", "pattern": "^glk_[0-9a-f]{64}$" }
             }
         }

@@ -37,8 +37,10 @@
 //! meter value and unaffected by a later change of exponent); the rollups
 //! `metrics_1m`, `metrics_15m`, `metrics_1h` (count, sum, min, max, last)
 //! merged in the ingest transaction; `ingested_batches` (idempotency
-//! keys); `loads`; `api_tokens`; and `network_stats` (network-wide
-//! import/export per bucket, maintained by ingest, see `store::network`).
+//! keys); `loads`; `api_tokens` (with their expiry and revocation, see
+//! [`TokenStore`]); `audit_log` (the append-only trail of API writes, see
+//! [`AuditStore`]); and `network_stats` (network-wide import/export per
+//! bucket, maintained by ingest, see `store::network`).
 //!
 //! Times are BIGINT ms since the Unix epoch on both backends: the same
 //! integer as the protocol and the API, bucket starts by integer
@@ -54,6 +56,7 @@ use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
 
 pub mod alerts;
 mod api_keys;
+mod audit;
 mod cache;
 pub mod dr;
 mod export;
@@ -69,12 +72,14 @@ mod shadow;
 pub mod sqlite;
 #[path = "sqlite/dr.rs"]
 mod sqlite_dr;
+mod tokens;
 
 pub use alerts::AlertStore;
 pub use api_keys::{
     ApiKeyRecord, ApiKeyStore, HTTP_SEQ_BASE, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey,
     StoredApiKey,
 };
+pub use audit::{AuditActor, AuditEntry, AuditQuery, AuditRecord, AuditStore, MAX_AUDIT_LIMIT};
 pub use dr::DrStore;
 pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
 pub use overview::{OverviewStore, SitePower};
@@ -82,6 +87,7 @@ pub use postgres::{MetricsPartition, PgStore};
 pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 pub use sqlite::SqliteStore;
+pub use tokens::TokenStore;
 
 /// One telemetry batch as ingest hands it to the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -393,6 +399,18 @@ pub struct TokenRecord {
     pub role: Role,
     /// Creation time, ms.
     pub created_ms: i64,
+    /// When it stops working, ms; `None`: never (tokens stored before
+    /// expiry existed, and those issued without one by the CLI).
+    pub expires_ms: Option<i64>,
+    /// When it was revoked, ms; `None` while it is not.
+    pub revoked_ms: Option<i64>,
+}
+
+impl TokenRecord {
+    /// Whether the token works at `now_ms`: not revoked, not expired.
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.revoked_ms.is_none() && self.expires_ms.is_none_or(|expires| expires > now_ms)
+    }
 }
 
 /// Why a store operation failed.
@@ -433,6 +451,8 @@ pub trait Store:
     + ExportStore
     + ApiKeyStore
     + AlertStore
+    + AuditStore
+    + TokenStore
     + Send
     + Sync
 {
@@ -510,14 +530,16 @@ pub trait Store:
         to_ms: i64,
         resolution: Resolution,
     ) -> impl Future<Output = Result<Vec<NetworkPoint>, StoreError>> + Send;
-    /// Stores a token hash; returns the record.
+    /// Stores a token hash that never expires; returns the record
+    /// ([`TokenStore::create_expiring_token`] sets an expiry).
     fn create_token(
         &self,
         name: &str,
         role: Role,
         hash: &[u8; 32],
     ) -> impl Future<Output = Result<TokenRecord, StoreError>> + Send;
-    /// Looks a token up by its hash.
+    /// Looks a token up by its hash, revoked and expired ones too (the
+    /// caller checks [`TokenRecord::is_active`]).
     fn token(
         &self,
         hash: &[u8; 32],

@@ -1135,27 +1135,21 @@ impl Store for PgStore {
             name: name.to_owned(),
             role,
             created_ms,
+            expires_ms: None,
+            revoked_ms: None,
         })
     }
 
     async fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let row: Option<(i64, String, String, i64)> =
-            sqlx::query_as("SELECT id, name, role, created FROM api_tokens WHERE hash = $1")
-                .bind(hash.as_slice())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        row.map(|(id, name, role, created_ms)| {
-            let role = Role::from_name(&role)
-                .ok_or_else(|| StoreError::Invalid(format!("stored token role {role:?}")))?;
-            Ok(TokenRecord {
-                id,
-                name,
-                role,
-                created_ms,
-            })
-        })
-        .transpose()
+        let row: Option<super::tokens::TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM api_tokens WHERE hash = $1",
+            super::tokens::TOKEN_COLUMNS
+        )))
+        .bind(hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(classify)?;
+        row.map(super::tokens::token_record).transpose()
     }
 
     async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
