@@ -20,6 +20,7 @@
 
 mod alerts;
 mod api_keys;
+mod body;
 mod error;
 mod event_status;
 mod groups;
@@ -60,7 +61,7 @@ pub use ingest_http::{
     MAX_READINGS,
 };
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
-pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
+pub use openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
 

@@ -6,6 +6,7 @@ use gridlink_protocol::{Phase, Quantity};
 use serde_json::{Value, json};
 
 use super::Operation;
+use super::openapi::non_blank_text;
 use super::ingest_http::{DEFAULT_EXPONENT, MAX_IDEMPOTENCY_KEY_LEN, MAX_READINGS};
 use crate::store::{MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, MAX_TOKEN_NAME_LEN};
 
@@ -52,7 +53,6 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "responses": {
                 "201": ok("The key.", "ApiKeyCreated"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
-                "415": problem("The body is not `application/json`."),
             }
         }),
         Operation::ListApiKeys => json!({
@@ -98,7 +98,6 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
                     answer does not say which)."),
                 "403": problem("The key may not write this `ven_id` (`forbidden`)."),
                 "413": problem("The body is larger than `http_ingest.max_body_bytes`."),
-                "415": problem("The body is not `application/json`."),
                 "429": {
                     "description": "The key sent more requests than its rate allows (`rate-limited`).",
                     "headers": {
@@ -136,8 +135,8 @@ pub(crate) fn schemas() -> Value {
             "required": ["name", "customer", "ven_ids"],
             "additionalProperties": false,
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN },
-                "customer": { "type": "string", "minLength": 1, "maxLength": MAX_CUSTOMER_LEN },
+                "name": non_blank_text(MAX_TOKEN_NAME_LEN),
+                "customer": non_blank_text(MAX_CUSTOMER_LEN),
                 "ven_ids": {
                     "type": "array", "minItems": 1, "maxItems": MAX_API_KEY_VENS,
                     "description": "The VENs the key may write (registered if unknown).",
@@ -168,6 +167,10 @@ pub(crate) fn schemas() -> Value {
             "required": ["meter", "quantity", "value"],
             "additionalProperties": false,
             "description": "One reading; exactly one of `ts` and `ts_ms`.",
+            "oneOf": [
+                { "required": ["ts"], "not": { "required": ["ts_ms"] } },
+                { "required": ["ts_ms"], "not": { "required": ["ts"] } }
+            ],
             "properties": {
                 "meter": { "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
                 "quantity": { "type": "string", "enum": quantities },

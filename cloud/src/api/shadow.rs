@@ -18,7 +18,7 @@
 //! the VEN through the shadow service's MQTT client.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use gridlink_protocol::VenId;
 use gridlink_protocol::shadow::{
@@ -27,6 +27,7 @@ use gridlink_protocol::shadow::{
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::ApiError;
 use super::params;
 use crate::shadow;
@@ -73,10 +74,19 @@ pub(crate) fn check_patch(body: Value) -> Result<ShadowPatch, ApiError> {
     };
     let version =
         match body.remove("version") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or_else(|| {
-                ApiError::invalid_param("version", "must be a non-negative integer")
-            })?),
+            // `null` is not an integer: the schema says so, and a patch
+            // meant for one version must never apply to any.
+            None => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|&v| i64::try_from(v).is_ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid_param(
+                            "version",
+                            format!("must be an integer from 0 to {}", i64::MAX),
+                        )
+                    })?,
+            ),
         };
     let desired = body
         .remove("desired")
@@ -121,13 +131,9 @@ fn without_nulls(map: &Map<String, Value>) -> Map<String, Value> {
 pub(crate) async fn patch<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<ShadowGetAccepted>, ApiError> {
     let ven_id = path_ven_id(path)?;
-    let Json(body) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
     let change = check_patch(body)?;
     let Some(handle) = state.shadow.clone() else {
         return Err(ApiError::ShadowOff);

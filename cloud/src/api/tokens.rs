@@ -4,13 +4,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam};
 use crate::auth::{self, Caller, check_token_name};
 use crate::store::{Role, Store};
@@ -37,12 +37,8 @@ pub(crate) struct TokenCreated {
 pub(crate) async fn create<S: Store>(
     State(state): State<AppState<S>>,
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
-    body: Result<Json<TokenRequest>, JsonRejection>,
+    JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
     let mut errors = Vec::new();
     if let Err(reason) = check_token_name(&request.name) {
         errors.push(InvalidParam::new("name", reason));
@@ -53,8 +49,8 @@ pub(crate) async fn create<S: Store>(
         errors.push(InvalidParam::new(
             "role",
             format!(
-                "unknown role {:?}; expected one of {}",
-                request.role,
+                "unknown role {}; expected one of {}",
+                super::error::quoted(&request.role),
                 names.join(", ")
             ),
         ));
