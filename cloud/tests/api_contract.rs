@@ -80,7 +80,9 @@ fn cloud(dir: &Path, env: &[(&str, String)]) -> Command {
             command.env_remove(name);
         }
     }
-    command.current_dir(dir).envs(env.iter().map(|(k, v)| (k, v)));
+    command
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)));
     command
 }
 
@@ -94,7 +96,8 @@ fn http(
 ) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -132,7 +135,10 @@ fn call(port: u16, method: &str, path: &str, auth: &str, body: &str) -> serde_js
         Some(body),
     )
     .unwrap();
-    assert!((200..300).contains(&status), "{method} {path}: {status} {answer}");
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {answer}"
+    );
     serde_json::from_str(&answer).unwrap()
 }
 
@@ -172,7 +178,10 @@ fn seed(port: u16, admin: &str) -> String {
             )
         })
         .collect();
-    let ingest = format!(r#"{{"ven_id":"site-42","readings":[{}]}}"#, readings.join(","));
+    let ingest = format!(
+        r#"{{"ven_id":"site-42","readings":[{}]}}"#,
+        readings.join(",")
+    );
     let (status, answer) = http(
         port,
         "POST",
@@ -247,7 +256,10 @@ fn every_operation_answers_as_documented_for_every_role() {
         ("GRIDLINK_MQTT_HOST", "127.0.0.1".to_owned()),
         ("GRIDLINK_MQTT_PORT", broker_port.to_string()),
         ("GRIDLINK_MQTT_CA", pki.ca_cert().display().to_string()),
-        ("GRIDLINK_MQTT_CERT", pki.backend().cert.display().to_string()),
+        (
+            "GRIDLINK_MQTT_CERT",
+            pki.backend().cert.display().to_string(),
+        ),
         ("GRIDLINK_MQTT_KEY", pki.backend().key.display().to_string()),
         ("GRIDLINK_MQTT_CLIENT_ID", "contract-test".to_owned()),
         ("GRIDLINK_LOG", "warn".to_owned()),
@@ -282,8 +294,7 @@ fn every_operation_answers_as_documented_for_every_role() {
     let api_key = seed(http_port, admin);
 
     let examples = std::env::var("GRIDLINK_CONTRACT_EXAMPLES").unwrap_or_else(|_| "20".into());
-    let roles = std::env::var("GRIDLINK_CONTRACT_ROLES")
-        .unwrap_or_else(|_| ROLES.join(","));
+    let roles = std::env::var("GRIDLINK_CONTRACT_ROLES").unwrap_or_else(|_| ROLES.join(","));
     let mut failed = Vec::new();
     for role in roles.split(',') {
         let started = Instant::now();
@@ -327,7 +338,9 @@ fn every_operation_answers_as_documented_for_every_role() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary: Vec<&str> = stdout
             .lines()
-            .filter(|l| l.contains("test cases") || l.contains("operations") || l.contains("passed"))
+            .filter(|l| {
+                l.contains("test cases") || l.contains("operations") || l.contains("passed")
+            })
             .collect();
         println!(
             "role {role}: {} in {:.1} s\n{}",
@@ -343,7 +356,9 @@ fn every_operation_answers_as_documented_for_every_role() {
     if !failed.is_empty() {
         let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
         let tail: String = log.lines().rev().take(50).collect::<Vec<_>>().join("\n");
-        panic!("Schemathesis found discrepancies for roles {failed:?}; serve's log (newest first):\n{tail}");
+        panic!(
+            "Schemathesis found discrepancies for roles {failed:?}; serve's log (newest first):\n{tail}"
+        );
     }
 }
 
@@ -381,7 +396,10 @@ async fn raw(
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// `operation`'s path with every `{param}` replaced by `value`.
@@ -397,8 +415,12 @@ fn concrete(operation: Operation, value: &str) -> String {
 /// The problem's first invalid parameter: its name and reason.
 fn first_param(json: &Value) -> (&str, &str) {
     (
-        json["invalid_params"][0]["name"].as_str().unwrap_or_default(),
-        json["invalid_params"][0]["reason"].as_str().unwrap_or_default(),
+        json["invalid_params"][0]["name"]
+            .as_str()
+            .unwrap_or_default(),
+        json["invalid_params"][0]["reason"]
+            .as_str()
+            .unwrap_or_default(),
     )
 }
 
@@ -444,21 +466,36 @@ async fn body_errors_are_problems_naming_the_field() {
     for (body, name, kind) in [
         (r#"{"groups": "north"}"#, "groups", "invalid-parameter"),
         (r#"{"groups": [1]}"#, "groups[0]", "invalid-parameter"),
-        (r#"{"groups": [], "colour": 1}"#, "colour", "invalid-parameter"),
+        (
+            r#"{"groups": [], "colour": 1}"#,
+            "colour",
+            "invalid-parameter",
+        ),
         ("[]", "body", "invalid-parameter"),
         ("{", "body", "invalid-body"),
         ("", "body", "invalid-body"),
     ] {
         let (status, json) = raw(&app, &put, groups, json_type, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
-        assert_eq!(json["type"], format!("urn:gridlink:problem:{kind}"), "{body}");
+        assert_eq!(
+            json["type"],
+            format!("urn:gridlink:problem:{kind}"),
+            "{body}"
+        );
         assert_eq!(first_param(&json).0, name, "{body}: {json}");
         let detail = json["detail"].as_str().unwrap();
         assert!(!detail.contains("Failed to"), "axum's wording: {detail}");
         assert!(!detail.contains(" at line "), "{detail}");
     }
     // The same on another route: the extractor is shared.
-    let (status, json) = raw(&app, &Method::POST, "/api/v1/tokens", json_type, r#"{"name":"x"}"#).await;
+    let (status, json) = raw(
+        &app,
+        &Method::POST,
+        "/api/v1/tokens",
+        json_type,
+        r#"{"name":"x"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
     assert_eq!(first_param(&json).0, "role");
 }
@@ -469,19 +506,32 @@ async fn shadow_version_must_be_an_integer_not_null() {
     let app = ApiApp::sqlite().await;
     let uri = "/api/v1/vens/site-1/shadow";
     for (body, needle) in [
-        (json!({"desired": {}, "version": null}), "must be an integer"),
+        (
+            json!({"desired": {}, "version": null}),
+            "must be an integer",
+        ),
         (json!({"desired": {}, "version": -1}), "must be an integer"),
         (json!({"desired": {}, "version": 1.5}), "must be an integer"),
-        (json!({"desired": {}, "version": 9_223_372_036_854_775_808_u64}), "9223372036854775807"),
+        (
+            json!({"desired": {}, "version": 9_223_372_036_854_775_808_u64}),
+            "9223372036854775807",
+        ),
     ] {
-        let (status, json) =
-            raw(&app, &Method::PATCH, uri, Some("application/json"), &body.to_string()).await;
+        let (status, json) = raw(
+            &app,
+            &Method::PATCH,
+            uri,
+            Some("application/json"),
+            &body.to_string(),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
         let (name, reason) = first_param(&json);
         assert_eq!(name, "version", "{body}: {json}");
         assert!(reason.contains(needle), "{body}: {reason}");
     }
-    let schema = &openapi_document()["components"]["schemas"]["ShadowPatch"]["properties"]["version"];
+    let schema =
+        &openapi_document()["components"]["schemas"]["ShadowPatch"]["properties"]["version"];
     assert_eq!(schema["type"], "integer", "not nullable");
     assert_eq!(schema["maximum"], i64::MAX);
 }
@@ -492,11 +542,18 @@ async fn shadow_version_must_be_an_integer_not_null() {
 async fn skip_and_limit_ranges_match_the_schema() {
     let app = ApiApp::sqlite().await;
     for path in ["/openadr3/3.1.0/programs", "/openadr3/3.1.0/events"] {
-        let ok = app.ok(Method::GET, &format!("{path}?skip={MAX_SKIP}&limit=0"), None).await;
+        let ok = app
+            .ok(
+                Method::GET,
+                &format!("{path}?skip={MAX_SKIP}&limit=0"),
+                None,
+            )
+            .await;
         assert_eq!(ok, json!([]));
         let over = u64::from(MAX_SKIP) + 1;
         for query in [format!("skip={over}"), "skip=4294967296".to_owned()] {
-            let (status, json) = raw(&app, &Method::GET, &format!("{path}?{query}"), None, "").await;
+            let (status, json) =
+                raw(&app, &Method::GET, &format!("{path}?{query}"), None, "").await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
             let (name, reason) = first_param(&json);
             assert_eq!(name, "skip");
@@ -519,10 +576,30 @@ async fn control_characters_are_refused_by_server_and_schema_alike() {
     let app = ApiApp::sqlite().await;
     let json_type = Some("application/json");
     for (method, uri, body, name) in [
-        (Method::PUT, "/api/v1/vens/site-1", json!({"site": "a\u{1}b"}), "site"),
-        (Method::PUT, "/api/v1/vens/site-1/groups", json!({"groups": ["a\u{7f}"]}), "groups"),
-        (Method::POST, "/api/v1/tokens", json!({"name": "a\u{85}", "role": "viewer"}), "name"),
-        (Method::POST, "/openadr3/3.1.0/programs", json!({"programName": "p", "targets": ["\n"]}), "targets[0]"),
+        (
+            Method::PUT,
+            "/api/v1/vens/site-1",
+            json!({"site": "a\u{1}b"}),
+            "site",
+        ),
+        (
+            Method::PUT,
+            "/api/v1/vens/site-1/groups",
+            json!({"groups": ["a\u{7f}"]}),
+            "groups",
+        ),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            json!({"name": "a\u{85}", "role": "viewer"}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/openadr3/3.1.0/programs",
+            json!({"programName": "p", "targets": ["\n"]}),
+            "targets[0]",
+        ),
     ] {
         let (status, json) = raw(&app, &method, uri, json_type, &body.to_string()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {json}");
@@ -544,10 +621,22 @@ async fn control_characters_are_refused_by_server_and_schema_alike() {
     let doc = openapi_document();
     let schemas = &doc["components"]["schemas"];
     let pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$";
-    assert_eq!(schemas["VenRegistration"]["properties"]["site"]["pattern"], pattern);
-    assert_eq!(schemas["VenGroupsRequest"]["properties"]["groups"]["items"]["pattern"], pattern);
-    assert_eq!(schemas["ProgramRequest"]["properties"]["targets"]["items"]["pattern"], pattern);
-    assert_eq!(schemas["EventRequest"]["properties"]["targets"]["items"]["pattern"], pattern);
+    assert_eq!(
+        schemas["VenRegistration"]["properties"]["site"]["pattern"],
+        pattern
+    );
+    assert_eq!(
+        schemas["VenGroupsRequest"]["properties"]["groups"]["items"]["pattern"],
+        pattern
+    );
+    assert_eq!(
+        schemas["ProgramRequest"]["properties"]["targets"]["items"]["pattern"],
+        pattern
+    );
+    assert_eq!(
+        schemas["EventRequest"]["properties"]["targets"]["items"]["pattern"],
+        pattern
+    );
     assert!(schemas["TokenRequest"]["properties"]["name"]["pattern"].is_string());
     assert!(schemas["ApiKeyRequest"]["properties"]["customer"]["pattern"].is_string());
 }
@@ -568,30 +657,50 @@ async fn equal_from_and_to_is_an_empty_window() {
     assert_eq!(status, StatusCode::OK, "{json}");
     let t = "2026-01-01T00:00:00Z";
     let series = app
-        .ok(Method::GET, &format!("/api/v1/series?ven=site-1&meter=main&quantity=active_power&from={t}&to={t}"), None)
+        .ok(
+            Method::GET,
+            &format!("/api/v1/series?ven=site-1&meter=main&quantity=active_power&from={t}&to={t}"),
+            None,
+        )
         .await;
     assert_eq!(series["points"], json!([]));
-    let network = app.ok(Method::GET, &format!("/api/v1/network?from={t}&to={t}"), None).await;
+    let network = app
+        .ok(
+            Method::GET,
+            &format!("/api/v1/network?from={t}&to={t}"),
+            None,
+        )
+        .await;
     assert_eq!(network["points"], json!([]));
     let project = app
         .request(
             Method::POST,
             "/api/v1/projects",
             app.token(Role::Admin),
-            Some(&json!({"name": "p", "kind": "renewable", "status": "planned", "capacity_kw": 1,
-                          "location": {"latitude": 0, "longitude": 0}})),
+            Some(
+                &json!({"name": "p", "kind": "renewable", "status": "planned", "capacity_kw": 1,
+                          "location": {"latitude": 0, "longitude": 0}}),
+            ),
         )
         .await;
     assert_eq!(project.0, StatusCode::CREATED, "{}", project.1);
     let id = project.1["id"].as_i64().unwrap();
     for what in ["energy", "finances"] {
         let answer = app
-            .ok(Method::GET, &format!("/api/v1/projects/{id}/{what}?from={t}&to={t}"), None)
+            .ok(
+                Method::GET,
+                &format!("/api/v1/projects/{id}/{what}?from={t}&to={t}"),
+                None,
+            )
             .await;
         assert_eq!(answer["from_ms"], answer["to_ms"], "{answer}");
     }
     let name = app
-        .invalid_param(Method::GET, &format!("/api/v1/network?from=2026-01-02&to={t}"), None)
+        .invalid_param(
+            Method::GET,
+            &format!("/api/v1/network?from=2026-01-02&to={t}"),
+            None,
+        )
         .await;
     assert_eq!(name, "from");
 }
@@ -619,7 +728,9 @@ fn every_operation_lists_its_common_answers() {
         let responses = described["responses"].as_object().unwrap();
         let has = |status: &str| responses.contains_key(status);
         assert!(has("500"), "{operation:?}");
-        let input = described["parameters"].as_array().is_some_and(|p| !p.is_empty())
+        let input = described["parameters"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
             || described.get("requestBody").is_some();
         assert_eq!(has("400"), input, "{operation:?}");
         if described["requestBody"]["required"] == true {

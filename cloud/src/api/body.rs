@@ -86,7 +86,7 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
         None => return Err(not_json("the body is empty; send a JSON object")),
-        Some(_) if serde_json::from_slice::<serde_json::de::IgnoredAny>(bytes).is_ok() => {
+        Some(_) if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
             return Err(ApiError::invalid_param("body", "must be a JSON object"));
         }
         Some(_) => return Err(not_json("the body is not a JSON object")),
@@ -212,7 +212,10 @@ mod tests {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
             assert_eq!(params[0].name, name, "{body}");
             assert!(params[0].reason.contains(needle), "{body}: {params:?}");
-            assert!(!params[0].reason.contains(" at line "), "{body}: {params:?}");
+            assert!(
+                !params[0].reason.contains(" at line "),
+                "{body}: {params:?}"
+            );
         }
     }
 

@@ -202,7 +202,10 @@ impl ApiError {
                 "this route needs a valid, unrevoked API key in the `x-api-key` header".into()
             }
             Self::VenNotAllowed(ven) => {
-                format!("ven_id: this API key may not write VEN {}", quoted(ven.as_str()))
+                format!(
+                    "ven_id: this API key may not write VEN {}",
+                    quoted(ven.as_str())
+                )
             }
             Self::RateLimited(seconds) => {
                 format!(

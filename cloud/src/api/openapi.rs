@@ -192,13 +192,19 @@ fn window_params(default_step: &str) -> Vec<Value> {
             false,
             "Start, inclusive: RFC 3339 (`2026-11-21T12:00:00Z`) or ms since the Unix epoch. \
              Default: `to` minus 24 h. Rounded down to a whole step.",
-            &merged(time_param(), json!({ "examples": ["2026-11-21T00:00:00Z", "1795305600000"] })),
+            &merged(
+                time_param(),
+                json!({ "examples": ["2026-11-21T00:00:00Z", "1795305600000"] }),
+            ),
         ),
         query(
             "to",
             false,
             "End, exclusive, like `from`. Default: now. Rounded up to a whole step.",
-            &merged(time_param(), json!({ "examples": ["2026-11-22T00:00:00Z"] })),
+            &merged(
+                time_param(),
+                json!({ "examples": ["2026-11-22T00:00:00Z"] }),
+            ),
         ),
         query(
             "step",

@@ -190,11 +190,16 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
 /// The schemas the descriptions refer to.
 pub(crate) fn schemas() -> Value {
     let time = json!({ "type": "string", "format": "date-time" });
-    let duration = json!({ "type": "string", "pattern": DURATION_PATTERN,
+    let duration = json!({ "type": ["string", "null"], "pattern": DURATION_PATTERN,
                            "description": "ISO 8601 duration, not negative (P9999Y: no end)." });
+    // Every member is optional and may be null, as the server reads it.
     let interval_period = json!({
-        "type": "object",
-        "properties": { "start": time, "duration": duration, "randomizeStart": duration }
+        "type": ["object", "null"],
+        "properties": {
+            "start": { "type": ["string", "null"], "format": "date-time" },
+            "duration": duration,
+            "randomizeStart": duration
+        }
     });
     let metadata = |kind: &str, request: &str| {
         json!({ "allOf": [
@@ -240,7 +245,7 @@ pub(crate) fn schemas() -> Value {
                 "intervals": { "type": "array", "items": {
                     "type": "object", "required": ["id", "payloads"],
                     "properties": {
-                        "id": { "type": "integer" },
+                        "id": { "type": "integer", "minimum": i32::MIN, "maximum": i32::MAX },
                         "intervalPeriod": interval_period,
                         "payloads": { "type": "array", "items": {
                             "type": "object", "required": ["type", "values"],

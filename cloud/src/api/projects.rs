@@ -195,7 +195,10 @@ fn check_currency(name: &str, code: &str) -> Result<(), InvalidParam> {
     } else {
         Err(InvalidParam::new(
             name,
-            format!("{} is not an ISO 4217 currency code (3 capital letters, e.g. EUR)", quoted(code)),
+            format!(
+                "{} is not an ISO 4217 currency code (3 capital letters, e.g. EUR)",
+                quoted(code)
+            ),
         ))
     }
 }

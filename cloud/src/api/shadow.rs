@@ -72,22 +72,21 @@ pub(crate) fn check_patch(body: Value) -> Result<ShadowPatch, ApiError> {
             "must be an object like {\"desired\": {...}}",
         ));
     };
-    let version =
-        match body.remove("version") {
-            // `null` is not an integer: the schema says so, and a patch
-            // meant for one version must never apply to any.
-            None => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .filter(|&v| i64::try_from(v).is_ok())
-                    .ok_or_else(|| {
-                        ApiError::invalid_param(
-                            "version",
-                            format!("must be an integer from 0 to {}", i64::MAX),
-                        )
-                    })?,
-            ),
-        };
+    let version = match body.remove("version") {
+        // `null` is not an integer: the schema says so, and a patch
+        // meant for one version must never apply to any.
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|&v| i64::try_from(v).is_ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "version",
+                        format!("must be an integer from 0 to {}", i64::MAX),
+                    )
+                })?,
+        ),
+    };
     let desired = body
         .remove("desired")
         .ok_or_else(|| ApiError::invalid_param("desired", "is required"))?;
