@@ -92,27 +92,80 @@ pub(crate) fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Some(_) => return Err(not_json("the body is not a JSON object")),
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, T>(&mut deserializer).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner();
-        if inner.is_data() {
-            data_error(&path, &inner)
-        } else {
-            not_json(&format!("the body is not valid JSON: {inner}"))
+    let parsed = serde_path_to_error::deserialize::<_, T>(&mut deserializer);
+    match parsed {
+        Ok(value) => {
+            deserializer
+                .end()
+                .map_err(|e| not_json(&format!("the body is not valid JSON: {e}")))?;
+            Ok(value)
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| not_json(&format!("the body is not valid JSON: {e}")))?;
-    Ok(value)
+        // JSON Schema counts `5.0` as an integer; serde does not. Only
+        // then is the body read again, as a value with such numbers
+        // written as integers (the common case pays nothing).
+        Err(error) if error.inner().is_data() && is_float_for_integer(error.inner()) => {
+            let value: Value = serde_json::from_slice(bytes)
+                .map_err(|e| not_json(&format!("the body is not valid JSON: {e}")))?;
+            from_value(value)
+        }
+        Err(error) => {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            Err(if inner.is_data() {
+                data_error(&path, &inner)
+            } else {
+                not_json(&format!("the body is not valid JSON: {inner}"))
+            })
+        }
+    }
+}
+
+/// Whether serde refused a floating-point number where it wanted an
+/// integer (`invalid type: floating point `5.0`, expected u32`).
+fn is_float_for_integer(error: &serde_json::Error) -> bool {
+    error
+        .to_string()
+        .starts_with("invalid type: floating point")
+}
+
+/// `value` with every number that is a whole float (`5.0`, `-2e3`) in
+/// the range of `i64`/`u64` written as that integer, at every depth: JSON
+/// Schema's `integer` includes them, so the server reads them as such.
+pub(crate) fn integral_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            if let Some(float) = number.as_f64().filter(|f| f.fract() == 0.0) {
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    clippy::cast_precision_loss,
+                    reason = "only whole floats inside the integer's range are converted"
+                )]
+                let integer = if (i64::MIN as f64..i64::MAX as f64).contains(&float) {
+                    Some(Value::from(float as i64))
+                } else if (0.0..u64::MAX as f64).contains(&float) {
+                    Some(Value::from(float as u64))
+                } else {
+                    None
+                };
+                if let Some(integer) = integer {
+                    *value = integer;
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Deserializes a JSON value already read (an object whose server-set
 /// fields were removed, say) into `T`, naming the failing field.
-pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+pub(crate) fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(ApiError::invalid_param("body", "must be a JSON object"));
     }
+    integral_floats_as_integers(&mut value);
     serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
         let path = error.path().to_string();
         data_error(&path, error.inner())
@@ -217,6 +270,33 @@ mod tests {
                 "{body}: {params:?}"
             );
         }
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Counts {
+        n: u32,
+        m: Option<i64>,
+        x: f64,
+    }
+
+    #[test]
+    fn whole_floats_are_integers_as_in_json_schema() {
+        let counts: Counts = parse(br#"{"n": 5.0, "m": -2e3, "x": 1.0}"#).unwrap();
+        assert_eq!(
+            counts,
+            Counts {
+                n: 5,
+                m: Some(-2000),
+                x: 1.0
+            }
+        );
+        let error = parse::<Counts>(br#"{"n": 5.5, "x": 1}"#).unwrap_err();
+        assert!(
+            matches!(error, ApiError::InvalidParams(ref p) if p[0].name == "n"),
+            "{error}"
+        );
+        let counts: Counts = from_value(serde_json::json!({"n": 7.0, "x": 2})).unwrap();
+        assert_eq!(counts.n, 7);
     }
 
     #[test]

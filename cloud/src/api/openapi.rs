@@ -30,14 +30,30 @@ pub(crate) const DURATION_PATTERN: &str = "^(P9999Y|P([0-9]+W([0-9]+D)?(T(\
     |[0-9]+D(T([0-9]+H([0-9]+M)?([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+M([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+(\\.[0-9]{1,3})?S))?\
     |T([0-9]+H([0-9]+M)?([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+M([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+(\\.[0-9]{1,3})?S)))$";
 
+/// ECMA-262 pattern of an RFC 3339 date-time (`format: date-time` alone
+/// is only an annotation in JSON Schema 2020-12, so `""` would fit it).
+pub(crate) const DATE_TIME_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+/// ECMA-262 pattern of an RFC 3339 full date.
+pub(crate) const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+
+/// An RFC 3339 date-time string (`nullable`: or null).
+pub(crate) fn date_time(nullable: bool) -> Value {
+    let kind = if nullable {
+        json!(["string", "null"])
+    } else {
+        json!("string")
+    };
+    json!({ "type": kind, "format": "date-time", "pattern": DATE_TIME_PATTERN })
+}
+
 /// A time parameter: RFC 3339 date-time, a date (midnight UTC), or
 /// integer ms since the Unix epoch (years 1 to 9999).
 pub(crate) fn time_param() -> Value {
     json!({
         "type": "string",
         "anyOf": [
-            { "format": "date-time" },
-            { "format": "date" },
+            { "format": "date-time", "pattern": DATE_TIME_PATTERN },
+            { "format": "date", "pattern": DATE_PATTERN },
             { "pattern": "^-?[0-9]{1,15}$" }
         ]
     })

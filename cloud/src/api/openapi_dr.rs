@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::Operation;
 use super::event_status::BASELINE_WINDOW_MS;
 use super::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
-use super::openapi::{DURATION_PATTERN, text};
+use super::openapi::{DURATION_PATTERN, date_time, text};
 use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
 
 fn ok(description: &str, schema: &Value) -> Value {
@@ -196,7 +196,7 @@ pub(crate) fn schemas() -> Value {
     let interval_period = json!({
         "type": ["object", "null"],
         "properties": {
-            "start": { "type": ["string", "null"], "format": "date-time" },
+            "start": date_time(true),
             "duration": duration,
             "randomizeStart": duration
         }

@@ -175,7 +175,10 @@ pub(crate) fn schemas() -> Value {
                 "meter": { "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
                 "quantity": { "type": "string", "enum": quantities },
                 "phase": { "type": "string", "enum": phases, "default": "total" },
-                "ts": { "type": "string", "format": "date-time", "description": "RFC 3339, 1970 to 9999." },
+                "ts": {
+                    "type": "string", "format": "date-time", "description": "RFC 3339, 1970 to 9999.",
+                    "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+                },
                 "ts_ms": { "type": "integer", "minimum": 0, "maximum": MAX_TS_MS, "description": "ms since the Unix epoch." },
                 "value": { "type": "number", "description": "In the quantity's unit: W, var, VA, V, A, Hz, Wh (none for the power factor)." },
                 "exponent": {

@@ -249,8 +249,9 @@ pub(crate) fn schemas() -> Value {
             "properties": {
                 "kind": { "type": "string", "enum": ["expense", "revenue"] },
                 "amount": { "type": ["number", "string"], "description": "At least 0, at most 2 decimals (1234.56 or \"1234.56\")." },
-                "currency": { "type": "string", "description": "The project's currency (the default)." },
-                "at": { "type": ["string", "integer"], "description": "RFC 3339 date or time, or ms since the epoch." },
+                "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "description": "The project's currency (the default)." },
+                "at": { "type": ["string", "integer"], "description": "RFC 3339 date or time, or ms since the epoch.",
+                        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$" },
                 "category": text(1, MAX_TEXT_LEN),
                 "description": text(1, MAX_TEXT_LEN)
             }

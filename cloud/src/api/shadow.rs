@@ -65,7 +65,10 @@ pub(crate) struct ShadowPatch {
 /// Checks a `PATCH` body: an object with `desired` (an object or null) and
 /// an optional `version`; `desired` without its `null`s must be an
 /// [`AgentDesired`]. Pure.
-pub(crate) fn check_patch(body: Value) -> Result<ShadowPatch, ApiError> {
+pub(crate) fn check_patch(mut body: Value) -> Result<ShadowPatch, ApiError> {
+    // `5.0` is an integer in JSON Schema: the version and the settings
+    // read it as one (and the stored desired state holds `5`).
+    super::body::integral_floats_as_integers(&mut body);
     let Value::Object(mut body) = body else {
         return Err(ApiError::invalid_param(
             "body",
