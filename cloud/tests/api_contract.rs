@@ -294,13 +294,15 @@ fn every_operation_answers_as_documented_for_every_role() {
     let api_key = seed(http_port, admin);
 
     let examples = std::env::var("GRIDLINK_CONTRACT_EXAMPLES").unwrap_or_else(|_| "20".into());
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+    let started_all = Instant::now();
     let roles = std::env::var("GRIDLINK_CONTRACT_ROLES").unwrap_or_else(|_| ROLES.join(","));
     let mut failed = Vec::new();
     for role in roles.split(',') {
         let started = Instant::now();
         let report = dir.path().join(format!("junit-{role}.xml"));
         let mut run = Command::new(&st);
-        run.arg("run")
+        run.args(["--config-file", config, "run"])
             .arg(format!("http://127.0.0.1:{http_port}/openapi.json"))
             .args([
                 "--checks",
@@ -312,8 +314,10 @@ fn every_operation_answers_as_documented_for_every_role() {
                 "examples,coverage,fuzzing",
                 "--max-examples",
                 &examples,
+                // One worker: Hypothesis's example cache is not thread-safe
+                // (with two it sometimes fails with a KeyError of its own).
                 "--workers",
-                "2",
+                "1",
                 "--seed",
                 "42",
                 "--request-timeout",
@@ -338,9 +342,7 @@ fn every_operation_answers_as_documented_for_every_role() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let summary: Vec<&str> = stdout
             .lines()
-            .filter(|l| {
-                l.contains("test cases") || l.contains("operations") || l.contains("passed")
-            })
+            .filter(|l| l.contains(" generated, ") || l.contains("Tested:"))
             .collect();
         println!(
             "role {role}: {} in {:.1} s\n{}",
@@ -349,10 +351,23 @@ fn every_operation_answers_as_documented_for_every_role() {
             summary.join("\n")
         );
         if !output.status.success() {
-            println!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            // Tracebacks carry very long lines: keep each readable.
+            let shown: Vec<String> = stdout
+                .lines()
+                .map(|l| l.chars().take(400).collect())
+                .collect();
+            println!(
+                "{}\n{}",
+                shown.join("\n"),
+                String::from_utf8_lossy(&output.stderr)
+            );
             failed.push(role.to_owned());
         }
     }
+    println!(
+        "Schemathesis: {} s for the roles {roles}",
+        started_all.elapsed().as_secs()
+    );
     if !failed.is_empty() {
         let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap_or_default();
         let tail: String = log.lines().rev().take(50).collect::<Vec<_>>().join("\n");
@@ -485,7 +500,10 @@ async fn body_errors_are_problems_naming_the_field() {
         assert_eq!(first_param(&json).0, name, "{body}: {json}");
         let detail = json["detail"].as_str().unwrap();
         assert!(!detail.contains("Failed to"), "axum's wording: {detail}");
-        assert!(!detail.contains(" at line "), "{detail}");
+        if kind == "invalid-parameter" {
+            // The name says where; serde's position is for syntax errors.
+            assert!(!detail.contains(" at line "), "{detail}");
+        }
     }
     // The same on another route: the extractor is shared.
     let (status, json) = raw(
