@@ -20,8 +20,14 @@
 //! Beside it, one focused test per class of discrepancy Schemathesis or
 //! users found, through the router without a socket (`oneshot`).
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "the helpers are test steps: a failed step panics with its error"
+)]
+
 mod common;
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -99,13 +105,14 @@ fn http(
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(request, "{name}: {value}\r\n");
     }
     if let Some(body) = body {
-        request.push_str(&format!(
+        let _ = write!(
+            request,
             "Content-Type: application/json\r\nContent-Length: {}\r\n",
             body.len()
-        ));
+        );
     }
     request.push_str("\r\n");
     request.push_str(body.unwrap_or_default());
@@ -237,6 +244,10 @@ fn seed(port: u16, admin: &str) -> String {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "start, seed, and one run per role, read top to bottom"
+)]
 fn every_operation_answers_as_documented_for_every_role() {
     let st = schemathesis();
     let dir = tempfile::tempdir().unwrap();

@@ -268,7 +268,7 @@ async fn project_write<S: Store>(
             Ok(ven) if ven_ids.contains(&ven) => {
                 check(Err(InvalidParam::new(
                     &name,
-                    format!("{} is listed twice", quoted(&id)),
+                    format!("{} is listed twice", quoted(id)),
                 )));
             }
             Ok(ven) => ven_ids.push(ven),
