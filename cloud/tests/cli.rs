@@ -332,6 +332,7 @@ fn serve_refuses_a_share_group_that_a_broker_restart_would_lose() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("mqtt.share_group"), "{text}");
     assert!(text.contains("shared_subscriptions_persist"), "{text}");
+}
 
 /// `token create` with an expiry, without one and by default; `token list`
 /// shows them without secrets; `token revoke` refuses the last admin token

@@ -249,7 +249,11 @@ pub(crate) fn schemas() -> Value {
         "AlertAck": {
             "type": "object",
             "additionalProperties": false,
-            "properties": { "note": { "type": "string", "maxLength": MAX_NOTE_LEN } }
+            "properties": { "note": {
+                "type": "string", "maxLength": MAX_NOTE_LEN,
+                "description": "Line breaks allowed; no other control characters.",
+                "pattern": "^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f-\\u009f]*$"
+            } }
         }
     })
 }

@@ -26,7 +26,7 @@
 use std::fmt;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -36,6 +36,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam};
 use super::now_ms;
 use crate::auth::{self, Caller, RandomError, check_token_name};
@@ -150,7 +151,7 @@ pub async fn authenticate_api_key<S: Store>(
 /// The body of `POST /api/v1/api-keys`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ApiKeyRequest {
+pub(crate) struct ApiKeyRequest {
     name: String,
     customer: String,
     ven_ids: Vec<String>,
@@ -199,19 +200,6 @@ pub(crate) struct ApiKeyList {
     api_keys: Vec<ApiKeyView>,
 }
 
-/// Parses the body, naming the failing field (`name`, `ven_ids[2]`).
-fn parse(body: Result<Json<serde_json::Value>, JsonRejection>) -> Result<ApiKeyRequest, ApiError> {
-    let Json(value) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
-    serde_path_to_error::deserialize::<_, ApiKeyRequest>(value).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner().to_string();
-        ApiError::invalid_param(super::ingest_http::field_name(&path, &inner), inner)
-    })
-}
-
 /// Checks a request; every bad field is named.
 fn check(request: ApiKeyRequest) -> Result<(String, String, Vec<VenId>), ApiError> {
     let mut errors = Vec::new();
@@ -254,9 +242,9 @@ fn check(request: ApiKeyRequest) -> Result<(String, String, Vec<VenId>), ApiErro
 pub(crate) async fn create<S: Store>(
     State(state): State<AppState<S>>,
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    JsonBody(request): JsonBody<ApiKeyRequest>,
 ) -> Result<Response, ApiError> {
-    let (name, customer, ven_ids) = check(parse(body)?)?;
+    let (name, customer, ven_ids) = check(request)?;
     let secret = ApiKeySecret::generate().map_err(|e| ApiError::Internal(Box::new(e)))?;
     let new = NewApiKey {
         name,

@@ -20,6 +20,12 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:gridlink:problem:";
 /// Seconds a client should wait before retrying when the database is down.
 const RETRY_AFTER_S: &str = "5";
 
+/// `text` as a JSON string literal, for quoting what a client sent in a
+/// message: `"a\u0001b"`, never Rust's debug form (`"a\u{1}b"`).
+pub(crate) fn quoted(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
 /// One rejected query, path or body parameter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InvalidParam {
@@ -43,7 +49,10 @@ impl InvalidParam {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No usable bearer token (401).
-    #[error("unauthenticated: {0:?}")]
+    #[error("unauthenticated: {}", match .0 {
+        Unauthenticated::Missing => "no bearer token",
+        Unauthenticated::Invalid => "invalid bearer token",
+    })]
     Unauthenticated(Unauthenticated),
     /// The token's role lacks the route's permission (403).
     #[error("role {} may not {}", role.as_str(), permission.description())]
@@ -54,7 +63,7 @@ pub enum ApiError {
         permission: Permission,
     },
     /// Query or path parameters that are not acceptable (400), each named.
-    #[error("invalid parameters: {0:?}")]
+    #[error("invalid parameters: {}", .0.iter().map(|p| format!("{}: {}", p.name, p.reason)).collect::<Vec<_>>().join("; "))]
     InvalidParams(Vec<InvalidParam>),
     /// A request body that is not acceptable: 400 (syntax), 413 (too
     /// large), 415 (not JSON) or 422 (does not fit the schema).
@@ -193,7 +202,10 @@ impl ApiError {
                 "this route needs a valid, unrevoked API key in the `x-api-key` header".into()
             }
             Self::VenNotAllowed(ven) => {
-                format!("ven_id: this API key may not write VEN {:?}", ven.as_str())
+                format!(
+                    "ven_id: this API key may not write VEN {}",
+                    quoted(ven.as_str())
+                )
             }
             Self::RateLimited(seconds) => {
                 format!(
@@ -206,8 +218,8 @@ impl ApiError {
                 .collect::<Vec<_>>()
                 .join("; "),
             Self::InvalidBody { detail, .. } => detail.clone(),
-            Self::UnknownVen(ven) => format!("no VEN {:?} is known", ven.as_str()),
-            Self::UnknownObject(kind, id) => format!("no {kind} {:?} exists", id.as_str()),
+            Self::UnknownVen(ven) => format!("no VEN {} is known", quoted(ven.as_str())),
+            Self::UnknownObject(kind, id) => format!("no {kind} {} exists", quoted(id.as_str())),
             Self::NoShadow(ven) => format!("No shadow exists with name: {ven}"),
             Self::ShadowOff => {
                 "this cloud does not run the device shadow (shadow.enabled = false): \
@@ -289,6 +301,16 @@ impl IntoResponse for ApiError {
             },
             invalid_params: match &self {
                 Self::InvalidParams(params) => Some(params.clone()),
+                // What a body problem is about: the header for a 415, the
+                // body itself otherwise.
+                Self::InvalidBody { status, detail } => Some(vec![InvalidParam::new(
+                    if *status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+                        "Content-Type"
+                    } else {
+                        "body"
+                    },
+                    detail.clone(),
+                )]),
                 _ => None,
             },
         };

@@ -4,12 +4,13 @@
 //! an event can target a VEN before it has ever connected.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use gridlink_protocol::VenId;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::ApiError;
 use super::params;
 use crate::store::Store;
@@ -51,13 +52,9 @@ pub(crate) async fn get<S: Store>(
 pub(crate) async fn put<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<GroupsRequest>, JsonRejection>,
+    JsonBody(request): JsonBody<GroupsRequest>,
 ) -> Result<Json<Groups>, ApiError> {
     let ven_id = path_ven_id(path)?;
-    let Json(request) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
     let mut groups = request.groups;
     groups.sort();
     groups.dedup();

@@ -48,7 +48,6 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest as _, Request, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gridlink_protocol::codec::WireMessage as _;
@@ -60,6 +59,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::api_keys::authenticate_api_key;
+use super::body::is_json;
 use super::error::{ApiError, InvalidParam};
 use super::now_ms;
 use crate::config::HttpIngestConfig;
@@ -269,52 +269,10 @@ pub(crate) struct IngestAnswer {
     duplicate_batch: bool,
 }
 
-/// The parameter name a serde error at `path` is about: the path, with
-/// the field a "missing field" or "unknown field" error names appended.
-pub(crate) fn field_name(path: &str, inner: &str) -> String {
-    let field = inner
-        .strip_prefix("missing field `")
-        .or_else(|| inner.strip_prefix("unknown field `"))
-        .and_then(|rest| rest.split('`').next());
-    match (path, field) {
-        // An unknown field is already the path's last segment.
-        (path, Some(field)) if path == field || path.ends_with(&format!(".{field}")) => {
-            path.to_owned()
-        }
-        (".", Some(field)) => field.to_owned(),
-        (".", None) => "body".to_owned(),
-        (path, Some(field)) => format!("{path}.{field}"),
-        (path, None) => path.to_owned(),
-    }
-}
-
 /// Parses the body, naming the failing field; a body that is not JSON at
-/// all is an `invalid-body` problem.
+/// all is an `invalid-body` problem (`super::body`).
 fn parse(bytes: &[u8]) -> Result<IngestRequest, ApiError> {
-    let not_json = |error: &serde_json::Error| ApiError::InvalidBody {
-        status: StatusCode::BAD_REQUEST,
-        detail: format!("the body is not valid JSON: {error}"),
-    };
-    // serde reads a struct from an array too (by position): refuse that.
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    if first.is_some_and(|&b| b != b'{') {
-        return Err(ApiError::invalid_param("body", "must be a JSON object"));
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let request = serde_path_to_error::deserialize::<_, IngestRequest>(&mut deserializer).map_err(
-        |error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            if inner.is_data() {
-                let reason = inner.to_string();
-                ApiError::invalid_param(field_name(&path, &reason), reason)
-            } else {
-                not_json(&inner)
-            }
-        },
-    )?;
-    deserializer.end().map_err(|e| not_json(&e))?;
-    Ok(request)
+    super::body::parse(bytes)
 }
 
 /// The body checks of `POST /api/v1/ingest` without a key, a rate limit or
@@ -406,8 +364,8 @@ fn check_reading(
         bad(
             "quantity",
             format!(
-                "unknown quantity {:?}; expected one of {}",
-                reading.quantity,
+                "unknown quantity {}; expected one of {}",
+                super::error::quoted(&reading.quantity),
                 names.join(", ")
             ),
         );
@@ -419,7 +377,8 @@ fn check_reading(
         bad(
             "phase",
             format!(
-                "unknown phase {phase_name:?}; expected one of {}",
+                "unknown phase {}; expected one of {}",
+                super::error::quoted(phase_name),
                 names.join(", ")
             ),
         );
@@ -583,18 +542,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
 }
 
 /// Whether the request says its body is JSON.
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|mime| mime.trim().to_ascii_lowercase())
-        .is_some_and(|mime| {
-            mime == "application/json"
-                || (mime.starts_with("application/") && mime.ends_with("+json"))
-        })
-}
-
 /// `POST /api/v1/ingest`.
 pub(crate) async fn ingest<S: Store>(
     State(state): State<AppState<S>>,
@@ -628,10 +575,7 @@ async fn handle<S: Store>(state: &AppState<S>, request: Request) -> Result<Inges
         .map_err(|wait| ApiError::RateLimited(wait.as_secs()))?;
     let idempotency = idempotency_key(request.headers())?.map(str::to_owned);
     if !is_json(request.headers()) {
-        return Err(ApiError::InvalidBody {
-            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            detail: "the body must be JSON: send `Content-Type: application/json`".into(),
-        });
+        return Err(super::body::not_json_content_type());
     }
     // The route's DefaultBodyLimit (http_ingest.max_body_bytes) applies
     // here: a larger body is a 413 problem, never buffered whole.
@@ -892,23 +836,6 @@ mod tests {
         assert!(idempotency_key(&headers).is_err());
         headers.insert(IDEMPOTENCY_KEY_HEADER, "2026-11-22/42".parse().unwrap());
         assert_eq!(idempotency_key(&headers).unwrap(), Some("2026-11-22/42"));
-    }
-
-    #[test]
-    fn json_content_types() {
-        let mut headers = HeaderMap::new();
-        assert!(!is_json(&headers));
-        for (value, json) in [
-            ("application/json", true),
-            ("application/json; charset=utf-8", true),
-            ("Application/JSON", true),
-            ("application/vnd.gridlink+json", true),
-            ("text/plain", false),
-            ("application/x-www-form-urlencoded", false),
-        ] {
-            headers.insert(CONTENT_TYPE, value.parse().unwrap());
-            assert_eq!(is_json(&headers), json, "{value}");
-        }
     }
 
     #[test]

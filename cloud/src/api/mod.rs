@@ -21,6 +21,7 @@
 mod alerts;
 mod api_keys;
 mod audit;
+mod body;
 mod error;
 mod event_status;
 mod groups;
@@ -63,7 +64,7 @@ pub use ingest_http::{
     MAX_READINGS, decode_body as decode_ingest_body,
 };
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
-pub use openadr::{MAX_LIMIT, PAYLOAD_TYPES};
+pub use openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
 pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId};
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};

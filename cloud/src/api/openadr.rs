@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -33,13 +33,16 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::error::{ApiError, InvalidParam};
+use super::body::JsonBody;
+use super::error::{ApiError, InvalidParam, quoted};
 use super::{AppState, now_ms};
 use crate::store::Store;
 use crate::store::dr::{DrFilter, EventRecord, EventWrite, ProgramRecord, ProgramWrite};
 
 /// Most objects one search returns (the spec's `limit` maximum).
 pub const MAX_LIMIT: u32 = 50;
+/// Most objects a search may skip (the stores page with a 32-bit offset).
+pub const MAX_SKIP: u32 = i32::MAX as u32;
 /// The payload types this system dispatches.
 pub const PAYLOAD_TYPES: [&str; 5] = [
     "SIMPLE",
@@ -111,42 +114,18 @@ fn new_id(prefix: &str, now_ms: i64) -> Result<ObjectId, ApiError> {
     ObjectId::new(id).map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
-fn body_object(body: Result<Json<Value>, JsonRejection>) -> Result<Map<String, Value>, ApiError> {
-    let Json(value) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
-    match value {
-        Value::Object(mut map) => {
-            for field in SERVER_FIELDS {
-                map.remove(field);
-            }
-            Ok(map)
-        }
-        _ => Err(ApiError::InvalidBody {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: "the body must be a JSON object".into(),
-        }),
+/// The body's object without the server-set fields (ignored in requests).
+fn body_object(body: Map<String, Value>) -> Map<String, Value> {
+    let mut map = body;
+    for field in SERVER_FIELDS {
+        map.remove(field);
     }
+    map
 }
 
 /// Deserializes `map` as `T`, naming the failing field.
 fn parse<T: for<'de> Deserialize<'de>>(map: &Map<String, Value>) -> Result<T, ApiError> {
-    let value = Value::Object(map.clone());
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner().to_string();
-        let name = if path == "." {
-            inner
-                .strip_prefix("missing field `")
-                .and_then(|rest| rest.split('`').next())
-                .unwrap_or("body")
-                .to_owned()
-        } else {
-            path
-        };
-        ApiError::invalid_param(name, inner)
-    })
+    super::body::from_value(Value::Object(map.clone()))
 }
 
 fn path_id(
@@ -244,8 +223,11 @@ fn filter(
                 Err(e) => errors.push(InvalidParam::new(&name, e.to_string())),
             },
             "skip" => match value.parse::<u32>() {
-                Ok(skip) if i32::try_from(skip).is_ok() => filter.skip = skip,
-                _ => errors.push(InvalidParam::new(&name, "an integer from 0")),
+                Ok(skip) if skip <= MAX_SKIP => filter.skip = skip,
+                _ => errors.push(InvalidParam::new(
+                    &name,
+                    format!("an integer from 0 to {MAX_SKIP}"),
+                )),
             },
             "limit" => match value.parse::<u32>() {
                 Ok(limit) if limit <= MAX_LIMIT => filter.limit = limit,
@@ -312,9 +294,9 @@ pub(crate) async fn list_programs<S: Store>(
 /// `POST /openadr3/3.1.0/programs`.
 pub(crate) async fn create_program<S: Store>(
     State(state): State<AppState<S>>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    let write = program_write(body_object(body)?)?;
+    let write = program_write(body_object(body))?;
     let now = now_ms();
     let id = new_id("program", now)?;
     let record = state.store.create_program(&id, &write, now).await?;
@@ -337,10 +319,10 @@ pub(crate) async fn get_program<S: Store>(
 pub(crate) async fn update_program<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(path, "programID")?;
-    let write = program_write(body_object(body)?)?;
+    let write = program_write(body_object(body))?;
     match state.store.update_program(&id, &write, now_ms()).await? {
         Some(record) => Ok(Json(program_json(&record))),
         None => Err(ApiError::UnknownObject("program", id)),
@@ -428,7 +410,7 @@ async fn event_write<S: Store>(
     let Some(program) = state.store.program(&request.program_id).await? else {
         return Err(ApiError::invalid_param(
             "programID",
-            format!("no program {:?}", request.program_id.as_str()),
+            format!("no program {}", quoted(request.program_id.as_str())),
         ));
     };
     let explicit = request.targets.clone().unwrap_or_default();
@@ -466,7 +448,7 @@ async fn event_write<S: Store>(
             };
             return Err(ApiError::invalid_param(
                 name,
-                format!("{:?} names no known VEN and no group", targets[i]),
+                format!("{} names no known VEN and no group", quoted(&targets[i])),
             ));
         }
         vens.extend(selected);
@@ -486,8 +468,8 @@ async fn event_write<S: Store>(
 
 fn unknown_type(payload_type: &PayloadType) -> String {
     format!(
-        "unknown payload type {:?}; expected one of {}",
-        payload_type.as_str(),
+        "unknown payload type {}; expected one of {}",
+        quoted(payload_type.as_str()),
         PAYLOAD_TYPES.join(", ")
     )
 }
@@ -505,10 +487,10 @@ pub(crate) async fn list_events<S: Store>(
 /// `POST /openadr3/3.1.0/events`: stores the event and its commands.
 pub(crate) async fn create_event<S: Store>(
     State(state): State<AppState<S>>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let now = now_ms();
-    let write = event_write(&state, body_object(body)?, now).await?;
+    let write = event_write(&state, body_object(body), now).await?;
     let id = new_id("event", now)?;
     let (record, commands) = state.store.create_event(&id, &write, now).await?;
     state.dispatch_wake.notify_one();
@@ -533,11 +515,11 @@ pub(crate) async fn get_event<S: Store>(
 pub(crate) async fn update_event<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_id(path, "eventID")?;
     let now = now_ms();
-    let map = body_object(body)?;
+    let map = body_object(body);
     if state.store.event(&id).await?.is_none() {
         return Err(ApiError::UnknownObject("event", id));
     }

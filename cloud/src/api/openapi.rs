@@ -12,6 +12,64 @@ use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
 use crate::store::{MAX_SITE_LEN, MAX_TOKEN_NAME_LEN, Role};
 use gridlink_protocol::status::MAX_LOADS;
 
+/// ECMA-262 pattern of text without control characters (Unicode `Cc`,
+/// what Rust's `char::is_control` refuses): the server refuses them in
+/// every name, site, group, target and note.
+pub(crate) const TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$";
+/// Like [`TEXT_PATTERN`], and with at least one character that is not
+/// white space (names the server trims before checking they are empty).
+pub(crate) const NON_BLANK_TEXT_PATTERN: &str = "^[^\\u0000-\\u001f\\u007f-\\u009f]*\
+    [^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+/// ECMA-262 pattern of the ISO 8601 durations the server reads
+/// (`gridlink_protocol::IsoDuration`): weeks, days, hours, minutes and
+/// seconds (to milliseconds) in that order, or `P9999Y` (no end); no
+/// calendar years or months, nothing negative.
+pub(crate) const DURATION_PATTERN: &str = "^(P9999Y|P([0-9]+W([0-9]+D)?(T(\
+    [0-9]+H([0-9]+M)?([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+M([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+(\\.[0-9]{1,3})?S))?\
+    |[0-9]+D(T([0-9]+H([0-9]+M)?([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+M([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+(\\.[0-9]{1,3})?S))?\
+    |T([0-9]+H([0-9]+M)?([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+M([0-9]+(\\.[0-9]{1,3})?S)?|[0-9]+(\\.[0-9]{1,3})?S)))$";
+
+/// ECMA-262 pattern of an RFC 3339 date-time (`format: date-time` alone
+/// is only an annotation in JSON Schema 2020-12, so `""` would fit it).
+pub(crate) const DATE_TIME_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+/// ECMA-262 pattern of an RFC 3339 full date.
+pub(crate) const DATE_PATTERN: &str = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$";
+
+/// An RFC 3339 date-time string (`nullable`: or null).
+pub(crate) fn date_time(nullable: bool) -> Value {
+    let kind = if nullable {
+        json!(["string", "null"])
+    } else {
+        json!("string")
+    };
+    json!({ "type": kind, "format": "date-time", "pattern": DATE_TIME_PATTERN })
+}
+
+/// A time parameter: RFC 3339 date-time, a date (midnight UTC), or
+/// integer ms since the Unix epoch (years 1 to 9999).
+pub(crate) fn time_param() -> Value {
+    json!({
+        "type": "string",
+        "anyOf": [
+            { "format": "date-time", "pattern": DATE_TIME_PATTERN },
+            { "format": "date", "pattern": DATE_PATTERN },
+            { "pattern": "^-?[0-9]{1,15}$" }
+        ]
+    })
+}
+
+/// A string of `min..=max` characters without control characters.
+pub(crate) fn text(min: usize, max: usize) -> Value {
+    json!({ "type": "string", "minLength": min, "maxLength": max, "pattern": TEXT_PATTERN })
+}
+
+/// A string of 1 to `max` characters without control characters, not
+/// only white space.
+pub(crate) fn non_blank_text(max: usize) -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": max, "pattern": NON_BLANK_TEXT_PATTERN })
+}
+
 /// The `OpenAPI` document of the whole API.
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
@@ -99,7 +157,8 @@ fn problem_response(description: &str) -> Value {
 fn responses() -> Value {
     json!({
         "BadRequest": problem_response(
-            "A parameter is not acceptable; `invalid_params` names each one."),
+            "A parameter or the body is not acceptable; `invalid_params` names each parameter \
+            (`invalid-parameter`), or `body` when the body is not JSON (`invalid-body`)."),
         "Unauthorized": {
             "description": "No bearer token, or an unknown one.",
             "headers": {
@@ -111,6 +170,10 @@ fn responses() -> Value {
             "content": { PROBLEM_CONTENT_TYPE: { "schema": { "$ref": "#/components/schemas/Problem" } } }
         },
         "Forbidden": problem_response("The token's role does not allow this."),
+        "TooLarge": problem_response(
+            "The body is larger than the route accepts (`invalid-body`, `invalid_params` names `body`)."),
+        "UnsupportedMediaType": problem_response(
+            "The body is not sent as `application/json` (`invalid-body`, `invalid_params` names `Content-Type`)."),
         "UnknownVen": problem_response("No such VEN."),
         "Unavailable": {
             "description": "The database is unavailable.",
@@ -149,13 +212,19 @@ fn window_params(default_step: &str) -> Vec<Value> {
             false,
             "Start, inclusive: RFC 3339 (`2026-11-21T12:00:00Z`) or ms since the Unix epoch. \
              Default: `to` minus 24 h. Rounded down to a whole step.",
-            &json!({ "type": "string", "examples": ["2026-11-21T00:00:00Z", "1795305600000"] }),
+            &merged(
+                time_param(),
+                json!({ "examples": ["2026-11-21T00:00:00Z", "1795305600000"] }),
+            ),
         ),
         query(
             "to",
             false,
             "End, exclusive, like `from`. Default: now. Rounded up to a whole step.",
-            &json!({ "type": "string", "examples": ["2026-11-22T00:00:00Z"] }),
+            &merged(
+                time_param(),
+                json!({ "examples": ["2026-11-22T00:00:00Z"] }),
+            ),
         ),
         query(
             "step",
@@ -166,7 +235,8 @@ fn window_params(default_step: &str) -> Vec<Value> {
                  resolution (raw, PT1M, PT15M, PT1H) whose bucket divides the step. At most \
                  `max_points` (default 10000) steps may fit between `from` and `to`."
             ),
-            &json!({ "type": "string", "examples": ["PT1M", "PT15M", "3600"] }),
+            &json!({ "type": "string", "examples": ["PT1M", "PT15M", "3600"],
+                     "anyOf": [{ "pattern": "^[0-9]{1,12}$" }, { "pattern": DURATION_PATTERN }] }),
         ),
     ]
 }
@@ -244,7 +314,6 @@ fn describe(operation: Operation) -> Value {
             "responses": {
                 "200": ok_json("The VEN as registered, with its groups.", "RegisteredVen"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
-                "415": problem_response("The body is not `application/json`."),
             }
         }),
         Operation::ListLoads => json!({
@@ -327,8 +396,6 @@ fn describe(operation: Operation) -> Value {
             "responses": {
                 "201": ok_json("The token.", "TokenCreated"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
-                "415": problem_response("The body is not `application/json`."),
-                "422": problem_response("The body does not fit the schema."),
             }
         }),
         Operation::GetShadow => json!({
@@ -362,7 +429,6 @@ fn describe(operation: Operation) -> Value {
                 "400": { "$ref": "#/components/responses/BadRequest" },
                 "404": { "$ref": "#/components/responses/UnknownVen" },
                 "409": problem_response("`version` is not the shadow's current version (`conflict`)."),
-                "415": problem_response("The body is not `application/json`."),
             }
         }),
         Operation::GetVenGroups
@@ -405,27 +471,7 @@ fn describe(operation: Operation) -> Value {
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());
-        let responses = doc.entry("responses").or_insert_with(|| json!({}));
-        if let Value::Object(responses) = responses {
-            if operation.authenticated() {
-                responses.insert(
-                    "401".into(),
-                    json!({ "$ref": "#/components/responses/Unauthorized" }),
-                );
-                responses.insert(
-                    "403".into(),
-                    json!({ "$ref": "#/components/responses/Forbidden" }),
-                );
-                responses.insert(
-                    "503".into(),
-                    json!({ "$ref": "#/components/responses/Unavailable" }),
-                );
-            }
-            responses.insert(
-                "500".into(),
-                json!({ "$ref": "#/components/responses/Internal" }),
-            );
-        }
+        add_common_responses(operation, doc);
         let security = if operation.authenticated() {
             json!([{ "bearer": [] }])
         } else {
@@ -435,6 +481,56 @@ fn describe(operation: Operation) -> Value {
         doc.entry("security").or_insert(security);
     }
     doc
+}
+
+/// The answers every operation of a kind can give, added to what its
+/// description lists (which wins where both name a status): so a new
+/// operation is documented with them without anyone remembering to.
+///
+/// * 400 `BadRequest` when it takes parameters or a body;
+/// * 413 `TooLarge` with a body, 415 `UnsupportedMediaType` with a
+///   required one (the [`JsonBody`](super::body::JsonBody) extractor);
+/// * 401 `Unauthorized` with a bearer token, 403 `Forbidden` when the
+///   token also needs a permission;
+/// * 503 `Unavailable` when it reads the database (all but `/metrics` and
+///   `/openapi.json`);
+/// * 500 `Internal`, always.
+fn add_common_responses(operation: Operation, doc: &mut Map<String, Value>) {
+    let has_params = doc
+        .get("parameters")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    let body = doc.get("requestBody");
+    let has_body = body.is_some();
+    let body_required = body.is_some_and(|b| b["required"] == true);
+    let mut common: Vec<(&str, &str)> = Vec::new();
+    if has_params || has_body {
+        common.push(("400", "BadRequest"));
+    }
+    if has_body {
+        common.push(("413", "TooLarge"));
+    }
+    if body_required {
+        common.push(("415", "UnsupportedMediaType"));
+    }
+    if operation.authenticated() {
+        common.push(("401", "Unauthorized"));
+    }
+    if operation.permission().is_some() {
+        common.push(("403", "Forbidden"));
+    }
+    if !matches!(operation, Operation::Metrics | Operation::OpenApi) {
+        common.push(("503", "Unavailable"));
+    }
+    common.push(("500", "Internal"));
+    let responses = doc.entry("responses").or_insert_with(|| json!({}));
+    if let Value::Object(responses) = responses {
+        for (status, name) in common {
+            responses
+                .entry(status)
+                .or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
+        }
+    }
 }
 
 fn nullable(kind: &str, description: &str) -> Value {
@@ -469,7 +565,8 @@ fn schemas() -> Value {
                 "instance": { "type": "string", "description": "The request path, for unknown routes." },
                 "invalid_params": {
                     "type": "array",
-                    "description": "Each rejected parameter (400 only).",
+                    "description": "Each rejected parameter or body field (400), or what a body problem \
+                        is about (`body`, `Content-Type`: 400, 413, 415).",
                     "items": {
                         "type": "object",
                         "required": ["name", "reason"],
@@ -512,7 +609,7 @@ fn schemas() -> Value {
             "required": ["site"],
             "additionalProperties": false,
             "properties": {
-                "site": { "type": "string", "minLength": 1, "maxLength": MAX_SITE_LEN, "examples": ["Depot North"] },
+                "site": merged(text(1, MAX_SITE_LEN), json!({ "examples": ["Depot North"] })),
                 "site_meter": {
                     "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$", "examples": ["main"],
                     "description": "The site's grid meter (the agent's `[dr] site_meter`, the `meter` of its series): \
@@ -522,7 +619,7 @@ fn schemas() -> Value {
                 "groups": {
                     "type": "array", "maxItems": MAX_GROUPS,
                     "description": "Replaces the VEN's groups; absent: kept.",
-                    "items": { "type": "string", "minLength": 1, "maxLength": MAX_GROUP_LEN }
+                    "items": text(1, MAX_GROUP_LEN)
                 },
                 "loads": {
                     "type": "array", "maxItems": MAX_LOADS,
@@ -676,7 +773,8 @@ fn schemas() -> Value {
                         }
                     }
                 },
-                "version": { "type": "integer", "minimum": 0, "description": "Apply only to this version (else 409)." }
+                "version": { "type": "integer", "minimum": 0, "maximum": i64::MAX,
+                    "description": "Apply only to this version (else 409); not null." }
             }
         },
         "TokenRequest": {
@@ -684,7 +782,7 @@ fn schemas() -> Value {
             "required": ["name", "role"],
             "additionalProperties": false,
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN },
+                "name": non_blank_text(MAX_TOKEN_NAME_LEN),
                 "role": { "type": "string", "enum": roles },
                 "expires_in_s": { "type": "integer", "minimum": 1, "maximum": super::MAX_TOKEN_LIFETIME_S,
                     "description": "Seconds until it expires (default 90 days); not with `expires_ms`." },

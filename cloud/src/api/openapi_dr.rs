@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use super::Operation;
 use super::event_status::BASELINE_WINDOW_MS;
-use super::openadr::{MAX_LIMIT, PAYLOAD_TYPES};
+use super::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
+use super::openapi::{DURATION_PATTERN, date_time, text};
+use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
 
 fn ok(description: &str, schema: &Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
@@ -31,6 +33,13 @@ fn not_found(what: &str) -> Value {
     })
 }
 
+fn conflict(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/problem+json": { "schema": schema("Problem") } }
+    })
+}
+
 fn object_path(name: &str, what: &str) -> Value {
     json!({ "name": name, "in": "path", "required": true, "description": format!("The {what}'s id."),
             "schema": schema("ObjectId") })
@@ -48,7 +57,7 @@ fn paging(events: bool) -> Vec<Value> {
                 "schema": { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 128 } } }),
         json!({ "name": "skip", "in": "query", "required": false,
                 "description": "Objects to skip (ordered by creation).",
-                "schema": { "type": "integer", "minimum": 0 } }),
+                "schema": { "type": "integer", "minimum": 0, "maximum": MAX_SKIP } }),
         json!({ "name": "limit", "in": "query", "required": false,
                 "description": format!("Most objects returned, default and maximum {MAX_LIMIT}."),
                 "schema": { "type": "integer", "minimum": 0, "maximum": MAX_LIMIT } }),
@@ -96,7 +105,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "summary": "Create a program",
             "requestBody": body("ProgramRequest"),
             "responses": { "201": ok("Created.", &schema("Program")), "400": bad_request(),
-                           "409": { "description": "A program with this programName exists." } }
+                           "409": conflict("A program with this programName exists (`conflict`).") }
         }),
         Operation::GetProgram => json!({
             "tags": ["openadr"],
@@ -111,7 +120,8 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "parameters": [object_path("programID", "program")],
             "requestBody": body("ProgramRequest"),
             "responses": { "200": ok("The program.", &schema("Program")), "400": bad_request(),
-                           "404": not_found("program") }
+                           "404": not_found("program"),
+                           "409": conflict("Another program has this programName (`conflict`).") }
         }),
         Operation::DeleteProgram => json!({
             "tags": ["openadr"],
@@ -119,7 +129,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "parameters": [object_path("programID", "program")],
             "responses": { "200": ok("The deleted program.", &schema("Program")), "400": bad_request(),
                            "404": not_found("program"),
-                           "409": { "description": "The program still has events." } }
+                           "409": conflict("The program still has events (`conflict`).") }
         }),
         Operation::SearchEvents => json!({
             "tags": ["openadr"],
@@ -180,10 +190,16 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
 /// The schemas the descriptions refer to.
 pub(crate) fn schemas() -> Value {
     let time = json!({ "type": "string", "format": "date-time" });
-    let duration = json!({ "type": "string", "description": "ISO 8601 duration, not negative (P9999Y: no end)." });
+    let duration = json!({ "type": ["string", "null"], "pattern": DURATION_PATTERN,
+                           "description": "ISO 8601 duration, not negative (P9999Y: no end)." });
+    // Every member is optional and may be null, as the server reads it.
     let interval_period = json!({
-        "type": "object",
-        "properties": { "start": time, "duration": duration, "randomizeStart": duration }
+        "type": ["object", "null"],
+        "properties": {
+            "start": date_time(true),
+            "duration": duration,
+            "randomizeStart": duration
+        }
     });
     let metadata = |kind: &str, request: &str| {
         json!({ "allOf": [
@@ -213,7 +229,7 @@ pub(crate) fn schemas() -> Value {
             "properties": {
                 "programName": { "type": "string", "minLength": 1, "maxLength": 128 },
                 "intervalPeriod": interval_period,
-                "targets": { "type": ["array", "null"], "items": { "type": "string" } }
+                "targets": { "type": ["array", "null"], "items": text(1, 128) }
             }
         },
         "Program": metadata("PROGRAM", "ProgramRequest"),
@@ -222,14 +238,14 @@ pub(crate) fn schemas() -> Value {
             "properties": {
                 "programID": schema("ObjectId"),
                 "eventName": { "type": ["string", "null"] },
-                "priority": { "type": ["integer", "null"], "minimum": 0 },
-                "targets": { "type": ["array", "null"], "items": { "type": "string", "minLength": 1, "maxLength": 128 } },
+                "priority": { "type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX },
+                "targets": { "type": ["array", "null"], "items": text(1, 128) },
                 "payloadDescriptors": { "type": ["array", "null"], "items": { "type": "object" } },
                 "intervalPeriod": interval_period,
                 "intervals": { "type": "array", "items": {
                     "type": "object", "required": ["id", "payloads"],
                     "properties": {
-                        "id": { "type": "integer" },
+                        "id": { "type": "integer", "minimum": i32::MIN, "maximum": i32::MAX },
                         "intervalPeriod": interval_period,
                         "payloads": { "type": "array", "items": {
                             "type": "object", "required": ["type", "values"],
@@ -242,7 +258,7 @@ pub(crate) fn schemas() -> Value {
         "Event": metadata("EVENT", "EventRequest"),
         "VenGroupsRequest": {
             "type": "object", "required": ["groups"], "additionalProperties": false,
-            "properties": { "groups": { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 128 } } }
+            "properties": { "groups": { "type": "array", "maxItems": MAX_GROUPS, "items": text(1, MAX_GROUP_LEN) } }
         },
         "VenGroups": {
             "type": "object", "required": ["ven_id", "groups"],

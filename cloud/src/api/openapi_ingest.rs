@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::Operation;
 use super::ingest_http::{DEFAULT_EXPONENT, MAX_IDEMPOTENCY_KEY_LEN, MAX_READINGS};
+use super::openapi::non_blank_text;
 use crate::store::{MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, MAX_TOKEN_NAME_LEN};
 
 fn schema(name: &str) -> Value {
@@ -52,7 +53,6 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "responses": {
                 "201": ok("The key.", "ApiKeyCreated"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
-                "415": problem("The body is not `application/json`."),
             }
         }),
         Operation::ListApiKeys => json!({
@@ -98,7 +98,6 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
                     answer does not say which)."),
                 "403": problem("The key may not write this `ven_id` (`forbidden`)."),
                 "413": problem("The body is larger than `http_ingest.max_body_bytes`."),
-                "415": problem("The body is not `application/json`."),
                 "429": {
                     "description": "The key sent more requests than its rate allows (`rate-limited`).",
                     "headers": {
@@ -136,8 +135,8 @@ pub(crate) fn schemas() -> Value {
             "required": ["name", "customer", "ven_ids"],
             "additionalProperties": false,
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": MAX_TOKEN_NAME_LEN },
-                "customer": { "type": "string", "minLength": 1, "maxLength": MAX_CUSTOMER_LEN },
+                "name": non_blank_text(MAX_TOKEN_NAME_LEN),
+                "customer": non_blank_text(MAX_CUSTOMER_LEN),
                 "ven_ids": {
                     "type": "array", "minItems": 1, "maxItems": MAX_API_KEY_VENS,
                     "description": "The VENs the key may write (registered if unknown).",
@@ -168,11 +167,18 @@ pub(crate) fn schemas() -> Value {
             "required": ["meter", "quantity", "value"],
             "additionalProperties": false,
             "description": "One reading; exactly one of `ts` and `ts_ms`.",
+            "oneOf": [
+                { "required": ["ts"], "not": { "required": ["ts_ms"] } },
+                { "required": ["ts_ms"], "not": { "required": ["ts"] } }
+            ],
             "properties": {
                 "meter": { "type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$" },
                 "quantity": { "type": "string", "enum": quantities },
                 "phase": { "type": "string", "enum": phases, "default": "total" },
-                "ts": { "type": "string", "format": "date-time", "description": "RFC 3339, 1970 to 9999." },
+                "ts": {
+                    "type": "string", "format": "date-time", "description": "RFC 3339, 1970 to 9999.",
+                    "pattern": "^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+                },
                 "ts_ms": { "type": "integer", "minimum": 0, "maximum": MAX_TS_MS, "description": "ms since the Unix epoch." },
                 "value": { "type": "number", "description": "In the quantity's unit: W, var, VA, V, A, Hz, Wh (none for the power factor)." },
                 "exponent": {

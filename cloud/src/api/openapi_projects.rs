@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Operation;
+use super::openapi::{TEXT_PATTERN, text, time_param};
 use super::projects::{
     DEFAULT_CURRENCY, MAX_MILESTONES, MAX_NAME_LEN, MAX_PERIODS, MAX_PROJECT_VENS, MAX_TEXT_LEN,
 };
@@ -42,10 +43,10 @@ fn window(default_period: &str) -> Vec<Value> {
         json!({ "name": "from", "in": "query", "required": false,
                 "description": "Start: RFC 3339 (a date alone is midnight UTC) or ms since the epoch; \
                     rounded down to its period. Default: `to` - 31 days (day) or - 366 days (month).",
-                "schema": { "type": "string" } }),
+                "schema": time_param() }),
         json!({ "name": "to", "in": "query", "required": false,
                 "description": "End (exclusive), as `from`; rounded up to a whole period. Default: now.",
-                "schema": { "type": "string" } }),
+                "schema": time_param() }),
         json!({ "name": "period", "in": "query", "required": false,
                 "description": format!("UTC days or calendar months; default {default_period}; at most \
                     {MAX_PERIODS} periods between from and to."),
@@ -156,13 +157,13 @@ pub(crate) fn schemas() -> Value {
         "properties": {
             "latitude": { "type": "number", "minimum": -90, "maximum": 90 },
             "longitude": { "type": "number", "minimum": -180, "maximum": 180 },
-            "address": { "type": ["string", "null"], "minLength": 1, "maxLength": MAX_TEXT_LEN }
+            "address": { "type": ["string", "null"], "minLength": 1, "maxLength": MAX_TEXT_LEN, "pattern": TEXT_PATTERN }
         }
     });
     let milestone_request = json!({
         "type": "object", "required": ["name", "quantity", "threshold_kwh"],
         "properties": {
-            "name": { "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN,
+            "name": { "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": TEXT_PATTERN,
                       "description": "Unique within the project." },
             "quantity": { "type": "string", "enum": ["generated", "consumed"] },
             "threshold_kwh": { "type": "number", "exclusiveMinimum": 0 },
@@ -178,7 +179,7 @@ pub(crate) fn schemas() -> Value {
             "type": "object",
             "required": ["name", "kind", "status", "capacity_kw", "location"],
             "properties": {
-                "name": { "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "description": "Unique." },
+                "name": { "type": "string", "minLength": 1, "maxLength": MAX_NAME_LEN, "pattern": TEXT_PATTERN, "description": "Unique." },
                 "kind": { "type": "string", "enum": ["renewable", "flexibility"] },
                 "status": { "type": "string", "enum": ["planned", "construction", "operational", "decommissioned"] },
                 "capacity_kw": { "type": "number", "minimum": 0 },
@@ -248,10 +249,11 @@ pub(crate) fn schemas() -> Value {
             "properties": {
                 "kind": { "type": "string", "enum": ["expense", "revenue"] },
                 "amount": { "type": ["number", "string"], "description": "At least 0, at most 2 decimals (1234.56 or \"1234.56\")." },
-                "currency": { "type": "string", "description": "The project's currency (the default)." },
-                "at": { "type": ["string", "integer"], "description": "RFC 3339 date or time, or ms since the epoch." },
-                "category": { "type": "string", "minLength": 1, "maxLength": MAX_TEXT_LEN },
-                "description": { "type": "string", "minLength": 1, "maxLength": MAX_TEXT_LEN }
+                "currency": { "type": "string", "pattern": "^[A-Z]{3}$", "description": "The project's currency (the default)." },
+                "at": { "type": ["string", "integer"], "description": "RFC 3339 date or time, or ms since the epoch.",
+                        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$" },
+                "category": text(1, MAX_TEXT_LEN),
+                "description": text(1, MAX_TEXT_LEN)
             }
         },
         "FinanceEntry": {

@@ -14,7 +14,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use gridlink_protocol::{IsoDuration, Phase, Quantity, Timestamp, VenId};
 
-use super::error::{ApiError, InvalidParam};
+use super::error::{ApiError, InvalidParam, quoted};
 
 /// The query string of one request, by name.
 pub(crate) struct QueryParams {
@@ -115,7 +115,8 @@ pub(crate) fn quantity(value: &str) -> Result<Quantity, String> {
         .ok_or_else(|| {
             let names: Vec<&str> = Quantity::ALL.iter().map(|q| q.name()).collect();
             format!(
-                "unknown quantity {value:?}; expected one of {}",
+                "unknown quantity {}; expected one of {}",
+                quoted(value),
                 names.join(", ")
             )
         })
@@ -129,7 +130,8 @@ pub(crate) fn phase(value: &str) -> Result<Phase, String> {
         .ok_or_else(|| {
             let names: Vec<&str> = Phase::ALL.into_iter().map(Phase::name).collect();
             format!(
-                "unknown phase {value:?}; expected one of {}",
+                "unknown phase {}; expected one of {}",
+                quoted(value),
                 names.join(", ")
             )
         })
@@ -141,7 +143,7 @@ pub(crate) fn time(value: &str) -> Result<i64, String> {
     let parsed = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         let ms: i64 = value
             .parse()
-            .map_err(|_| format!("{value:?} is not a time in ms since the Unix epoch"))?;
+            .map_err(|_| format!("{} is not a time in ms since the Unix epoch", quoted(value)))?;
         Timestamp::from_unix_ms(ms)
     } else {
         Timestamp::from_str(value)
@@ -154,7 +156,7 @@ pub(crate) fn step(value: &str) -> Result<i64, String> {
     let duration = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         let secs: u64 = value
             .parse()
-            .map_err(|_| format!("{value:?} is too long a step"))?;
+            .map_err(|_| format!("{} is too long a step", quoted(value)))?;
         IsoDuration::from_secs(secs)
     } else {
         IsoDuration::from_str(value).map_err(|e| e.to_string())?

@@ -17,14 +17,15 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use gridlink_protocol::{ObjectId, VenId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::error::{ApiError, InvalidParam};
+use super::body::JsonBody;
+use super::error::{ApiError, InvalidParam, quoted};
 use super::params::{self, QueryParams};
 use super::{AppState, BASELINE_WINDOW_MS, now_ms};
 use crate::projects::{
@@ -174,35 +175,8 @@ pub(crate) struct ProjectList {
 }
 
 /// Parses a JSON body into `T`, naming the failing field.
-fn parse_body<T: serde::de::DeserializeOwned>(
-    body: Result<Json<Value>, JsonRejection>,
-) -> Result<T, ApiError> {
-    let Json(value) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
-    if !value.is_object() {
-        return Err(ApiError::InvalidBody {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: "the body must be a JSON object".into(),
-        });
-    }
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner().to_string();
-        // A missing field is named by its parent's path and the message;
-        // an unknown one by the path itself.
-        let missing = inner
-            .strip_prefix("missing field `")
-            .and_then(|rest| rest.split('`').next());
-        let name = match (path.as_str(), missing) {
-            (".", Some(field)) => field.to_owned(),
-            (".", None) => "body".to_owned(),
-            (_, Some(field)) => format!("{path}.{field}"),
-            (_, None) => path,
-        };
-        ApiError::invalid_param(name, inner)
-    })
+fn parse_body<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    super::body::from_value(body)
 }
 
 fn check_text(name: &str, text: &str, max: usize) -> Result<(), InvalidParam> {
@@ -221,7 +195,10 @@ fn check_currency(name: &str, code: &str) -> Result<(), InvalidParam> {
     } else {
         Err(InvalidParam::new(
             name,
-            format!("{code:?} is not an ISO 4217 currency code (3 capital letters, e.g. EUR)"),
+            format!(
+                "{} is not an ISO 4217 currency code (3 capital letters, e.g. EUR)",
+                quoted(code)
+            ),
         ))
     }
 }
@@ -230,7 +207,7 @@ fn check_currency(name: &str, code: &str) -> Result<(), InvalidParam> {
 #[expect(clippy::too_many_lines, reason = "one check per field, in order")]
 async fn project_write<S: Store>(
     state: &AppState<S>,
-    body: Result<Json<Value>, JsonRejection>,
+    body: Value,
 ) -> Result<ProjectWrite, ApiError> {
     let request: ProjectRequest = parse_body(body)?;
     let mut errors = Vec::new();
@@ -291,7 +268,7 @@ async fn project_write<S: Store>(
             Ok(ven) if ven_ids.contains(&ven) => {
                 check(Err(InvalidParam::new(
                     &name,
-                    format!("{id:?} is listed twice"),
+                    format!("{} is listed twice", quoted(id)),
                 )));
             }
             Ok(ven) => ven_ids.push(ven),
@@ -310,7 +287,7 @@ async fn project_write<S: Store>(
         if milestones.iter().any(|o| o.name == m.name) {
             check(Err(InvalidParam::new(
                 &name,
-                format!("{:?} is used twice", m.name),
+                format!("{} is used twice", quoted(&m.name)),
             )));
         }
         let quantity = MilestoneQuantity::from_name(&m.quantity)
@@ -344,8 +321,8 @@ async fn project_write<S: Store>(
                 errors.push(InvalidParam::new(
                     format!("ven_ids[{i}]"),
                     format!(
-                        "no VEN {:?} is known; register it with PUT /api/v1/vens/{{id}}",
-                        ven.as_str()
+                        "no VEN {} is known; register it with PUT /api/v1/vens/{{id}}",
+                        quoted(ven.as_str())
                     ),
                 ));
             }
@@ -385,7 +362,7 @@ fn positive_id(name: &str, text: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| {
             ApiError::invalid_param(
                 name,
-                format!("{text:?} is not a project id (a positive integer)"),
+                format!("{} is not a project id (a positive integer)", quoted(text)),
             )
         })
 }
@@ -428,7 +405,7 @@ pub(crate) async fn list<S: Store>(
 /// `POST /api/v1/projects`: 201 with the project.
 pub(crate) async fn create<S: Store>(
     State(state): State<AppState<S>>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ProjectJson>), ApiError> {
     let write = project_write(&state, body).await?;
     let record = state
@@ -444,7 +421,8 @@ pub(crate) async fn create<S: Store>(
 fn duplicate(error: StoreError, name: &str) -> ApiError {
     match ApiError::from(error) {
         ApiError::Conflict(_) => ApiError::Conflict(StoreError::Conflict(format!(
-            "name: a project named {name:?} exists"
+            "name: a project named {} exists",
+            quoted(name)
         ))),
         other => other,
     }
@@ -463,7 +441,7 @@ pub(crate) async fn get<S: Store>(
 pub(crate) async fn update<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<ProjectJson>, ApiError> {
     let id = path_project_id(path)?;
     let write = project_write(&state, body).await?;
@@ -520,8 +498,10 @@ fn window(
         Period::Day => to - 31 * 86_400_000,
         Period::Month => to - 366 * 86_400_000,
     });
-    if from >= to {
-        params.reject("to", "must be after from");
+    // `from == to` is an empty window (to is exclusive), as the schema
+    // allows; only a `to` before `from` is refused.
+    if from > to {
+        params.reject("to", "must not be before from");
         return params.finish(None);
     }
     let Some(starts) = period.starts(from, to, MAX_PERIODS) else {
@@ -535,7 +515,13 @@ fn window(
         return params.finish(None);
     };
     let (Some(&first), Some(&last)) = (starts.first(), starts.last()) else {
-        return Err(ApiError::Internal("an empty window".into()));
+        // An empty window (`from == to` on a period boundary): no periods.
+        return params.finish(Some(Window {
+            period,
+            from_ms: from,
+            to_ms: to,
+            starts,
+        }));
     };
     let end = period
         .next(last)
@@ -698,7 +684,7 @@ impl From<FinanceRecord> for FinanceJson {
 pub(crate) async fn add_entry<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<FinanceJson>), ApiError> {
     let id = path_project_id(path)?;
     let request: FinanceRequest = parse_body(body)?;

@@ -13,12 +13,12 @@
 //! ```
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::ApiError;
 use super::now_ms;
 use super::vens::{Ven, path_ven_id};
@@ -27,7 +27,7 @@ use crate::store::{RegisteredLoad, Store, VenRegistration};
 /// The body of `PUT /api/v1/vens/{id}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegistrationRequest {
+pub(crate) struct RegistrationRequest {
     /// The site's name, 1 to 128 characters.
     site: String,
     /// The site's grid meter (the agent's `[dr] site_meter`); absent: kept.
@@ -44,7 +44,7 @@ struct RegistrationRequest {
 /// One load of a [`RegistrationRequest`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoadRequest {
+pub(crate) struct LoadRequest {
     name: String,
     #[serde(default)]
     rated_power_w: Option<f64>,
@@ -64,45 +64,13 @@ pub(crate) struct RegisteredVen {
     groups: Vec<String>,
 }
 
-/// Parses the body, naming the failing field (`site`, `loads[0].name`).
-fn parse(
-    body: Result<Json<serde_json::Value>, JsonRejection>,
-) -> Result<RegistrationRequest, ApiError> {
-    let Json(value) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
-    if !value.is_object() {
-        return Err(ApiError::InvalidBody {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: "the body must be a JSON object".into(),
-        });
-    }
-    serde_path_to_error::deserialize::<_, RegistrationRequest>(value).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner().to_string();
-        let name = if path == "." {
-            inner
-                .strip_prefix("missing field `")
-                .or_else(|| inner.strip_prefix("unknown field `"))
-                .and_then(|rest| rest.split('`').next())
-                .unwrap_or("body")
-                .to_owned()
-        } else {
-            path
-        };
-        ApiError::invalid_param(name, inner)
-    })
-}
-
 /// `PUT /api/v1/vens/{id}`.
 pub(crate) async fn put<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<serde_json::Value>, JsonRejection>,
+    JsonBody(request): JsonBody<RegistrationRequest>,
 ) -> Result<Json<RegisteredVen>, ApiError> {
     let ven_id = path_ven_id(path)?;
-    let request = parse(body)?;
     let groups = request.groups.map(|mut groups| {
         groups.sort();
         groups.dedup();

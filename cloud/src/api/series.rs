@@ -135,11 +135,13 @@ pub(crate) fn window(
     let to_ms = to.unwrap_or(now_ms);
     let from_ms = from.unwrap_or(to_ms - DEFAULT_RANGE_MS);
     let step_ms = step.unwrap_or(DEFAULT_STEP_MS);
-    if from_ms >= to_ms {
+    // `from == to` is an empty window (to is exclusive), as the schema
+    // allows; only a `from` after `to` is refused.
+    if from_ms > to_ms {
         params.reject(
             "from",
             format!(
-                "must be before to ({} is not before {})",
+                "must not be after to ({} is after {})",
                 rfc3339(from_ms),
                 rfc3339(to_ms)
             ),
@@ -295,7 +297,8 @@ fn meter_name(value: &str) -> Result<String, String> {
         Ok(value.to_string())
     } else {
         Err(format!(
-            "{value:?} is not a meter name (1 to {MAX_METER_NAME_LEN} of A-Z a-z 0-9 _ . : -)"
+            "{} is not a meter name (1 to {MAX_METER_NAME_LEN} of A-Z a-z 0-9 _ . : -)",
+            super::error::quoted(value)
         ))
     }
 }

@@ -18,7 +18,7 @@
 //! the VEN through the shadow service's MQTT client.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use gridlink_protocol::VenId;
 use gridlink_protocol::shadow::{
@@ -27,6 +27,7 @@ use gridlink_protocol::shadow::{
 use serde_json::{Map, Value};
 
 use super::AppState;
+use super::body::JsonBody;
 use super::error::ApiError;
 use super::params;
 use crate::shadow;
@@ -64,20 +65,31 @@ pub(crate) struct ShadowPatch {
 /// Checks a `PATCH` body: an object with `desired` (an object or null) and
 /// an optional `version`; `desired` without its `null`s must be an
 /// [`AgentDesired`]. Pure.
-pub(crate) fn check_patch(body: Value) -> Result<ShadowPatch, ApiError> {
+pub(crate) fn check_patch(mut body: Value) -> Result<ShadowPatch, ApiError> {
+    // `5.0` is an integer in JSON Schema: the version and the settings
+    // read it as one (and the stored desired state holds `5`).
+    super::body::integral_floats_as_integers(&mut body);
     let Value::Object(mut body) = body else {
         return Err(ApiError::invalid_param(
             "body",
             "must be an object like {\"desired\": {...}}",
         ));
     };
-    let version =
-        match body.remove("version") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().ok_or_else(|| {
-                ApiError::invalid_param("version", "must be a non-negative integer")
-            })?),
-        };
+    let version = match body.remove("version") {
+        // `null` is not an integer: the schema says so, and a patch
+        // meant for one version must never apply to any.
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .filter(|&v| i64::try_from(v).is_ok())
+                .ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "version",
+                        format!("must be an integer from 0 to {}", i64::MAX),
+                    )
+                })?,
+        ),
+    };
     let desired = body
         .remove("desired")
         .ok_or_else(|| ApiError::invalid_param("desired", "is required"))?;
@@ -121,13 +133,9 @@ fn without_nulls(map: &Map<String, Value>) -> Map<String, Value> {
 pub(crate) async fn patch<S: Store>(
     State(state): State<AppState<S>>,
     path: Result<Path<String>, PathRejection>,
-    body: Result<Json<Value>, JsonRejection>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<Json<ShadowGetAccepted>, ApiError> {
     let ven_id = path_ven_id(path)?;
-    let Json(body) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
     let change = check_patch(body)?;
     let Some(handle) = state.shadow.clone() else {
         return Err(ApiError::ShadowOff);

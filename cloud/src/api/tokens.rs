@@ -10,7 +10,7 @@
 //! before expiry existed keep working without one.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderValue, StatusCode};
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use gridlink_protocol::ObjectId;
 use serde_json::{Value, json};
 
+use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam};
 use super::{AppState, Operation, now_ms};
 use crate::auth::{self, Caller, check_token_name};
@@ -133,12 +134,8 @@ fn expiry(request: &TokenRequest, now_ms: i64, errors: &mut Vec<InvalidParam>) -
 pub(crate) async fn create<S: Store>(
     State(state): State<AppState<S>>,
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
-    body: Result<Json<TokenRequest>, JsonRejection>,
+    JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|rejection| ApiError::InvalidBody {
-        status: rejection.status(),
-        detail: rejection.body_text(),
-    })?;
     let mut errors = Vec::new();
     if let Err(reason) = check_token_name(&request.name) {
         errors.push(InvalidParam::new("name", reason));
@@ -149,8 +146,8 @@ pub(crate) async fn create<S: Store>(
         errors.push(InvalidParam::new(
             "role",
             format!(
-                "unknown role {:?}; expected one of {}",
-                request.role,
+                "unknown role {}; expected one of {}",
+                super::error::quoted(&request.role),
                 names.join(", ")
             ),
         ));

@@ -303,7 +303,8 @@ pub fn check_groups(groups: &[String]) -> Result<(), StoreError> {
     for g in groups {
         if g.is_empty() || g.chars().count() > MAX_GROUP_LEN || g.chars().any(char::is_control) {
             return Err(StoreError::Invalid(format!(
-                "group {g:?} must be 1 to {MAX_GROUP_LEN} characters without control characters"
+                "group {} must be 1 to {MAX_GROUP_LEN} characters without control characters",
+                serde_json::to_string(g).unwrap_or_default()
             )));
         }
     }
