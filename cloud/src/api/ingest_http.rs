@@ -604,19 +604,21 @@ async fn handle<S: Store>(state: &AppState<S>, request: Request) -> Result<Inges
         Some(idempotency) => idempotent_seq(key.id, &ven_id, idempotency),
         None => state.store.next_http_batch_seq(&ven_id).await?,
     };
+    // The protocol's own check of a batch, as MQTT ingest applies it on
+    // decoding (everything it checks was checked above, field by field),
+    // with a VEN's sequence number: the cloud's own, from 2^63 on, is
+    // above what a VEN may send (`MAX_BATCH_SEQ`), which is the point.
     let batch = TelemetryBatch {
         ven_id,
-        batch_seq,
+        batch_seq: 0,
         series,
     };
-    // The protocol's own check of a batch, as MQTT ingest applies it on
-    // decoding (everything it checks was checked above, field by field).
     batch
         .validate()
         .map_err(|e| ApiError::invalid_param("readings", e.to_string()))?;
     let batch = IngestBatch {
         ven_id: batch.ven_id,
-        batch_seq: batch.batch_seq,
+        batch_seq,
         received_ms: now_ms(),
         series: batch.series,
     };
