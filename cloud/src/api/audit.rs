@@ -41,7 +41,9 @@ use super::params::{self, QueryParams};
 use super::request_id::RequestId;
 use super::{ApiError, AppState, Operation, now_ms};
 use crate::auth::Caller;
-use crate::store::{AuditActor, AuditEntry, AuditQuery, AuditRecord, MAX_AUDIT_LIMIT, Store};
+use crate::store::{
+    AuditActor, AuditEntry, AuditQuery, AuditRecord, MAX_AUDIT_LIMIT, Store, StoreError,
+};
 
 /// Longest request summary stored as it is; a longer body is summarised by
 /// its member names.
@@ -256,7 +258,17 @@ pub(crate) async fn record<S: Store + 'static>(
         status: status.as_u16(),
         summary,
     };
-    match route.state.store.record_audit(&entry).await {
+    // A database that just answered the write may blip: a few quick
+    // retries before the write is answered as failed (its row is logged).
+    let mut recorded = route.state.store.record_audit(&entry).await;
+    for delay_ms in [50, 200, 800] {
+        if !matches!(recorded, Err(StoreError::Unavailable(_))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        recorded = route.state.store.record_audit(&entry).await;
+    }
+    match recorded {
         Ok(_) => response,
         Err(error) => {
             tracing::error!(
