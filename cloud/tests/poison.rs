@@ -114,6 +114,53 @@ async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
     }
 }
 
+/// An ingest task on `broker`, connected and subscribed, with its own
+/// metrics and shutdown switch.
+struct RunningIngest {
+    metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), ingest::IngestError>>,
+}
+
+impl RunningIngest {
+    async fn start(
+        broker: &Mosquitto,
+        pki: &TestPki,
+        client_id: &str,
+        store: &Arc<AnyStore>,
+        feed: Feed,
+    ) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(ingest::run(
+            settings(broker, pki, client_id),
+            Arc::clone(store),
+            Arc::clone(&metrics),
+            feed,
+            stopped,
+        ));
+        wait_for("ingest connected", Duration::from_secs(10), || {
+            metrics.mqtt_connected.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await; // SUBSCRIBE round trip
+        Self {
+            metrics,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// Ingest's four consumers (telemetry, status, loads, acks): a poison
 /// message of `size` bytes on each topic, then a good message on each,
 /// which must be taken, with the poison counted as oversized and the
@@ -123,22 +170,10 @@ async fn ingest_survives_poison(max_packet: Option<usize>, size: usize) {
     let pki = TestPki::generate(dir.path(), &[ven("ven-1"), ven("ven-2")]).unwrap();
     let broker = Mosquitto::spawn_with_max_packet_size(&pki, max_packet).await;
     let store = sqlite_store(&dir).await;
-    let metrics = Arc::new(Metrics::default());
     let feed = Feed::new();
     let mut feed_rx: broadcast::Receiver<Arc<FeedItem>> = feed.subscribe();
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(ingest::run(
-        settings(&broker, &pki, "cloud-poison"),
-        Arc::clone(&store),
-        Arc::clone(&metrics),
-        feed,
-        stopped,
-    ));
-    wait_for("ingest connected", Duration::from_secs(10), || {
-        metrics.mqtt_connected.load(Ordering::Relaxed) == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // SUBSCRIBE round trip
+    let ingest = RunningIngest::start(&broker, &pki, "cloud-poison", &store, feed).await;
+    let metrics = Arc::clone(&ingest.metrics);
 
     let mut poisoner = ven_client(&broker, &pki, "ven-1").await;
     let topics = [
@@ -179,7 +214,7 @@ async fn ingest_survives_poison(max_packet: Option<usize>, size: usize) {
     assert_eq!(stored.len(), 1, "the load snapshot after the poison");
     assert_eq!(stored[0].name, "heater");
 
-    nothing_is_redelivered(&broker, &pki, &store, stop, task).await;
+    nothing_is_redelivered(&broker, &pki, &store, ingest).await;
 }
 
 /// Good traffic after the poison, on each topic, from the poisoner and
@@ -250,36 +285,13 @@ async fn nothing_is_redelivered(
     broker: &Mosquitto,
     pki: &TestPki,
     store: &Arc<AnyStore>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), ingest::IngestError>>,
+    ingest: RunningIngest,
 ) {
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let again = Arc::new(Metrics::default());
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(ingest::run(
-        settings(broker, pki, "cloud-poison"),
-        Arc::clone(store),
-        Arc::clone(&again),
-        Feed::new(),
-        stopped,
-    ));
-    wait_for("ingest reconnected", Duration::from_secs(10), || {
-        again.mqtt_connected.load(Ordering::Relaxed) == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(again.messages_received.load(Ordering::Relaxed), 0);
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    ingest.stop().await;
+    let again = RunningIngest::start(broker, pki, "cloud-poison", store, Feed::new()).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(again.metrics.messages_received.load(Ordering::Relaxed), 0);
+    again.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,20 +379,8 @@ async fn an_mqtt_batch_cannot_claim_an_http_ingest_number() {
     let pki = TestPki::generate(dir.path(), &[ven("ven-1")]).unwrap();
     let broker = Mosquitto::spawn(&pki).await;
     let store = sqlite_store(&dir).await;
-    let metrics = Arc::new(Metrics::default());
-    let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(ingest::run(
-        settings(&broker, &pki, "cloud-seq"),
-        Arc::clone(&store),
-        Arc::clone(&metrics),
-        Feed::new(),
-        stopped,
-    ));
-    wait_for("ingest connected", Duration::from_secs(10), || {
-        metrics.mqtt_connected.load(Ordering::Relaxed) == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ingest = RunningIngest::start(&broker, &pki, "cloud-seq", &store, Feed::new()).await;
+    let metrics = Arc::clone(&ingest.metrics);
 
     let mut vn = ven_client(&broker, &pki, "ven-1").await;
     let claimed = MAX_BATCH_SEQ + 2;
@@ -421,12 +421,7 @@ async fn an_mqtt_batch_cannot_claim_an_http_ingest_number() {
         (1, 0),
         "stored, not a duplicate"
     );
-    stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    ingest.stop().await;
 }
 
 /// Version of the migration that makes the spaces disjoint.
