@@ -86,7 +86,7 @@ async fn measure(store: Arc<AnyStore>) -> (f64, f64, f64) {
         AlertEngine::new(
             Arc::clone(&store),
             Arc::clone(&settings),
-            Arc::clone(&metrics),
+            Arc::clone(&metrics.alerts),
         )
     };
     // One process sees every batch: the previous readings are its own.

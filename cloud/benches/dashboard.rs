@@ -218,14 +218,14 @@ async fn bench(name: &str, store: AnyStore, days: i64, out: &mut String) {
     let store = Arc::new(store);
     let now = now_ms();
     let (readings, secs) = load(&store, now, days).await;
-    let token = gridlink_cloud::auth::issue_token().expect("token");
+    let token = gridlink_cloud::api::auth::issue_token().expect("token");
     store
         .create_token("bench", Role::Admin, &token.hash)
         .await
         .expect("token");
     // As if ingest were connected, so `/health` answers 200 (the baseline).
     let metrics = Arc::new(Metrics::default());
-    metrics.mqtt_connected.store(1, Ordering::Relaxed);
+    metrics.ingest.mqtt_connected.store(1, Ordering::Relaxed);
     let app = App {
         router: api::router(AppState::new(Arc::clone(&store), metrics)),
         token: token.secret,

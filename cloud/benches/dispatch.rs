@@ -142,7 +142,7 @@ async fn measure(n: usize) -> String {
             .await
             .expect("register VEN");
     }
-    let token = gridlink_cloud::auth::issue_token().expect("token");
+    let token = gridlink_cloud::api::auth::issue_token().expect("token");
     store
         .create_token("bench", Role::Operator, &token.hash)
         .await

@@ -119,7 +119,7 @@ impl Bench {
             ..HttpIngestConfig::default()
         };
         let state = AppState::new(Arc::clone(&store), Arc::new(Metrics::default()))
-            .with_http_ingest(&config);
+            .with_http_ingest(config.http_ingest());
         Self {
             router: api::router(state),
             store,

@@ -39,6 +39,7 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::ingest::IngestSettings;
+use crate::mqtt::MqttSettings;
 
 /// The whole `cloud.toml`. Every table is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -123,7 +124,7 @@ pub const fn default_http_listen() -> SocketAddr {
 
 /// Default of [`HttpConfig::max_points`].
 pub const fn default_max_points() -> u32 {
-    10_000
+    crate::api::DEFAULT_MAX_POINTS
 }
 
 impl Default for HttpConfig {
@@ -452,17 +453,30 @@ pub struct HttpIngestConfig {
 
 /// Default of [`HttpIngestConfig::max_body_bytes`]: 1 MiB.
 pub const fn default_ingest_max_body_bytes() -> usize {
-    1 << 20
+    crate::ingest::http::DEFAULT_MAX_BODY_BYTES
 }
 
 /// Default of [`HttpIngestConfig::rate_per_s`].
 pub const fn default_ingest_rate_per_s() -> u32 {
-    10
+    crate::ingest::http::DEFAULT_RATE_PER_S
 }
 
 /// Default of [`HttpIngestConfig::burst`].
 pub const fn default_ingest_burst() -> u32 {
-    20
+    crate::ingest::http::DEFAULT_BURST
+}
+
+impl HttpIngestConfig {
+    /// HTTP ingest's state with these limits.
+    pub fn http_ingest(&self) -> crate::ingest::HttpIngest {
+        crate::ingest::HttpIngest::new(
+            self.max_body_bytes,
+            crate::ingest::ratelimit::RateLimit {
+                per_second: self.rate_per_s,
+                burst: self.burst,
+            },
+        )
+    }
 }
 
 impl Default for HttpIngestConfig {
@@ -871,15 +885,17 @@ impl CloudConfig {
             });
         }
         Ok(IngestSettings {
-            host,
-            port: self.mqtt.port,
-            ca: self.mqtt.ca.clone(),
-            cert: self.mqtt.cert.clone(),
-            key: self.mqtt.key.clone(),
-            client_id: self.mqtt.client_id.clone(),
-            share_group: self.mqtt.share_group.clone(),
-            max_packet_bytes: self.mqtt.max_packet_bytes,
-            keep_alive: Duration::from_secs(u64::from(self.mqtt.keep_alive_s)),
+            mqtt: MqttSettings {
+                host,
+                port: self.mqtt.port,
+                ca: self.mqtt.ca.clone(),
+                cert: self.mqtt.cert.clone(),
+                key: self.mqtt.key.clone(),
+                client_id: self.mqtt.client_id.clone(),
+                share_group: self.mqtt.share_group.clone(),
+                max_packet_bytes: self.mqtt.max_packet_bytes,
+                keep_alive: Duration::from_secs(u64::from(self.mqtt.keep_alive_s)),
+            },
             max_batches: self.ingest.max_batches,
             max_delay: Duration::from_millis(self.ingest.max_delay_ms),
             refuse_unknown_vens: self.ingest.refuse_unknown_vens,
@@ -1131,12 +1147,12 @@ mod tests {
         assert!(error.to_string().contains("Mosquitto 2.0"), "{error}");
         let declared = format!("{text}shared_subscriptions_persist = true\n");
         let c = CloudConfig::parse(&declared, "cloud.toml").unwrap();
-        assert_eq!(c.ingest_settings().unwrap().share_group, "g");
+        assert_eq!(c.ingest_settings().unwrap().mqtt.share_group, "g");
         // The default: plain subscriptions, no refusal, every packet read.
         let c = CloudConfig::parse("[mqtt]\nhost = \"b\"\n", "cloud.toml").unwrap();
         let settings = c.ingest_settings().unwrap();
-        assert_eq!(settings.share_group, "");
-        assert_eq!(settings.max_packet_bytes, MQTT_MAX_PACKET_BYTES);
+        assert_eq!(settings.mqtt.share_group, "");
+        assert_eq!(settings.mqtt.max_packet_bytes, MQTT_MAX_PACKET_BYTES);
         // And from the environment.
         let c = CloudConfig::load(None, |name| match name {
             "GRIDLINK_MQTT_HOST" => Some("b".into()),
@@ -1148,7 +1164,10 @@ mod tests {
         .unwrap();
         let settings = c.ingest_settings().unwrap();
         assert_eq!(
-            (settings.share_group.as_str(), settings.max_packet_bytes),
+            (
+                settings.mqtt.share_group.as_str(),
+                settings.mqtt.max_packet_bytes
+            ),
             ("g", 200_000)
         );
     }
@@ -1339,8 +1358,11 @@ mod tests {
         c.mqtt.host = Some("b".into());
         c.mqtt.keep_alive_s = 30;
         let s = c.ingest_settings().unwrap();
-        assert_eq!((s.host.as_str(), s.port, s.max_batches), ("b", 8883, 50));
-        assert_eq!(s.keep_alive, Duration::from_secs(30));
+        assert_eq!(
+            (s.mqtt.host.as_str(), s.mqtt.port, s.max_batches),
+            ("b", 8883, 50)
+        );
+        assert_eq!(s.mqtt.keep_alive, Duration::from_secs(30));
         assert_eq!(s.max_delay, Duration::from_millis(200));
     }
 

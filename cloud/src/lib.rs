@@ -3,17 +3,16 @@
 
 pub mod alerts;
 pub mod api;
-pub mod auth;
 pub mod aws;
 pub mod config;
-pub mod dashboard;
 pub mod dispatch;
 pub mod export;
 pub mod feed;
 pub mod ingest;
 pub mod metrics;
+pub mod model;
+pub mod mqtt;
 pub mod projects;
-pub mod ratelimit;
 pub mod server;
 pub mod shadow;
 pub mod store;

@@ -14,9 +14,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use gridlink_cloud::api::ApiKeySecret;
-use gridlink_cloud::auth::{self, check_token_name};
+use gridlink_cloud::api::auth::{self, check_token_name};
 use gridlink_cloud::config::{CloudConfig, redact_database_url};
 use gridlink_cloud::ingest::IngestSettings;
+use gridlink_cloud::model::clock::now_ms;
 use gridlink_cloud::server;
 use gridlink_cloud::store::{
     ApiKeyStore as _, MAX_CUSTOMER_LEN, NewApiKey, Role, Store, TokenStore as _,
@@ -567,12 +568,6 @@ async fn api_key(config: &CloudConfig, command: ApiKeyCommand) -> anyhow::Result
         }
     }
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 async fn wait_for_signal() {

@@ -14,6 +14,7 @@ use crate::config::{CloudConfig, RetentionConfig, redact_database_url};
 use crate::dispatch::Dispatcher;
 use crate::ingest::{self, IngestSettings};
 use crate::metrics::Metrics;
+pub(crate) use crate::model::clock::now_ms;
 use crate::shadow::ShadowService;
 use crate::store::{AnyStore, Store};
 
@@ -51,16 +52,16 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::default());
     let mut state = AppState::new(Arc::clone(&store), Arc::clone(&metrics))
         .with_max_points(config.http.max_points)
-        .with_http_ingest(&config.http_ingest);
+        .with_http_ingest(config.http_ingest.http_ingest());
     let shadow = if config.shadow.enabled {
-        let service = ShadowService::new(settings.clone(), Arc::clone(&metrics))
+        let service = ShadowService::new(settings.mqtt.clone(), Arc::clone(&metrics.shadow))
             .context("starting the shadow service")?;
         state = state.with_shadow(service.handle());
         Some(service)
     } else {
         None
     };
-    let dispatcher = Dispatcher::new(&settings).context("starting the dispatcher")?;
+    let dispatcher = Dispatcher::new(&settings.mqtt).context("starting the dispatcher")?;
     let dispatch_wake = Arc::clone(&state.dispatch_wake);
     let feed = state.feed.clone();
     let app = api::router(state);
@@ -69,8 +70,8 @@ pub async fn serve(
     tracing::info!(
         listen = %config.http.listen,
         database = %redact_database_url(&config.database_url),
-        broker = format!("{}:{}", settings.host, settings.port),
-        client_id = settings.client_id,
+        broker = format!("{}:{}", settings.mqtt.host, settings.mqtt.port),
+        client_id = settings.mqtt.client_id,
         "gridlink-cloud serving"
     );
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
@@ -87,24 +88,34 @@ pub async fn serve(
     let dispatch = dispatcher.run(
         Arc::clone(&store),
         dispatch_wake,
-        Arc::clone(&metrics),
+        Arc::clone(&metrics.dispatch),
         stopped.clone(),
     );
     tasks.spawn(async move {
         dispatch.await;
         ("dispatch", Ok(()))
     });
-    if let Some(export) =
-        crate::export::schedule::task(&store, &config.export, &metrics, &settings, &stopped)
-    {
+    if let Some(export) = crate::export::schedule::task(
+        &store,
+        &config.export,
+        &metrics.export,
+        &settings.mqtt,
+        &stopped,
+    ) {
         tasks.spawn(export);
     }
     if let Some(alerts) =
-        crate::alerts::service(&store, &config.alerts, &metrics, &feed, &stopped).await?
+        crate::alerts::service(&store, &config.alerts, &metrics.alerts, &feed, &stopped).await?
     {
         tasks.spawn(alerts);
     }
-    let ingest = ingest::run(settings, Arc::clone(&store), metrics, feed, stopped.clone());
+    let ingest = ingest::run(
+        settings,
+        Arc::clone(&store),
+        Arc::clone(&metrics.ingest),
+        feed,
+        stopped.clone(),
+    );
     tasks.spawn(async move { ("ingest", ingest.await.map_err(anyhow::Error::from)) });
     if let Some(service) = shadow {
         let shadow = service.run(Arc::clone(&store), stopped.clone());
@@ -186,10 +197,4 @@ async fn retention(
             _ = stop.wait_for(|&stop| stop) => return ("retention", Ok(())),
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

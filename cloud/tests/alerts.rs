@@ -55,11 +55,7 @@ fn settings() -> AlertSettings {
 }
 
 fn engine(app: &ApiApp, settings: AlertSettings) -> AlertEngine<AnyStore> {
-    AlertEngine::new(
-        Arc::clone(&app.store),
-        Arc::new(settings),
-        Arc::new(Metrics::default()),
-    )
+    AlertEngine::new(Arc::clone(&app.store), Arc::new(settings), Arc::default())
 }
 
 fn status(id: &str, online: bool) -> Status {
@@ -698,7 +694,7 @@ async fn lagged_feed_is_counted_and_followed(app: &ApiApp) {
     let engine = AlertEngine::new(
         Arc::clone(&app.store),
         Arc::new(settings()),
-        Arc::clone(&metrics),
+        Arc::clone(&metrics.alerts),
     );
     let feed = gridlink_cloud::feed::Feed::new();
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -86,7 +86,7 @@ fn worker(
     DeliveryWorker::new(
         Arc::clone(&app.store),
         Arc::new(settings.clone()),
-        Arc::clone(metrics),
+        Arc::clone(&metrics.alerts),
         senders,
     )
 }

@@ -22,6 +22,7 @@ use gridlink_cloud::alerts::{self, AlertFilter, AlertState, AlertStore, AlertsCo
 use gridlink_cloud::feed::Feed;
 use gridlink_cloud::ingest::{self, IngestSettings};
 use gridlink_cloud::metrics::Metrics;
+use gridlink_cloud::mqtt::MqttSettings;
 use gridlink_cloud::store::{AnyStore, Store};
 use gridlink_protocol::codec::{Encoding, encode};
 use gridlink_protocol::{Status, Timestamp, VenId};
@@ -71,15 +72,17 @@ async fn last_will_to_webhook(store: Arc<AnyStore>) {
     let receiver = WebhookReceiver::start(0).await;
     let backend = pki.backend();
     let settings = IngestSettings {
-        host: "127.0.0.1".into(),
-        port: broker.port(),
-        ca: pki.ca_cert().to_path_buf(),
-        cert: backend.cert.clone(),
-        key: backend.key.clone(),
-        client_id: "cloud-alerts".into(),
-        share_group: "gridlink".into(),
-        max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
-        keep_alive: Duration::from_secs(10),
+        mqtt: MqttSettings {
+            host: "127.0.0.1".into(),
+            port: broker.port(),
+            ca: pki.ca_cert().to_path_buf(),
+            cert: backend.cert.clone(),
+            key: backend.key.clone(),
+            client_id: "cloud-alerts".into(),
+            share_group: "gridlink".into(),
+            max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
+            keep_alive: Duration::from_secs(10),
+        },
         max_batches: 50,
         max_delay: Duration::from_millis(50),
         refuse_unknown_vens: false,
@@ -97,7 +100,7 @@ async fn last_will_to_webhook(store: Arc<AnyStore>) {
     let metrics = Arc::new(Metrics::default());
     let feed = Feed::new();
     let (stop, stopped) = watch::channel(false);
-    let service = alerts::service(&store, &config, &metrics, &feed, &stopped)
+    let service = alerts::service(&store, &config, &metrics.alerts, &feed, &stopped)
         .await
         .unwrap()
         .unwrap();
@@ -105,12 +108,12 @@ async fn last_will_to_webhook(store: Arc<AnyStore>) {
     let ingest_task = tokio::spawn(ingest::run(
         settings,
         Arc::clone(&store),
-        Arc::clone(&metrics),
+        Arc::clone(&metrics.ingest),
         feed,
         stopped,
     ));
     wait_for("ingest connects", async || {
-        (metrics.mqtt_connected.load(Ordering::Relaxed) == 1).then_some(())
+        (metrics.ingest.mqtt_connected.load(Ordering::Relaxed) == 1).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // the SUBSCRIBE's round trip

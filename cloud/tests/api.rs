@@ -11,8 +11,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use gridlink_cloud::api::auth;
 use gridlink_cloud::api::{self, AppState, Operation};
-use gridlink_cloud::auth;
 use gridlink_cloud::metrics::Metrics;
 use gridlink_cloud::store::{AnyStore, IngestBatch, Role, Store};
 use gridlink_protocol::{
@@ -63,7 +63,7 @@ impl TestApp {
         }
         seed(&store).await;
         let metrics = Arc::new(Metrics::default());
-        metrics.mqtt_connected.store(1, Ordering::Relaxed);
+        metrics.ingest.mqtt_connected.store(1, Ordering::Relaxed);
         let router = api::router(AppState::new(Arc::clone(&store), Arc::clone(&metrics)));
         let [admin, viewer, ven] = <[String; 3]>::try_from(tokens).expect("three tokens");
         Self {
@@ -706,7 +706,10 @@ async fn health_reports_the_broker_and_database() {
     assert_eq!(answer.json["database"], "ok");
     assert_eq!(answer.json["broker"], "connected");
 
-    app.metrics.mqtt_connected.store(0, Ordering::Relaxed);
+    app.metrics
+        .ingest
+        .mqtt_connected
+        .store(0, Ordering::Relaxed);
     let answer = app.call(Method::GET, "/health", None, None).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
@@ -722,7 +725,10 @@ async fn health_reports_the_broker_and_database() {
 #[tokio::test]
 async fn metrics_include_ingest_and_http_counters() {
     let app = TestApp::new().await;
-    app.metrics.readings_ingested.store(42, Ordering::Relaxed);
+    app.metrics
+        .ingest
+        .readings_ingested
+        .store(42, Ordering::Relaxed);
     app.get("/api/v1/vens/site-1").await;
     app.get("/api/v1/vens/site-1").await;
     app.get("/api/v1/vens/nobody").await;

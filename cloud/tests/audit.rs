@@ -13,7 +13,7 @@
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, Request, StatusCode};
-use gridlink_cloud::auth;
+use gridlink_cloud::api::auth;
 use gridlink_cloud::store::alerts::{AlertStore as _, Condition, Raised, Rule, Severity};
 use gridlink_cloud::store::{Role, TokenStore as _};
 use serde_json::{Value, json};

@@ -307,7 +307,7 @@ async fn dashboard_in_headless_chromium() {
         .unwrap();
     let mut tokens = Vec::new();
     for role in [Role::Viewer, Role::Operator] {
-        let token = gridlink_cloud::auth::issue_token().unwrap();
+        let token = gridlink_cloud::api::auth::issue_token().unwrap();
         store
             .create_token(
                 &format!("{} (browser test)", role.as_str()),

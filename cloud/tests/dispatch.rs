@@ -241,7 +241,7 @@ impl Rig {
         for id in &ids {
             store.set_ven_groups(id, &["north".into()]).await.unwrap();
         }
-        let token = gridlink_cloud::auth::issue_token().unwrap();
+        let token = gridlink_cloud::api::auth::issue_token().unwrap();
         store
             .create_token("operator", Role::Operator, &token.hash)
             .await

@@ -19,8 +19,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use gridlink_cloud::api::auth;
 use gridlink_cloud::api::{self, AppState};
-use gridlink_cloud::auth;
 use gridlink_cloud::config::HttpIngestConfig;
 use gridlink_cloud::feed::FeedItem;
 use gridlink_cloud::metrics::Metrics;
@@ -79,7 +79,7 @@ impl App {
             tokens.push(token.secret);
         }
         let state = AppState::new(Arc::clone(&store), Arc::new(Metrics::default()))
-            .with_http_ingest(config);
+            .with_http_ingest(config.http_ingest());
         let feed = state.feed.subscribe();
         Self {
             router: api::router(state),

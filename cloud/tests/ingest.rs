@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use gridlink_cloud::feed::{Feed, FeedItem};
 use gridlink_cloud::ingest::{self, IngestSettings};
-use gridlink_cloud::metrics::{DropReason, Metrics};
+use gridlink_cloud::ingest::{DropReason, IngestMetrics};
+use gridlink_cloud::mqtt::MqttSettings;
 use gridlink_cloud::store::{AnyStore, Resolution, SeriesQuery, Store};
 use gridlink_protocol::{
     Encoding, MAX_PAYLOAD_BYTES, Phase, Point, Quantity, Series, TelemetryBatch, VenId, encode,
@@ -86,15 +87,17 @@ impl Rig {
     fn settings(&self, client_id: &str) -> IngestSettings {
         let backend = self.pki.backend();
         IngestSettings {
-            host: "127.0.0.1".into(),
-            port: self.broker.port(),
-            ca: self.pki.ca_cert().to_path_buf(),
-            cert: backend.cert.clone(),
-            key: backend.key.clone(),
-            client_id: client_id.into(),
-            share_group: "gridlink".into(),
-            max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
-            keep_alive: Duration::from_secs(10),
+            mqtt: MqttSettings {
+                host: "127.0.0.1".into(),
+                port: self.broker.port(),
+                ca: self.pki.ca_cert().to_path_buf(),
+                cert: backend.cert.clone(),
+                key: backend.key.clone(),
+                client_id: client_id.into(),
+                share_group: "gridlink".into(),
+                max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
+                keep_alive: Duration::from_secs(10),
+            },
             max_batches: 50,
             max_delay: Duration::from_millis(100),
             refuse_unknown_vens: false,
@@ -161,7 +164,7 @@ impl Drop for Publisher {
 
 /// An ingest task with its own metrics and shutdown switch.
 struct Ingest {
-    metrics: Arc<Metrics>,
+    metrics: Arc<IngestMetrics>,
     feed: broadcast::Receiver<Arc<FeedItem>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -169,7 +172,7 @@ struct Ingest {
 
 impl Ingest {
     fn spawn(settings: IngestSettings, store: Arc<AnyStore>) -> Self {
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(IngestMetrics::default());
         let feed = Feed::new();
         let feed_rx = feed.subscribe();
         let (stop, stopped) = watch::channel(false);
@@ -398,7 +401,7 @@ async fn plain_subscriptions_survive_a_broker_restart_while_ingest_is_away() {
     let store = Arc::new(store);
     let mut rig = Rig::start(&["ven-1"]).await;
     let mut settings = rig.settings("cloud-plain");
-    settings.share_group = String::new();
+    settings.mqtt.share_group = String::new();
 
     let ingest = Ingest::spawn(settings.clone(), Arc::clone(&store));
     ingest.wait_connected().await;

@@ -22,8 +22,10 @@ use std::time::Duration;
 
 use gridlink_cloud::config::MQTT_MAX_PACKET_BYTES;
 use gridlink_cloud::feed::{Feed, FeedItem};
+use gridlink_cloud::ingest::DropReason;
 use gridlink_cloud::ingest::{self, IngestSettings};
-use gridlink_cloud::metrics::{DropReason, Metrics};
+use gridlink_cloud::metrics::Metrics;
+use gridlink_cloud::mqtt::MqttSettings;
 use gridlink_cloud::shadow::ShadowService;
 use gridlink_cloud::store::{AnyStore, ApiKeyStore, IngestBatch, Store};
 use gridlink_protocol::{
@@ -80,16 +82,18 @@ async fn sqlite_store(dir: &tempfile::TempDir) -> Arc<AnyStore> {
 fn settings(broker: &Mosquitto, pki: &TestPki, client_id: &str) -> IngestSettings {
     let backend = pki.backend();
     IngestSettings {
-        host: "127.0.0.1".into(),
-        port: broker.port(),
-        ca: pki.ca_cert().to_path_buf(),
-        cert: backend.cert.clone(),
-        key: backend.key.clone(),
-        client_id: client_id.into(),
-        share_group: String::new(),
-        // The default of `mqtt.max_packet_bytes`.
-        max_packet_bytes: MQTT_MAX_PACKET_BYTES,
-        keep_alive: Duration::from_secs(10),
+        mqtt: MqttSettings {
+            host: "127.0.0.1".into(),
+            port: broker.port(),
+            ca: pki.ca_cert().to_path_buf(),
+            cert: backend.cert.clone(),
+            key: backend.key.clone(),
+            client_id: client_id.into(),
+            share_group: String::new(),
+            // The default of `mqtt.max_packet_bytes`.
+            max_packet_bytes: MQTT_MAX_PACKET_BYTES,
+            keep_alive: Duration::from_secs(10),
+        },
         max_batches: 50,
         max_delay: Duration::from_millis(50),
         refuse_unknown_vens: false,
@@ -119,7 +123,7 @@ async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
 struct RunningIngest {
     metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), ingest::IngestError>>,
+    task: tokio::task::JoinHandle<Result<(), gridlink_cloud::mqtt::MqttError>>,
 }
 
 impl RunningIngest {
@@ -135,12 +139,12 @@ impl RunningIngest {
         let task = tokio::spawn(ingest::run(
             settings(broker, pki, client_id),
             Arc::clone(store),
-            Arc::clone(&metrics),
+            Arc::clone(&metrics.ingest),
             feed,
             stopped,
         ));
         wait_for("ingest connected", Duration::from_secs(10), || {
-            metrics.mqtt_connected.load(Ordering::Relaxed) == 1
+            metrics.ingest.mqtt_connected.load(Ordering::Relaxed) == 1
         })
         .await;
         tokio::time::sleep(Duration::from_millis(300)).await; // SUBSCRIBE round trip
@@ -191,17 +195,17 @@ async fn ingest_survives_poison(max_packet: Option<usize>, size: usize) {
         "the good messages after the poison",
         Duration::from_secs(15),
         || {
-            metrics.batches_ingested.load(Ordering::Relaxed) == 2
-                && metrics.dropped_count(DropReason::UnknownEvent) == 1
+            metrics.ingest.batches_ingested.load(Ordering::Relaxed) == 2
+                && metrics.ingest.dropped_count(DropReason::UnknownEvent) == 1
         },
     )
     .await;
     assert_eq!(
-        metrics.dropped_count(DropReason::Oversized),
+        metrics.ingest.dropped_count(DropReason::Oversized),
         4,
         "one poison message per topic, each dropped once"
     );
-    assert_eq!(metrics.mqtt_connected.load(Ordering::Relaxed), 1);
+    assert_eq!(metrics.ingest.mqtt_connected.load(Ordering::Relaxed), 1);
     let mut statuses = 0;
     while let Ok(item) = feed_rx.try_recv() {
         if let FeedItem::Status { status: s, .. } = item.as_ref() {
@@ -290,7 +294,14 @@ async fn nothing_is_redelivered(
     ingest.stop().await;
     let again = RunningIngest::start(broker, pki, "cloud-poison", store, Feed::new()).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(again.metrics.messages_received.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        again
+            .metrics
+            .ingest
+            .messages_received
+            .load(Ordering::Relaxed),
+        0
+    );
     again.stop().await;
 }
 
@@ -313,8 +324,8 @@ async fn shadow_survives_poison(max_packet: Option<usize>, size: usize) {
     let store = sqlite_store(&dir).await;
     let metrics = Arc::new(Metrics::default());
     let service = ShadowService::new(
-        settings(&broker, &pki, "cloud-shadow"),
-        Arc::clone(&metrics),
+        settings(&broker, &pki, "cloud-shadow").mqtt,
+        Arc::clone(&metrics.shadow),
     )
     .unwrap();
     let (stop, stopped) = watch::channel(false);
@@ -401,8 +412,8 @@ async fn an_mqtt_batch_cannot_claim_an_http_ingest_number() {
         "the claim refused, the good batch stored",
         Duration::from_secs(10),
         || {
-            metrics.dropped_count(DropReason::Malformed) == 1
-                && metrics.batches_ingested.load(Ordering::Relaxed) == 1
+            metrics.ingest.dropped_count(DropReason::Malformed) == 1
+                && metrics.ingest.batches_ingested.load(Ordering::Relaxed) == 1
         },
     )
     .await;

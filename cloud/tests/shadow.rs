@@ -16,10 +16,11 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, Request, StatusCode};
+use gridlink_cloud::api::auth;
 use gridlink_cloud::api::{self, AppState};
-use gridlink_cloud::auth;
 use gridlink_cloud::ingest::IngestSettings;
 use gridlink_cloud::metrics::Metrics;
+use gridlink_cloud::mqtt::MqttSettings;
 use gridlink_cloud::shadow::ShadowService;
 use gridlink_cloud::store::{AnyStore, Role, ShadowStore, ShadowWrite, Store};
 use gridlink_protocol::shadow::ShadowDocument;
@@ -118,21 +119,23 @@ impl Rig {
         let broker = Mosquitto::spawn(&pki).await;
         let backend = pki.backend();
         let settings = IngestSettings {
-            host: "127.0.0.1".into(),
-            port: broker.port(),
-            ca: pki.ca_cert().to_path_buf(),
-            cert: backend.cert.clone(),
-            key: backend.key.clone(),
-            client_id: "cloud-a".into(),
-            share_group: "gridlink".into(),
-            max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
-            keep_alive: Duration::from_secs(10),
+            mqtt: MqttSettings {
+                host: "127.0.0.1".into(),
+                port: broker.port(),
+                ca: pki.ca_cert().to_path_buf(),
+                cert: backend.cert.clone(),
+                key: backend.key.clone(),
+                client_id: "cloud-a".into(),
+                share_group: "gridlink".into(),
+                max_packet_bytes: gridlink_cloud::config::MQTT_MAX_PACKET_BYTES,
+                keep_alive: Duration::from_secs(10),
+            },
             max_batches: 50,
             max_delay: Duration::from_millis(100),
             refuse_unknown_vens: false,
         };
         let metrics = Arc::new(Metrics::default());
-        let service = ShadowService::new(settings, Arc::clone(&metrics)).unwrap();
+        let service = ShadowService::new(settings.mqtt, Arc::clone(&metrics.shadow)).unwrap();
         let state =
             AppState::new(Arc::clone(&store), Arc::clone(&metrics)).with_shadow(service.handle());
         let router = api::router(state);

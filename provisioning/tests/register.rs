@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gridlink_cloud::api::auth;
 use gridlink_cloud::api::{self, AppState};
-use gridlink_cloud::auth;
 use gridlink_cloud::metrics::Metrics;
 use gridlink_cloud::store::dr::DrStore as _;
 use gridlink_cloud::store::{AnyStore, Role, Store};

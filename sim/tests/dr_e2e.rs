@@ -812,7 +812,7 @@ fn rated_w(site: &Site, k: u16) -> f64 {
 async fn operator_token(database_url: &str) -> String {
     let store = AnyStore::connect(database_url).await.unwrap();
     store.migrate().await.unwrap();
-    let issued = gridlink_cloud::auth::issue_token().unwrap();
+    let issued = gridlink_cloud::api::auth::issue_token().unwrap();
     store
         .create_token("dr-e2e operator", Role::Operator, &issued.hash)
         .await

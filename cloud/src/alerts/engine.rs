@@ -29,10 +29,9 @@ use gridlink_protocol::{Phase, Quantity, VenId};
 use tokio::sync::{Notify, broadcast, watch};
 
 use super::rules::{self, Finding, SeriesKind, SeriesRules};
-use super::{AlertSettings, Cleared, Condition, Raised, Rule, Severity};
-use crate::api::BASELINE_WINDOW_MS;
+use super::{AlertMetrics, AlertSettings, Cleared, Condition, Raised, Rule, Severity};
+use crate::dispatch::response::measure;
 use crate::feed::FeedItem;
-use crate::metrics::Metrics;
 use crate::store::dr::DrFilter;
 use crate::store::{IngestBatch, Store, StoreError};
 
@@ -45,7 +44,7 @@ type SeriesKey = (VenId, String, Quantity, Phase);
 pub struct AlertEngine<S> {
     store: Arc<S>,
     settings: Arc<AlertSettings>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AlertMetrics>,
     /// Newest reading time this process saw per series (repeats are dropped).
     seen: HashMap<SeriesKey, [(i64, f64); 2]>,
     /// Per VEN: when its last batch was received, and the interval before it.
@@ -58,7 +57,7 @@ pub struct AlertEngine<S> {
 
 impl<S: Store> AlertEngine<S> {
     /// An engine over `store`.
-    pub fn new(store: Arc<S>, settings: Arc<AlertSettings>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(store: Arc<S>, settings: Arc<AlertSettings>, metrics: Arc<AlertMetrics>) -> Self {
         Self {
             store,
             settings,
@@ -378,15 +377,8 @@ impl<S: Store> AlertEngine<S> {
         evaluated: &mut HashSet<(Rule, String)>,
     ) -> Result<(), StoreError> {
         let min_shed_w = self.settings.dr_shed_min_w;
-        let baseline = self
-            .store
-            .site_power(&event.vens, start - BASELINE_WINDOW_MS, start)
-            .await?;
-        let during = self.store.site_power(&event.vens, start, end).await?;
-        for (ven, base) in &baseline {
-            let Some((_, dur)) = during.iter().find(|(v, _)| v == ven) else {
-                continue;
-            };
+        let measured = measure(&*self.store, &event.vens, start, end).await?;
+        for (ven, base, dur, _) in measured.sheds() {
             let subject = format!("{event_id}/{ven}");
             evaluated.insert((Rule::DrNoShed, subject.clone()));
             match rules::no_shed(event_id, ven.as_str(), base.mean_w, dur.mean_w, min_shed_w) {
@@ -420,7 +412,7 @@ impl<S: Store> AlertEngine<S> {
                 "alert opened: {}",
                 alert.message
             );
-            self.metrics.alerts.opened.fetch_add(1, Ordering::Relaxed);
+            self.metrics.opened.fetch_add(1, Ordering::Relaxed);
             self.delivery_wake.notify_one();
         }
         Ok(())
@@ -449,7 +441,7 @@ impl<S: Store> AlertEngine<S> {
                     "alert resolved"
                 );
                 self.active.remove(&key);
-                self.metrics.alerts.resolved.fetch_add(1, Ordering::Relaxed);
+                self.metrics.resolved.fetch_add(1, Ordering::Relaxed);
                 self.delivery_wake.notify_one();
             }
         }
@@ -478,12 +470,12 @@ impl<S: Store> AlertEngine<S> {
                 } => match item {
                     Ok(item) => {
                         if let Err(error) = self.handle(&item, super::now_ms()).await {
-                            self.metrics.alerts.rule_errors.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.rule_errors.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(%error, "alert rules: cannot evaluate a feed item");
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                        self.metrics.alerts.feed_lagged.fetch_add(skipped, Ordering::Relaxed);
+                        self.metrics.feed_lagged.fetch_add(skipped, Ordering::Relaxed);
                         tracing::warn!(skipped, "alert rules fell behind the feed; skipped items");
                     }
                     Err(broadcast::error::RecvError::Closed) => {
@@ -493,7 +485,7 @@ impl<S: Store> AlertEngine<S> {
                 },
                 _ = ticker.tick() => {
                     if let Err(error) = self.scan(super::now_ms()).await {
-                        self.metrics.alerts.rule_errors.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.rule_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(%error, "alert scan failed; retrying next interval");
                     }
                 }

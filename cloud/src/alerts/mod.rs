@@ -49,6 +49,7 @@ use std::time::Duration;
 pub use config::{AlertsConfig, ENV_VARS};
 pub use engine::AlertEngine;
 
+pub(crate) use crate::model::clock::now_ms;
 use crate::store::StoreError;
 pub use crate::store::alerts::{
     Alert, AlertFilter, AlertState, AlertStore, Channel, Cleared, Condition, Raised, Rule, Severity,
@@ -236,8 +237,7 @@ pub async fn clear<S: AlertStore>(
         .await
 }
 
-/// Alert counters (part of [`Metrics`](crate::metrics::Metrics), rendered
-/// at `/metrics`).
+/// Alert counters, rendered at `/metrics` with the rest.
 #[derive(Debug, Default)]
 pub struct AlertMetrics {
     /// Alerts opened by this process.
@@ -354,7 +354,7 @@ impl AlertMetrics {
 pub async fn service<S: crate::store::Store + 'static>(
     store: &std::sync::Arc<S>,
     config: &AlertsConfig,
-    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+    metrics: &std::sync::Arc<AlertMetrics>,
     feed: &crate::feed::Feed,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<impl Future<Output = (&'static str, anyhow::Result<()>)> + Send + use<S>>>
@@ -390,13 +390,6 @@ pub async fn service<S: crate::store::Store + 'static>(
         tokio::join!(engine.run(feed, engine_stop), worker.run(wake, worker_stop));
         ("alerts", Ok(()))
     }))
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

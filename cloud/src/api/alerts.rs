@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiError;
 use super::params::{self, QueryParams};
-use crate::auth::Caller;
+use crate::api::auth::Caller;
 use crate::store::Store;
 use crate::store::alerts::{Alert, AlertFilter, AlertState, Rule};
 

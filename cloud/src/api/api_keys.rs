@@ -20,7 +20,7 @@
 //! let (id, part) = parse_api_key(&key).unwrap();
 //! assert_eq!((id, part), (42, secret.secret()));
 //! assert!(parse_api_key("gli_42_xyz").is_none());
-//! # Ok::<(), gridlink_cloud::auth::RandomError>(())
+//! # Ok::<(), gridlink_cloud::api::auth::RandomError>(())
 //! ```
 
 use std::fmt;
@@ -39,7 +39,7 @@ use super::AppState;
 use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam};
 use super::now_ms;
-use crate::auth::{self, Caller, RandomError, check_token_name};
+use crate::api::auth::{self, Caller, RandomError, check_token_name};
 use crate::store::{
     ApiKeyRecord, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey, Store, StoredApiKey,
 };

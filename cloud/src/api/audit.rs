@@ -40,7 +40,7 @@ use serde_json::{Map, Value, json};
 use super::params::{self, QueryParams};
 use super::request_id::RequestId;
 use super::{ApiError, AppState, Operation, now_ms};
-use crate::auth::Caller;
+use crate::api::auth::Caller;
 use crate::store::{
     AuditActor, AuditEntry, AuditQuery, AuditRecord, MAX_AUDIT_LIMIT, Store, StoreError,
 };

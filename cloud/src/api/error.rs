@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use gridlink_protocol::VenId;
 use serde::Serialize;
 
-use crate::auth::{Permission, Unauthenticated};
+use crate::api::auth::{Permission, Unauthenticated};
 use crate::store::{Role, StoreError};
 
 /// The media type of problem documents (RFC 7807 §6.1).

@@ -1,27 +1,7 @@
 //! `GET /api/v1/events/{id}/status`: every target VEN's latest state and
 //! history of acknowledgements, and the measured response.
 //!
-//! # Measured response
-//!
-//! Per VEN, from its raw `active_power` / `total` readings (the site's
-//! grid meter):
-//!
-//! * `baseline_w`: the mean over the [`BASELINE_WINDOW_MS`] (15 minutes)
-//!   before the event's start;
-//! * `during_w`: the mean from the start until the end, or until now while
-//!   the event runs (`null` before it starts or without readings);
-//! * `shed_w` = `baseline_w` − `during_w` (positive: less consumed), and
-//!   `shed_pct` = `shed_w` / `baseline_w` × 100 (`null` if the baseline is
-//!   not positive).
-//!
-//! Only the site meter counts: the `site_meter` registered with
-//! `PUT /api/v1/vens/{id}`, or without one the VEN's only `active_power` /
-//! `total` series. A VEN with several such series (sub-meters) and no
-//! registered site meter is not measured, rather than measured wrong: its
-//! means are `null` and `unmeasured_reason` says why.
-//!
-//! `total` sums `baseline_w`, `during_w` and `shed_w` over the VENs that
-//! have both means, and gives the percentage of the summed baseline.
+//! The measured response is computed by `crate::dispatch::response`.
 
 use std::collections::BTreeMap;
 
@@ -31,13 +11,14 @@ use axum::extract::{Path, State};
 use gridlink_protocol::{ObjectId, VenId};
 use serde::Serialize;
 
+use super::AppState;
 use super::error::ApiError;
-use super::{AppState, now_ms};
+use crate::dispatch::response::{
+    BASELINE_WINDOW_MS, Measured, Response, measure, percent, response,
+};
+use crate::model::clock::now_ms;
 use crate::store::Store;
-use crate::store::dr::{AckRecord, PowerMean};
-
-/// How far before the event's start the baseline is averaged.
-pub const BASELINE_WINDOW_MS: i64 = 15 * 60 * 1000;
+use crate::store::dr::AckRecord;
 
 /// One acknowledgement in a VEN's history.
 #[derive(Debug, Serialize)]
@@ -48,29 +29,6 @@ pub(crate) struct AckEntry {
     command_id: u64,
     received_ms: i64,
 }
-
-/// Load before and during the event.
-#[derive(Debug, Serialize, Default)]
-pub(crate) struct Response {
-    baseline_w: Option<f64>,
-    during_w: Option<f64>,
-    shed_w: Option<f64>,
-    shed_pct: Option<f64>,
-    baseline_readings: u64,
-    during_readings: u64,
-    /// Why a started event has no measured response for the VEN; `None`
-    /// when measured (and always in `total`).
-    unmeasured_reason: Option<&'static str>,
-}
-
-/// The `unmeasured_reason` of a VEN without site-meter readings before the start.
-const NO_BASELINE: &str = "no readings of the site meter in the baseline window (the registered \
-    site_meter; without one, the VEN's only active_power/total series: a VEN with several meters \
-    and no registered site_meter is not measured)";
-/// The `unmeasured_reason` of a VEN without site-meter readings since the start.
-const NO_DURING: &str = "no readings of the site meter since the event's start (the registered \
-    site_meter; without one, the VEN's only active_power/total series: a VEN with several meters \
-    and no registered site_meter is not measured)";
 
 /// One target VEN.
 #[derive(Debug, Serialize)]
@@ -98,35 +56,6 @@ pub(crate) struct EventStatus {
     total: Response,
 }
 
-/// A VEN's response; `started`: the event's start has passed, so both
-/// means are due.
-fn response(baseline: Option<PowerMean>, during: Option<PowerMean>, started: bool) -> Response {
-    let shed = match (baseline, during) {
-        (Some(b), Some(d)) => Some(b.mean_w - d.mean_w),
-        _ => None,
-    };
-    Response {
-        baseline_w: baseline.map(|b| b.mean_w),
-        during_w: during.map(|d| d.mean_w),
-        shed_w: shed,
-        shed_pct: percent(shed, baseline.map(|b| b.mean_w)),
-        baseline_readings: baseline.map_or(0, |b| b.readings),
-        during_readings: during.map_or(0, |d| d.readings),
-        unmeasured_reason: match (started, baseline, during) {
-            (false, ..) | (true, Some(_), Some(_)) => None,
-            (true, None, _) => Some(NO_BASELINE),
-            (true, Some(_), None) => Some(NO_DURING),
-        },
-    }
-}
-
-fn percent(shed: Option<f64>, baseline: Option<f64>) -> Option<f64> {
-    match (shed, baseline) {
-        (Some(s), Some(b)) if b > 0.0 => Some(s / b * 100.0),
-        _ => None,
-    }
-}
-
 /// `GET /api/v1/events/{id}/status`.
 pub(crate) async fn status<S: Store>(
     State(state): State<AppState<S>>,
@@ -140,24 +69,13 @@ pub(crate) async fn status<S: Store>(
     let acks = state.store.event_acks(&id).await?;
     let now = now_ms();
     let started = event.start_ms.is_some_and(|start| start < now);
-    let (baseline, during) = match event.start_ms {
+    let Measured { baseline, during } = match event.start_ms {
         Some(start) => {
-            let baseline = state
-                .store
-                .site_power(&event.vens, start - BASELINE_WINDOW_MS, start)
-                .await?;
             let until = event.end_ms.map_or(now, |end| end.min(now));
-            let during = if until > start {
-                state.store.site_power(&event.vens, start, until).await?
-            } else {
-                Vec::new()
-            };
-            (baseline, during)
+            measure(&*state.store, &event.vens, start, until).await?
         }
-        None => (Vec::new(), Vec::new()),
+        None => Measured::default(),
     };
-    let baseline: BTreeMap<VenId, PowerMean> = baseline.into_iter().collect();
-    let during: BTreeMap<VenId, PowerMean> = during.into_iter().collect();
     let mut by_ven: BTreeMap<VenId, Vec<AckRecord>> = BTreeMap::new();
     for ack in acks {
         by_ven.entry(ack.ven_id.clone()).or_default().push(ack);

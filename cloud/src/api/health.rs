@@ -43,7 +43,7 @@ pub(crate) async fn health<S: Store>(State(state): State<AppState<S>>) -> Respon
             "unavailable"
         }
     };
-    let broker = if state.metrics.mqtt_connected.load(Ordering::Relaxed) == 1 {
+    let broker = if state.metrics.ingest.mqtt_connected.load(Ordering::Relaxed) == 1 {
         "connected"
     } else {
         "disconnected"

@@ -42,7 +42,7 @@
 //! collide with MQTT batches of the same VEN.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Json;
@@ -62,173 +62,25 @@ use super::api_keys::authenticate_api_key;
 use super::body::is_json;
 use super::error::{ApiError, InvalidParam};
 use super::now_ms;
-use crate::config::HttpIngestConfig;
-use crate::ratelimit::{KeyedLimiter, RateLimit};
-use crate::store::{HTTP_SEQ_BASE, IngestBatch, Store};
+use crate::ingest::http::{
+    DEFAULT_EXPONENT, HttpIngest, IDEMPOTENCY_KEY_HEADER, IngestRejection, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_READINGS, idempotent_seq,
+};
+use crate::store::{IngestBatch, Store};
 
-/// The exponent of a reading that gives none: values are kept to 10^-3
-/// of their unit.
-pub const DEFAULT_EXPONENT: i8 = -3;
-/// Most readings in one request.
-pub const MAX_READINGS: usize = 10_000;
-/// Longest `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-/// The header naming a request for retries.
-pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Most bad fields listed in one 400 answer.
 const MAX_ERRORS: usize = 20;
 
-/// What HTTP ingest keeps between requests: its limits and the rate
-/// limiter of the API keys.
-#[derive(Debug)]
-pub struct HttpIngest {
-    /// Largest body, bytes.
-    pub max_body_bytes: usize,
-    limiter: KeyedLimiter<i64>,
-}
-
-impl HttpIngest {
-    /// From the `[http_ingest]` configuration.
-    pub fn new(config: &HttpIngestConfig) -> Self {
-        Self {
-            max_body_bytes: config.max_body_bytes,
-            limiter: KeyedLimiter::new(RateLimit {
-                per_second: config.rate_per_s,
-                burst: config.burst,
-            }),
-        }
-    }
-}
-
-impl Default for HttpIngest {
-    fn default() -> Self {
-        Self::new(&HttpIngestConfig::default())
-    }
-}
-
-/// Why HTTP ingest refused a request (the `reason` label of
-/// `gridlink_http_ingest_rejected_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IngestRejection {
-    /// No valid API key (401).
-    Unauthorized,
-    /// The key may not write the VEN (403).
-    Forbidden,
-    /// Over the key's rate (429).
-    RateLimited,
-    /// Body over the limit (413).
-    TooLarge,
-    /// A bad body or field (400, 415).
-    Invalid,
-    /// The database is unreachable (503).
-    Unavailable,
-    /// Anything else (500).
-    Internal,
-}
-
-impl IngestRejection {
-    /// Every reason, in label order.
-    pub const ALL: [Self; 7] = [
-        Self::Unauthorized,
-        Self::Forbidden,
-        Self::RateLimited,
-        Self::TooLarge,
-        Self::Invalid,
-        Self::Unavailable,
-        Self::Internal,
-    ];
-
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::RateLimited => "rate_limited",
-            Self::TooLarge => "too_large",
-            Self::Invalid => "invalid",
-            Self::Unavailable => "unavailable",
-            Self::Internal => "internal",
-        }
-    }
-
-    fn of(error: &ApiError) -> Self {
-        match error.status() {
-            StatusCode::UNAUTHORIZED => Self::Unauthorized,
-            StatusCode::FORBIDDEN => Self::Forbidden,
-            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited,
-            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
-            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
-            status if status.is_client_error() => Self::Invalid,
-            _ => Self::Internal,
-        }
-    }
-}
-
-/// HTTP ingest's counters, part of [`crate::metrics::Metrics`].
-#[derive(Debug, Default)]
-pub struct HttpIngestMetrics {
-    /// Requests whose readings were committed (duplicates included).
-    pub requests: AtomicU64,
-    /// Readings stored.
-    pub readings: AtomicU64,
-    /// Readings skipped because their series already had a reading at
-    /// their time (or the batch was a retry).
-    pub duplicates: AtomicU64,
-    rejected: [AtomicU64; 7],
-}
-
-impl HttpIngestMetrics {
-    /// Counts a refused request.
-    pub fn rejected(&self, reason: IngestRejection) {
-        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests refused for `reason` so far.
-    pub fn rejected_count(&self, reason: IngestRejection) -> u64 {
-        self.rejected[reason as usize].load(Ordering::Relaxed)
-    }
-
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        for (name, help, value) in [
-            (
-                "gridlink_http_ingest_requests_total",
-                "HTTP ingest requests committed.",
-                &self.requests,
-            ),
-            (
-                "gridlink_http_ingest_readings_total",
-                "Readings stored by HTTP ingest.",
-                &self.readings,
-            ),
-            (
-                "gridlink_http_ingest_duplicates_total",
-                "Readings HTTP ingest skipped as already stored.",
-                &self.duplicates,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gridlink_http_ingest_rejected_total HTTP ingest requests refused, by reason.\n\
-             # TYPE gridlink_http_ingest_rejected_total counter"
-        );
-        for reason in IngestRejection::ALL {
-            let _ = writeln!(
-                out,
-                "gridlink_http_ingest_rejected_total{{reason=\"{}\"}} {}",
-                reason.as_str(),
-                self.rejected_count(reason)
-            );
-        }
-        out
+/// The metrics label of a refusal answered with `error`.
+fn rejection_of(error: &ApiError) -> IngestRejection {
+    match error.status() {
+        StatusCode::UNAUTHORIZED => IngestRejection::Unauthorized,
+        StatusCode::FORBIDDEN => IngestRejection::Forbidden,
+        StatusCode::TOO_MANY_REQUESTS => IngestRejection::RateLimited,
+        StatusCode::PAYLOAD_TOO_LARGE => IngestRejection::TooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => IngestRejection::Unavailable,
+        status if status.is_client_error() => IngestRejection::Invalid,
+        _ => IngestRejection::Internal,
     }
 }
 
@@ -509,16 +361,6 @@ pub(crate) fn series_of(readings: &[ReadingRequest]) -> Result<Vec<Series>, ApiE
     }
 }
 
-/// The batch key of a request with an `Idempotency-Key`: the top two bits
-/// set, the rest from SHA-256 of the API key id, the VEN and the header.
-fn idempotent_seq(key_id: i64, ven: &VenId, idempotency_key: &str) -> u64 {
-    let text = format!("{key_id}\n{}\n{idempotency_key}", ven.as_str());
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest.as_ref()[..8]);
-    HTTP_SEQ_BASE | (1 << 62) | (u64::from_be_bytes(bytes) >> 2)
-}
-
 /// The request's `Idempotency-Key`, if any: 1 to 255 visible ASCII
 /// characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
@@ -560,7 +402,7 @@ pub(crate) async fn ingest<S: Store>(
             (StatusCode::OK, Json(answer)).into_response()
         }
         Err(error) => {
-            metrics.rejected(IngestRejection::of(&error));
+            metrics.rejected(rejection_of(&error));
             error.into_response()
         }
     }
@@ -570,8 +412,7 @@ async fn handle<S: Store>(state: &AppState<S>, request: Request) -> Result<Inges
     let ingest: &Arc<HttpIngest> = &state.http_ingest;
     let key = authenticate_api_key(&*state.store, request.headers()).await?;
     ingest
-        .limiter
-        .check(key.id, Instant::now())
+        .check_rate(key.id, Instant::now())
         .map_err(|wait| ApiError::RateLimited(wait.as_secs()))?;
     let idempotency = idempotency_key(request.headers())?.map(str::to_owned);
     if !is_json(request.headers()) {
@@ -624,7 +465,10 @@ async fn handle<S: Store>(state: &AppState<S>, request: Request) -> Result<Inges
     };
     let started = Instant::now();
     let outcome = state.store.ingest(std::slice::from_ref(&batch)).await?;
-    state.metrics.db_write(started.elapsed().as_micros() as u64);
+    state
+        .metrics
+        .ingest
+        .db_write(started.elapsed().as_micros() as u64);
     // Committed: now (never before) the feed may see it.
     if outcome.inserted_batches > 0 {
         state.feed.telemetry(std::slice::from_ref(&batch));
@@ -829,7 +673,7 @@ mod tests {
         assert_eq!(a, idempotent_seq(1, &ven, "req-1"));
         assert_ne!(a, idempotent_seq(2, &ven, "req-1"));
         assert_ne!(a, idempotent_seq(1, &ven, "req-2"));
-        assert!(a >= HTTP_SEQ_BASE | (1 << 62));
+        assert!(a >= crate::store::HTTP_SEQ_BASE | (1 << 62));
         let mut headers = HeaderMap::new();
         assert_eq!(idempotency_key(&headers).unwrap(), None);
         headers.insert(IDEMPOTENCY_KEY_HEADER, "a b".parse().unwrap());
@@ -841,16 +685,9 @@ mod tests {
     }
 
     #[test]
-    fn rejections_render_by_reason() {
-        let m = HttpIngestMetrics::default();
-        m.rejected(IngestRejection::RateLimited);
-        m.readings.store(3, Ordering::Relaxed);
-        let text = m.render();
-        assert!(text.contains("gridlink_http_ingest_rejected_total{reason=\"rate_limited\"} 1\n"));
-        assert!(text.contains("gridlink_http_ingest_rejected_total{reason=\"too_large\"} 0\n"));
-        assert!(text.contains("gridlink_http_ingest_readings_total 3\n"));
+    fn refusals_are_labelled_by_status() {
         assert_eq!(
-            IngestRejection::of(&ApiError::InvalidBody {
+            rejection_of(&ApiError::InvalidBody {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 detail: String::new()
             }),

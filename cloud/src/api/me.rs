@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::auth::{self, Permission};
+use crate::api::auth::{self, Permission};
 use crate::store::Store;
 
 /// The answer of `GET /api/v1/me`.

@@ -21,7 +21,9 @@
 mod alerts;
 mod api_keys;
 mod audit;
+pub mod auth;
 mod body;
+mod dashboard;
 mod error;
 mod event_status;
 mod groups;
@@ -58,11 +60,7 @@ pub use api_keys::{
 };
 pub use audit::{DEFAULT_AUDIT_LIMIT, MAX_SUMMARY_BYTES};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
-pub use event_status::BASELINE_WINDOW_MS;
-pub use ingest_http::{
-    DEFAULT_EXPONENT, HttpIngest, HttpIngestMetrics, IDEMPOTENCY_KEY_HEADER, IngestRejection,
-    MAX_READINGS, decode_body as decode_ingest_body,
-};
+pub use ingest_http::decode_body as decode_ingest_body;
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
@@ -70,10 +68,15 @@ pub use request_id::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId};
 pub use request_metrics::{RequestMetrics, UNMATCHED_ROUTE};
 pub use tokens::{DEFAULT_TOKEN_LIFETIME_S, MAX_TOKEN_LIFETIME_S};
 
-use crate::auth::{self, Guard, Permission};
-use crate::config::default_max_points;
+use self::auth::{Guard, Permission};
+use crate::ingest::HttpIngest;
 use crate::metrics::Metrics;
+pub(crate) use crate::model::clock::now_ms;
 use crate::store::Store;
+
+/// Most points in one series or network answer unless configured
+/// (`http.max_points`).
+pub const DEFAULT_MAX_POINTS: u32 = 10_000;
 
 /// What every handler shares.
 pub struct AppState<S> {
@@ -107,7 +110,7 @@ impl<S> AppState<S> {
             store,
             metrics,
             requests: Arc::new(RequestMetrics::default()),
-            max_points: default_max_points(),
+            max_points: DEFAULT_MAX_POINTS,
             shadow: None,
             dispatch_wake: Arc::new(tokio::sync::Notify::new()),
             feed: crate::feed::Feed::new(),
@@ -118,8 +121,8 @@ impl<S> AppState<S> {
     /// The same state with HTTP ingest's body limit and rate limit from
     /// `config` (and fresh rate-limit buckets).
     #[must_use]
-    pub fn with_http_ingest(mut self, config: &crate::config::HttpIngestConfig) -> Self {
-        self.http_ingest = Arc::new(HttpIngest::new(config));
+    pub fn with_http_ingest(mut self, http_ingest: HttpIngest) -> Self {
+        self.http_ingest = Arc::new(http_ingest);
         self
     }
 
@@ -561,7 +564,7 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
         router = router.route(operation.path(), route);
     }
     router
-        .merge(crate::dashboard::routes())
+        .merge(crate::api::dashboard::routes())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -581,11 +584,4 @@ async fn no_route(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method)
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::Operation;
 use super::me::permission_name;
-use crate::auth::Permission;
+use crate::api::auth::Permission;
 
 fn schema(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })

@@ -5,9 +5,9 @@
 use serde_json::{Value, json};
 
 use super::Operation;
-use super::event_status::BASELINE_WINDOW_MS;
 use super::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 use super::openapi::{DURATION_PATTERN, date_time, text};
+use crate::dispatch::response::BASELINE_WINDOW_MS;
 use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
 
 fn ok(description: &str, schema: &Value) -> Value {

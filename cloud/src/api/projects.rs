@@ -4,7 +4,7 @@
 //! entries, DR revenue computed from the measured shed and the event's
 //! price, totals per period). The computations are in
 //! [`crate::projects`]; reads need any reading role, writes
-//! [`Permission::ManageProjects`](crate::auth::Permission::ManageProjects)
+//! [`Permission::ManageProjects`](crate::api::auth::Permission::ManageProjects)
 //! (operator, admin).
 //!
 //! ```json
@@ -24,10 +24,12 @@ use gridlink_protocol::{ObjectId, VenId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::AppState;
 use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam, quoted};
 use super::params::{self, QueryParams};
-use super::{AppState, BASELINE_WINDOW_MS, now_ms};
+use crate::dispatch::response::measure;
+use crate::model::clock::now_ms;
 use crate::projects::{
     self as calc, FinanceKind, MilestoneQuantity, MoneyKind, Period, ProjectKind, ProjectStatus,
 };
@@ -879,7 +881,6 @@ pub(crate) async fn finances<S: Store>(
 /// The DR revenue of the events of the project's VENs that ended in
 /// `[from_ms, to_ms)`; amounts in the project's currency are added to
 /// `amounts` (at the event's end).
-#[expect(clippy::too_many_lines, reason = "one event at a time, step by step")]
 async fn dr_revenue<S: Store>(
     state: &AppState<S>,
     project: &ProjectRecord,
@@ -932,22 +933,11 @@ async fn dr_revenue<S: Store>(
             out.push(row);
             continue;
         };
-        let baseline = state
-            .store
-            .site_power(&found.vens, start_ms - BASELINE_WINDOW_MS, start_ms)
-            .await?;
-        let during: BTreeMap<VenId, _> = state
-            .store
-            .site_power(&found.vens, start_ms, end_ms)
-            .await?
-            .into_iter()
-            .collect();
+        let measured = measure(&*state.store, &found.vens, start_ms, end_ms).await?;
         let mut shed_w = 0.0;
-        for (ven, b) in &baseline {
-            if let Some(d) = during.get(ven) {
-                shed_w += b.mean_w - d.mean_w;
-                row.vens_measured += 1;
-            }
+        for (_, _, _, shed) in measured.sheds() {
+            shed_w += shed;
+            row.vens_measured += 1;
         }
         let price = calc::event_price(&event.body, program_body);
         if let Ok(p) = &price {

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam};
 use super::{AppState, Operation, now_ms};
-use crate::auth::{self, Caller, check_token_name};
+use crate::api::auth::{self, Caller, check_token_name};
 use crate::store::{Role, Store, TokenRecord};
 
 /// How long a token issued through the API lives when the request does

@@ -41,25 +41,33 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod csv;
 mod destination;
 mod manifest;
+mod metrics;
 mod parquet;
 pub mod schedule;
+
+pub use config::{
+    ExportConfig, check_gap_factor, default_at_utc, default_gap_factor, default_output,
+    parse_at_utc,
+};
+pub use metrics::ExportMetrics;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use gridlink_protocol::VenId;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use time::macros::format_description;
-use time::{Date, OffsetDateTime, Time};
+use time::{Date, OffsetDateTime};
 
 pub use destination::Destination;
 pub use manifest::{Gap, MANIFEST_NAME, Manifest, Totals, VenManifest};
 
+use crate::model::clock::now_ms;
 use crate::store::{
     ExportLease, ExportSeries, ExportStore, ExportVenInfo, ProjectRecord, ProjectStore, StoreError,
 };
@@ -346,109 +354,6 @@ impl IsoTimes {
             t % 1000
         );
     }
-}
-
-/// `[export]`: the daily export (`crate::export`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportConfig {
-    /// Let `serve` export the previous UTC day every day at `at_utc`.
-    /// Default false. Env `GRIDLINK_EXPORT_ENABLED`.
-    #[serde(default)]
-    pub enabled: bool,
-    /// When `serve` exports, `HH:MM` UTC. Default `01:30`.
-    /// Env `GRIDLINK_EXPORT_AT_UTC`.
-    #[serde(default = "default_at_utc", deserialize_with = "at_utc")]
-    pub at_utc: String,
-    /// Where: `s3://BUCKET/PREFIX/`, `file:///dir` or a path (relative to
-    /// the working directory). Default `export`.
-    /// Env `GRIDLINK_EXPORT_OUTPUT`.
-    #[serde(default = "default_output", deserialize_with = "output")]
-    pub output: String,
-    /// `parquet` or `csv.gz`. Default `parquet`. Env `GRIDLINK_EXPORT_FORMAT`.
-    #[serde(default)]
-    pub format: ExportFormat,
-    /// A gap is two consecutive readings of a series further apart than
-    /// this many times the series' usual interval (the median interval of
-    /// the day), 2 to 1000. Default 3. Env `GRIDLINK_EXPORT_GAP_FACTOR`.
-    #[serde(default = "default_gap_factor", deserialize_with = "gap_factor")]
-    pub gap_factor: u32,
-    /// S3 endpoint override (moto, `MinIO`, LocalStack), which also turns
-    /// on path-style addressing; empty for AWS. Default empty.
-    /// Env `GRIDLINK_EXPORT_S3_ENDPOINT_URL`.
-    #[serde(default)]
-    pub s3_endpoint_url: String,
-}
-
-/// Default of [`ExportConfig::at_utc`].
-pub fn default_at_utc() -> String {
-    "01:30".to_owned()
-}
-
-/// Default of [`ExportConfig::output`].
-pub fn default_output() -> String {
-    "export".to_owned()
-}
-
-/// Default of [`ExportConfig::gap_factor`].
-pub const fn default_gap_factor() -> u32 {
-    3
-}
-
-impl Default for ExportConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            at_utc: default_at_utc(),
-            output: default_output(),
-            format: ExportFormat::default(),
-            gap_factor: default_gap_factor(),
-            s3_endpoint_url: String::new(),
-        }
-    }
-}
-
-impl ExportConfig {
-    /// [`ExportConfig::at_utc`] as a time of day.
-    pub fn at(&self) -> Result<Time, String> {
-        parse_at_utc(&self.at_utc)
-    }
-
-    /// [`ExportConfig::output`], parsed.
-    pub fn output(&self) -> Result<Output, String> {
-        self.output.parse()
-    }
-}
-
-/// Checks an `HH:MM` time of day.
-pub fn parse_at_utc(text: &str) -> Result<Time, String> {
-    let format = format_description!("[hour]:[minute]");
-    Time::parse(text, format)
-        .map_err(|_| format!("invalid time {text:?}: expected HH:MM (UTC, 00:00 to 23:59)"))
-}
-
-/// Checks a gap factor (2 to 1000).
-pub fn check_gap_factor(value: i64) -> Result<u32, String> {
-    u32::try_from(value)
-        .ok()
-        .filter(|v| (2..=1000).contains(v))
-        .ok_or_else(|| format!("{value} is out of range: expected 2 to 1000"))
-}
-
-fn at_utc<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    parse_at_utc(&text).map_err(serde::de::Error::custom)?;
-    Ok(text)
-}
-
-fn output<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    text.parse::<Output>().map_err(serde::de::Error::custom)?;
-    Ok(text)
-}
-
-fn gap_factor<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
-    check_gap_factor(i64::deserialize(deserializer)?).map_err(serde::de::Error::custom)
 }
 
 /// Why an export failed.
@@ -798,74 +703,6 @@ async fn read_ven<S: ExportStore>(
     Ok(ven)
 }
 
-/// The export's counters, rendered at `/metrics`.
-#[derive(Debug, Default)]
-pub struct ExportMetrics {
-    /// Scheduled export runs that wrote a day.
-    pub runs: AtomicU64,
-    /// Scheduled export attempts that failed (retried).
-    pub failures: AtomicU64,
-    /// Rows written by the last successful run.
-    pub last_rows: AtomicU64,
-    /// Start of the last day exported, ms since the epoch (0: none yet).
-    pub last_day_ms: AtomicI64,
-    /// Duration of the last successful run, ms.
-    pub last_duration_ms: AtomicU64,
-}
-
-impl ExportMetrics {
-    /// Prometheus text.
-    pub fn render(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        for (name, kind, help, value) in [
-            (
-                "gridlink_export_runs_total",
-                "counter",
-                "Daily exports written by this process.",
-                self.runs.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "gridlink_export_failures_total",
-                "counter",
-                "Daily export attempts that failed (retried with backoff).",
-                self.failures.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "gridlink_export_last_rows",
-                "gauge",
-                "Rows written by the last daily export.",
-                self.last_rows.load(Ordering::Relaxed).to_string(),
-            ),
-            (
-                "gridlink_export_last_day_timestamp_seconds",
-                "gauge",
-                "Start of the last day exported (0: none yet).",
-                (self.last_day_ms.load(Ordering::Relaxed) / 1000).to_string(),
-            ),
-            (
-                "gridlink_export_last_duration_seconds",
-                "gauge",
-                "Duration of the last daily export.",
-                format!(
-                    "{:.3}",
-                    self.last_duration_ms.load(Ordering::Relaxed) as f64 / 1e3
-                ),
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
-        out
-    }
-}
-
-fn now_ms() -> i64 {
-    crate::server::now_ms()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -958,7 +795,7 @@ mod tests {
         )
         .unwrap();
         assert!(c.enabled);
-        assert_eq!(c.at().unwrap(), Time::from_hms(2, 15, 0).unwrap());
+        assert_eq!(c.at().unwrap(), time::Time::from_hms(2, 15, 0).unwrap());
         assert_eq!(c.format, ExportFormat::CsvGz);
         assert_eq!(c.gap_factor, 5);
         assert!(matches!(c.output().unwrap(), Output::S3 { .. }));

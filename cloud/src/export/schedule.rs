@@ -156,15 +156,15 @@ fn until(at_ms: i64) -> Duration {
 pub fn task(
     store: &Arc<crate::store::AnyStore>,
     config: &ExportConfig,
-    metrics: &crate::metrics::Metrics,
-    settings: &crate::ingest::IngestSettings,
+    metrics: &Arc<ExportMetrics>,
+    settings: &crate::mqtt::MqttSettings,
     stop: &watch::Receiver<bool>,
 ) -> Option<impl Future<Output = (&'static str, anyhow::Result<()>)> + Send + 'static> {
     config.enabled.then(|| {
         run(
             Arc::clone(store),
             config.clone(),
-            Arc::clone(&metrics.export),
+            Arc::clone(metrics),
             holder_name(&settings.client_id),
             stop.clone(),
         )

@@ -29,7 +29,7 @@ use sqlx::AssertSqlSafe;
 
 use super::dr::{SqlResult as _, json_list, object_id, ven_id};
 use super::{AnyStore, PgStore, SqliteStore, StoreError};
-use crate::projects::{
+use crate::model::projects::{
     DayRow, EnergySeries, FinanceKind, HourRow, MilestoneQuantity, ProjectKind, ProjectStatus,
 };
 

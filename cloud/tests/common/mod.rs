@@ -14,8 +14,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, Request, StatusCode};
+use gridlink_cloud::api::auth;
 use gridlink_cloud::api::{self, AppState};
-use gridlink_cloud::auth;
 use gridlink_cloud::metrics::Metrics;
 use gridlink_cloud::store::{AnyStore, Role, Store};
 use gridlink_testkit::postgres::PostgresCluster;
@@ -65,7 +65,7 @@ impl ApiApp {
             tokens.push((role, token.secret));
         }
         let metrics = Arc::new(Metrics::default());
-        metrics.mqtt_connected.store(1, Ordering::Relaxed);
+        metrics.ingest.mqtt_connected.store(1, Ordering::Relaxed);
         let router = api::router(AppState::new(Arc::clone(&store), metrics));
         Self {
             router,

@@ -657,7 +657,7 @@ async fn prepare_store(config: &CloudConfig, vens: &[VenId]) -> anyhow::Result<S
             .await
             .with_context(|| format!("registering {ven}"))?;
     }
-    let issued = gridlink_cloud::auth::issue_token()?;
+    let issued = gridlink_cloud::api::auth::issue_token()?;
     store
         .create_token("demo operator", Role::Operator, &issued.hash)
         .await

@@ -15,8 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, watch};
 
-use super::{AlertSettings, AlertStore, Channel};
-use crate::metrics::Metrics;
+use super::{AlertMetrics, AlertSettings, AlertStore, Channel};
 use crate::store::StoreError;
 use crate::store::alerts::{Alert, Delivery, DeliveryOutcome};
 
@@ -59,7 +58,7 @@ impl Senders {
 pub struct DeliveryWorker<S> {
     store: Arc<S>,
     settings: Arc<AlertSettings>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AlertMetrics>,
     senders: Senders,
 }
 
@@ -68,7 +67,7 @@ impl<S: AlertStore> DeliveryWorker<S> {
     pub fn new(
         store: Arc<S>,
         settings: Arc<AlertSettings>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AlertMetrics>,
         senders: Senders,
     ) -> Self {
         Self {
@@ -117,7 +116,7 @@ impl<S: AlertStore> DeliveryWorker<S> {
                     }
                 }
             };
-            self.metrics.alerts.count(
+            self.metrics.count(
                 delivery.channel,
                 delivery.attempts,
                 outcome == DeliveryOutcome::Delivered,

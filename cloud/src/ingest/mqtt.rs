@@ -33,7 +33,6 @@
 //! and the store skips it as a duplicate).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,20 +41,16 @@ use gridlink_protocol::{
     CommandAck, DecodeError, LoadSnapshot, MAX_PAYLOAD_BYTES, Status, TelemetryBatch, Topic,
     TopicKind, VenId, decode,
 };
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
-use rustls::ClientConfig;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rumqttc::{AsyncClient, Event, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
+use super::metrics::{DropReason, IngestMetrics};
 use crate::feed::Feed;
-use crate::metrics::{DropReason, Metrics};
+use crate::model::clock::now_ms;
+use crate::mqtt::{MqttError, MqttSettings, mqtt_options};
 use crate::store::dr::AckOutcome;
 use crate::store::{IngestBatch, Store, StoreError};
 
-/// Largest MQTT packet the cloud's clients send: a full 128 KB payload
-/// plus header. What they *read* is [`IngestSettings::max_packet_bytes`].
-const MAX_OUTGOING_PACKET_BYTES: usize = MAX_PAYLOAD_BYTES + 512;
 /// Messages between the MQTT task and the writer. The broker sends at most
 /// its in-flight window of unacknowledged messages, so this never fills in
 /// practice; if it does, the MQTT task waits.
@@ -63,105 +58,19 @@ const CHANNEL: usize = 4096;
 /// How often a drop is logged per VEN (or topic) and reason.
 const DROP_LOG_INTERVAL: Duration = Duration::from_mins(1);
 
-/// Everything ingest needs to connect and batch.
+/// Everything ingest needs: the broker connection and how messages are
+/// grouped into transactions.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
-    /// CA certificate(s) of the broker (PEM).
-    pub ca: PathBuf,
-    /// The backend's client certificate (PEM).
-    pub cert: PathBuf,
-    /// The backend's key (PEM).
-    pub key: PathBuf,
-    /// MQTT client id; must differ between `serve` processes.
-    pub client_id: String,
-    /// Shared-subscription group name; empty for plain subscriptions.
-    pub share_group: String,
-    /// The largest packet the broker may deliver (at least its own limit):
-    /// the clients read everything up to it, so an oversized message is
-    /// dropped and acknowledged by the consumer instead of failing the
-    /// connection and being redelivered forever.
-    pub max_packet_bytes: usize,
-    /// MQTT keep-alive.
-    pub keep_alive: Duration,
+    /// The broker connection (shared with dispatch, the shadow service and
+    /// the export's lease).
+    pub mqtt: MqttSettings,
     /// Most telemetry messages per database transaction.
     pub max_batches: usize,
     /// Longest a message waits for its group to fill.
     pub max_delay: Duration,
     /// Drop data from VENs the store does not know.
     pub refuse_unknown_vens: bool,
-}
-
-/// Why ingest could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum IngestError {
-    /// A certificate or key file could not be read.
-    #[error("{path}: {reason}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// rustls refused the configuration.
-    #[error("TLS configuration: {0}")]
-    Tls(#[from] rustls::Error),
-}
-
-/// The rustls configuration for the backend identity (ring provider).
-pub fn tls_config(settings: &IngestSettings) -> Result<ClientConfig, IngestError> {
-    let pem = |path: &PathBuf| {
-        let path = path.clone();
-        move |e: rustls::pki_types::pem::Error| IngestError::Pem {
-            path: path.clone(),
-            reason: e.to_string(),
-        }
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&settings.ca).map_err(pem(&settings.ca))? {
-        roots.add(cert.map_err(pem(&settings.ca))?)?;
-    }
-    let chain = CertificateDer::pem_file_iter(&settings.cert)
-        .map_err(pem(&settings.cert))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem(&settings.cert))?;
-    let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(pem(&settings.key))?;
-    Ok(
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?,
-    )
-}
-
-/// MQTT options for the backend identity with client id `client_id`: mTLS
-/// ([`tls_config`]), a persistent session, manual acknowledgements, packets
-/// read up to [`IngestSettings::max_packet_bytes`] (never below what the
-/// broker may deliver: a smaller client limit turns one oversized message
-/// into a reconnect loop that stalls every VEN) and sent up to 128 KB plus
-/// header. Ingest, dispatch and the shadow service (`crate::shadow`) all
-/// connect with these.
-pub fn mqtt_options(
-    settings: &IngestSettings,
-    client_id: &str,
-) -> Result<MqttOptions, IngestError> {
-    let tls = tls_config(settings)?;
-    let mut options = MqttOptions::new(client_id, settings.host.clone(), settings.port);
-    options
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_keep_alive(settings.keep_alive.max(Duration::from_secs(5)))
-        .set_max_packet_size(
-            settings.max_packet_bytes.max(MAX_OUTGOING_PACKET_BYTES),
-            MAX_OUTGOING_PACKET_BYTES,
-        )
-        .set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls),
-        )));
-    Ok(options)
 }
 
 /// A message on its way from the MQTT task to the writer.
@@ -176,11 +85,11 @@ struct Incoming {
 pub async fn run<S: Store + 'static>(
     settings: IngestSettings,
     store: Arc<S>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<IngestMetrics>,
     feed: Feed,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), IngestError> {
-    let options = mqtt_options(&settings, &settings.client_id)?;
+) -> Result<(), MqttError> {
+    let options = mqtt_options(&settings.mqtt, &settings.mqtt.client_id)?;
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let generation = Arc::new(AtomicU64::new(0));
     let (tx, rx) = mpsc::channel::<Incoming>(CHANNEL);
@@ -193,10 +102,10 @@ pub async fn run<S: Store + 'static>(
     ]
     .into_iter()
     .map(|kind| {
-        if settings.share_group.is_empty() {
+        if settings.mqtt.share_group.is_empty() {
             kind.wildcard_filter()
         } else {
-            kind.shared_filter(&settings.share_group)
+            kind.shared_filter(&settings.mqtt.share_group)
         }
     })
     .collect();
@@ -275,12 +184,6 @@ pub async fn run<S: Store + 'static>(
     let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
     metrics.mqtt_connected.store(0, Ordering::Relaxed);
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// How often a batch may be refused by the database (for a reason other
@@ -366,7 +269,7 @@ fn classify(topic: &str, payload: &[u8]) -> Classified {
 struct Writer<S> {
     settings: IngestSettings,
     store: Arc<S>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<IngestMetrics>,
     feed: Feed,
     client: AsyncClient,
     generation: Arc<AtomicU64>,

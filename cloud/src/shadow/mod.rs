@@ -41,8 +41,7 @@ use gridlink_protocol::{MAX_PAYLOAD_BYTES, ShadowOp, Topic, TopicKind, VenId};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use tokio::sync::{mpsc, watch};
 
-use crate::ingest::{IngestError, IngestSettings, mqtt_options};
-use crate::metrics::Metrics;
+use crate::mqtt::{MqttError, MqttSettings, mqtt_options};
 use crate::store::{ShadowStore, ShadowWrite, StoreError};
 
 /// Attempts of one update when other writers keep changing the document
@@ -311,7 +310,7 @@ pub enum Answer {
 #[derive(Debug, Clone)]
 pub struct ShadowHandle {
     client: AsyncClient,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ShadowMetrics>,
 }
 
 impl ShadowHandle {
@@ -334,7 +333,6 @@ impl ShadowHandle {
             {
                 Ok(()) if is_delta => {
                     self.metrics
-                        .shadow
                         .deltas_published
                         .fetch_add(1, Ordering::Relaxed);
                 }
@@ -352,10 +350,10 @@ impl ShadowHandle {
 /// The shadow service before it runs: its MQTT connection and the handle
 /// the API publishes through.
 pub struct ShadowService {
-    settings: IngestSettings,
+    settings: MqttSettings,
     client: AsyncClient,
     eventloop: EventLoop,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ShadowMetrics>,
 }
 
 impl std::fmt::Debug for ShadowService {
@@ -367,14 +365,14 @@ impl std::fmt::Debug for ShadowService {
 }
 
 /// The shadow service's MQTT client id: ingest's with `-shadow` appended.
-pub fn client_id(settings: &IngestSettings) -> String {
+pub fn client_id(settings: &MqttSettings) -> String {
     format!("{}-shadow", settings.client_id)
 }
 
 impl ShadowService {
     /// Prepares the client (nothing is sent until [`run`](Self::run)).
     /// Fails if the certificate or key cannot be read.
-    pub fn new(settings: IngestSettings, metrics: Arc<Metrics>) -> Result<Self, IngestError> {
+    pub fn new(settings: MqttSettings, metrics: Arc<ShadowMetrics>) -> Result<Self, MqttError> {
         let options = mqtt_options(&settings, &client_id(&settings))?;
         let (client, eventloop) = AsyncClient::new(options, CHANNEL);
         Ok(Self {
@@ -398,7 +396,7 @@ impl ShadowService {
         self,
         store: Arc<S>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Result<(), IngestError> {
+    ) -> Result<(), MqttError> {
         let Self {
             settings: _,
             client,
@@ -427,7 +425,7 @@ impl ShadowService {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                         failures = 0;
                         let generation = mqtt_generation.fetch_add(1, Ordering::SeqCst) + 1;
-                        mqtt_metrics.shadow.connected.store(1, Ordering::Relaxed);
+                        mqtt_metrics.connected.store(1, Ordering::Relaxed);
                         tracing::info!(
                             session_present = ack.session_present,
                             generation,
@@ -449,7 +447,7 @@ impl ShadowService {
                     }
                     Ok(_) => {}
                     Err(error) => {
-                        mqtt_metrics.shadow.connected.store(0, Ordering::Relaxed);
+                        mqtt_metrics.connected.store(0, Ordering::Relaxed);
                         let delay =
                             Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
                                 .min(Duration::from_secs(5));
@@ -485,7 +483,7 @@ impl ShadowService {
         }
         let _ = client.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_secs(2), mqtt).await;
-        metrics.shadow.connected.store(0, Ordering::Relaxed);
+        metrics.connected.store(0, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -502,7 +500,7 @@ fn now_s() -> i64 {
 async fn handle<S: ShadowStore>(
     store: &S,
     client: &AsyncClient,
-    metrics: &Metrics,
+    metrics: &ShadowMetrics,
     publish: &Publish,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -521,11 +519,11 @@ async fn handle<S: ShadowStore>(
         }
     };
     let ven_id = topic.ven_id;
-    metrics.shadow.requests.fetch_add(1, Ordering::Relaxed);
+    metrics.requests.fetch_add(1, Ordering::Relaxed);
     let now = now_s();
     let result = match parse_request(op, &publish.payload, now) {
         Err(rejected) => {
-            metrics.shadow.malformed.fetch_add(1, Ordering::Relaxed);
+            metrics.malformed.fetch_add(1, Ordering::Relaxed);
             Err(rejected)
         }
         Ok(request) => {
@@ -579,20 +577,14 @@ async fn handle<S: ShadowStore>(
     };
     match &result {
         Ok(Answer::Updated(_)) => {
-            metrics
-                .shadow
-                .updates_accepted
-                .fetch_add(1, Ordering::Relaxed);
+            metrics.updates_accepted.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Answer::Document(..)) => {}
-        Err(rejected) => metrics.shadow.rejected(rejected.code),
+        Err(rejected) => metrics.rejected(rejected.code),
     }
     for (topic, payload) in answers(&ven_id, op, &result) {
         if topic.kind == TopicKind::Shadow(ShadowOp::UpdateDelta) {
-            metrics
-                .shadow
-                .deltas_published
-                .fetch_add(1, Ordering::Relaxed);
+            metrics.deltas_published.fetch_add(1, Ordering::Relaxed);
         }
         if let Err(error) = client
             .publish(topic.to_string(), QoS::AtLeastOnce, false, payload)

@@ -12,7 +12,7 @@
 //! token's role lacks the route's [`Permission`] ([`allows`]).
 //!
 //! ```
-//! use gridlink_cloud::auth::{self, Permission};
+//! use gridlink_cloud::api::auth::{self, Permission};
 //! use gridlink_cloud::store::Role;
 //!
 //! let token = auth::issue_token()?;

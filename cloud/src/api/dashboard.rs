@@ -59,32 +59,32 @@ pub const ASSETS: [Asset; 6] = [
     Asset {
         name: "index.html",
         content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../dashboard/index.html"),
+        body: include_bytes!("../../dashboard/index.html"),
     },
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../dashboard/app.css"),
+        body: include_bytes!("../../dashboard/app.css"),
     },
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../dashboard/app.js"),
+        body: include_bytes!("../../dashboard/app.js"),
     },
     Asset {
         name: "api.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../dashboard/api.js"),
+        body: include_bytes!("../../dashboard/api.js"),
     },
     Asset {
         name: "chart.js",
         content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../dashboard/chart.js"),
+        body: include_bytes!("../../dashboard/chart.js"),
     },
     Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
-        body: include_bytes!("../dashboard/favicon.svg"),
+        body: include_bytes!("../../dashboard/favicon.svg"),
     },
 ];
 

@@ -19,7 +19,10 @@
 //!   PUBACK at once; rumqttc keeps at most 100 of them in flight, as AWS
 //!   IoT Core allows per connection.
 
+pub mod response;
+
 use std::collections::{HashSet, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,8 +31,8 @@ use gridlink_protocol::{Topic, VenId};
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::ingest::{IngestError, IngestSettings, mqtt_options};
-use crate::metrics::Metrics;
+use crate::model::clock::now_ms;
+use crate::mqtt::{MqttError, MqttSettings, mqtt_options};
 use crate::store::Store;
 
 /// Longest the dispatcher waits between two looks at the outbox.
@@ -41,7 +44,7 @@ const REQUEST_CAPACITY: usize = MAX_OUTSTANDING + 64;
 /// QoS 1 messages in flight on the connection (AWS IoT's limit).
 const INFLIGHT: u16 = 100;
 
-/// Dispatch counters (part of [`Metrics`], rendered at `/metrics`).
+/// Dispatch counters, rendered at `/metrics` with the rest.
 #[derive(Debug, Default)]
 pub struct DispatchMetrics {
     /// Commands published (including republications).
@@ -50,6 +53,36 @@ pub struct DispatchMetrics {
     pub acknowledged: AtomicU64,
     /// 1 while the dispatcher is connected.
     pub connected: AtomicU64,
+}
+
+impl DispatchMetrics {
+    /// The dispatcher's counters, Prometheus text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, value) in [
+            (
+                "gridlink_dispatch_commands_published_total",
+                "Commands published on ven/cmd (including republications).",
+                self.published.load(Ordering::Relaxed),
+            ),
+            (
+                "gridlink_dispatch_commands_acknowledged_total",
+                "Commands the broker acknowledged (marked sent).",
+                self.acknowledged.load(Ordering::Relaxed),
+            ),
+            (
+                "gridlink_dispatch_connected",
+                "1 while the dispatcher is connected to the broker.",
+                self.connected.load(Ordering::Relaxed),
+            ),
+        ] {
+            let _ = writeln!(
+                &mut out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
 }
 
 /// The dispatcher's MQTT client id: ingest's with `-dispatch` (cut to the
@@ -79,7 +112,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Reads the backend identity of `settings`; the client id is
     /// [`client_id`] of ingest's.
-    pub fn new(settings: &IngestSettings) -> Result<Self, IngestError> {
+    pub fn new(settings: &MqttSettings) -> Result<Self, MqttError> {
         let mut options = mqtt_options(settings, &client_id(&settings.client_id))?;
         options.set_manual_acks(false).set_inflight(INFLIGHT);
         Ok(Self { options })
@@ -90,7 +123,7 @@ impl Dispatcher {
         self,
         store: Arc<S>,
         wake: Arc<Notify>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<DispatchMetrics>,
         shutdown: watch::Receiver<bool>,
     ) {
         run(self.options, store, wake, metrics, shutdown).await;
@@ -101,7 +134,7 @@ async fn run<S: Store + 'static>(
     options: rumqttc::MqttOptions,
     store: Arc<S>,
     wake: Arc<Notify>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<DispatchMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut failures = 0u32;
@@ -140,7 +173,7 @@ async fn run<S: Store + 'static>(
         let lost = connection
             .run(rx, &wake, &mut shutdown, &mut failures)
             .await;
-        metrics.dispatch.connected.store(0, Ordering::Relaxed);
+        metrics.connected.store(0, Ordering::Relaxed);
         let _ = connection.client.try_disconnect();
         poller.abort();
         // Whatever was acknowledged is recorded before the next connection.
@@ -166,7 +199,7 @@ type Key = (VenId, u64);
 struct Connection<S> {
     store: Arc<S>,
     client: AsyncClient,
-    metrics: Arc<Metrics>,
+    metrics: Arc<DispatchMetrics>,
     connected: bool,
     /// Publishes handed to rumqttc, waiting for their packet id (rumqttc
     /// assigns ids in request order).
@@ -226,7 +259,7 @@ impl<S: Store> Connection<S> {
                 *failures = 0;
                 self.connected = true;
                 self.refill = true;
-                self.metrics.dispatch.connected.store(1, Ordering::Relaxed);
+                self.metrics.connected.store(1, Ordering::Relaxed);
                 tracing::info!("dispatch connected to the broker");
             }
             Signal::Published(pkid) => {
@@ -236,10 +269,7 @@ impl<S: Store> Connection<S> {
             }
             Signal::Acknowledged(pkid) => {
                 if let Some(key) = self.in_flight.remove(&pkid) {
-                    self.metrics
-                        .dispatch
-                        .acknowledged
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.acknowledged.fetch_add(1, Ordering::Relaxed);
                     self.acked.push(key);
                     self.refill |= self.more;
                 }
@@ -293,10 +323,7 @@ impl<S: Store> Connection<S> {
                 .try_publish(topic, QoS::AtLeastOnce, false, command.payload)
             {
                 Ok(()) => {
-                    self.metrics
-                        .dispatch
-                        .published
-                        .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.published.fetch_add(1, Ordering::Relaxed);
                     self.awaiting_pkid.push_back(key.clone());
                     self.outstanding.insert(key);
                 }
@@ -310,12 +337,6 @@ impl<S: Store> Connection<S> {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
