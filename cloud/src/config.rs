@@ -1381,4 +1381,85 @@ mod tests {
             "postgres://gl@db/x"
         );
     }
+
+    #[test]
+    fn cloud_config_load_refuses_a_webhook_without_secret() {
+        let err = CloudConfig::load(None, |name| {
+            (name == "GRIDLINK_ALERTS_WEBHOOK_URL").then(|| "https://hooks.example.com/x".into())
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "alerts.webhook.secret: is required with alerts.webhook.url"
+        );
+        let ok = CloudConfig::load(None, |name| match name {
+            "GRIDLINK_ALERTS_WEBHOOK_URL" => Some("https://hooks.example.com/x".into()),
+            "GRIDLINK_ALERTS_WEBHOOK_SECRET" => Some("k".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            ok.alerts.settings().channels,
+            vec![crate::alerts::Channel::Webhook]
+        );
+    }
+
+    #[test]
+    fn environment_overrides_export_and_names_the_variable() {
+        let mut c = CloudConfig::default();
+        c.apply_env(|name| match name {
+            "GRIDLINK_EXPORT_ENABLED" => Some("true".into()),
+            "GRIDLINK_EXPORT_AT_UTC" => Some("23:59".into()),
+            "GRIDLINK_EXPORT_OUTPUT" => Some("s3://b-1/x".into()),
+            "GRIDLINK_EXPORT_FORMAT" => Some("csv.gz".into()),
+            "GRIDLINK_EXPORT_GAP_FACTOR" => Some("10".into()),
+            "GRIDLINK_EXPORT_S3_ENDPOINT_URL" => Some("http://127.0.0.1:5000".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(c.export.enabled);
+        assert_eq!(c.export.at_utc, "23:59");
+        assert_eq!(c.export.output, "s3://b-1/x");
+        assert_eq!(c.export.format, crate::export::ExportFormat::CsvGz);
+        assert_eq!(c.export.gap_factor, 10);
+        assert_eq!(c.export.s3_endpoint_url, "http://127.0.0.1:5000");
+        for (var, value, says) in [
+            (
+                "GRIDLINK_EXPORT_FORMAT",
+                "xml",
+                "GRIDLINK_EXPORT_FORMAT: unknown export format \"xml\"",
+            ),
+            (
+                "GRIDLINK_EXPORT_GAP_FACTOR",
+                "1",
+                "GRIDLINK_EXPORT_GAP_FACTOR: 1 is out of range: expected 2 to 1000",
+            ),
+            (
+                "GRIDLINK_EXPORT_AT_UTC",
+                "7am",
+                "GRIDLINK_EXPORT_AT_UTC: invalid time \"7am\"",
+            ),
+            (
+                "GRIDLINK_EXPORT_OUTPUT",
+                "ftp://x",
+                "GRIDLINK_EXPORT_OUTPUT: unsupported output scheme \"ftp\"",
+            ),
+            (
+                "GRIDLINK_EXPORT_ENABLED",
+                "yes",
+                "GRIDLINK_EXPORT_ENABLED: invalid boolean",
+            ),
+        ] {
+            let err = CloudConfig::default()
+                .apply_env(|name| (name == var).then(|| value.into()))
+                .unwrap_err();
+            assert!(err.to_string().starts_with(says), "{err}");
+        }
+        let err = CloudConfig::parse("[export]\nformat = \"xml\"\n", "c.toml").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("c.toml:2:10: unknown variant `xml`"),
+            "{err}"
+        );
+    }
 }

@@ -894,25 +894,6 @@ mod tests {
     }
 
     #[test]
-    fn cloud_config_load_refuses_a_webhook_without_secret() {
-        let err = crate::config::CloudConfig::load(None, |name| {
-            (name == "GRIDLINK_ALERTS_WEBHOOK_URL").then(|| "https://hooks.example.com/x".into())
-        })
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "alerts.webhook.secret: is required with alerts.webhook.url"
-        );
-        let ok = crate::config::CloudConfig::load(None, |name| match name {
-            "GRIDLINK_ALERTS_WEBHOOK_URL" => Some("https://hooks.example.com/x".into()),
-            "GRIDLINK_ALERTS_WEBHOOK_SECRET" => Some("k".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert_eq!(ok.alerts.settings().channels, vec![Channel::Webhook]);
-    }
-
-    #[test]
     fn every_setting_has_one_environment_variable() {
         let mut names = BTreeSet::new();
         for var in ENV_VARS {

@@ -818,66 +818,6 @@ mod tests {
     }
 
     #[test]
-    fn environment_overrides_export_and_names_the_variable() {
-        use crate::config::CloudConfig;
-        let mut c = CloudConfig::default();
-        c.apply_env(|name| match name {
-            "GRIDLINK_EXPORT_ENABLED" => Some("true".into()),
-            "GRIDLINK_EXPORT_AT_UTC" => Some("23:59".into()),
-            "GRIDLINK_EXPORT_OUTPUT" => Some("s3://b-1/x".into()),
-            "GRIDLINK_EXPORT_FORMAT" => Some("csv.gz".into()),
-            "GRIDLINK_EXPORT_GAP_FACTOR" => Some("10".into()),
-            "GRIDLINK_EXPORT_S3_ENDPOINT_URL" => Some("http://127.0.0.1:5000".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert!(c.export.enabled);
-        assert_eq!(c.export.at_utc, "23:59");
-        assert_eq!(c.export.output, "s3://b-1/x");
-        assert_eq!(c.export.format, ExportFormat::CsvGz);
-        assert_eq!(c.export.gap_factor, 10);
-        assert_eq!(c.export.s3_endpoint_url, "http://127.0.0.1:5000");
-        for (var, value, says) in [
-            (
-                "GRIDLINK_EXPORT_FORMAT",
-                "xml",
-                "GRIDLINK_EXPORT_FORMAT: unknown export format \"xml\"",
-            ),
-            (
-                "GRIDLINK_EXPORT_GAP_FACTOR",
-                "1",
-                "GRIDLINK_EXPORT_GAP_FACTOR: 1 is out of range: expected 2 to 1000",
-            ),
-            (
-                "GRIDLINK_EXPORT_AT_UTC",
-                "7am",
-                "GRIDLINK_EXPORT_AT_UTC: invalid time \"7am\"",
-            ),
-            (
-                "GRIDLINK_EXPORT_OUTPUT",
-                "ftp://x",
-                "GRIDLINK_EXPORT_OUTPUT: unsupported output scheme \"ftp\"",
-            ),
-            (
-                "GRIDLINK_EXPORT_ENABLED",
-                "yes",
-                "GRIDLINK_EXPORT_ENABLED: invalid boolean",
-            ),
-        ] {
-            let err = CloudConfig::default()
-                .apply_env(|name| (name == var).then(|| value.into()))
-                .unwrap_err();
-            assert!(err.to_string().starts_with(says), "{err}");
-        }
-        let err = CloudConfig::parse("[export]\nformat = \"xml\"\n", "c.toml").unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("c.toml:2:10: unknown variant `xml`"),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn enrichment_without_a_project_has_project_columns_null() {
         let e = enrichment_of(
             ExportVenInfo {

@@ -6,7 +6,7 @@ use gridlink_protocol::{Phase, Quantity};
 use serde_json::{Value, json};
 
 use super::Operation;
-use super::openapi::non_blank_text;
+use super::non_blank_text;
 use crate::ingest::http::{DEFAULT_EXPONENT, MAX_IDEMPOTENCY_KEY_LEN, MAX_READINGS};
 use crate::store::{MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, MAX_TOKEN_NAME_LEN};
 

@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use super::Operation;
-use super::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
-use super::openapi::{DURATION_PATTERN, date_time, text};
+use super::{DURATION_PATTERN, date_time, text};
+use crate::api::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 use crate::dispatch::response::BASELINE_WINDOW_MS;
 use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
 

@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use super::Operation;
-use super::me::permission_name;
 use crate::api::auth::Permission;
+use crate::api::me::permission_name;
 
 fn schema(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })

@@ -3,6 +3,11 @@
 //! answers and their schemas, the problem document, and bearer auth for the
 //! routes that need a token.
 
+mod dashboard;
+mod dr;
+mod ingest;
+mod projects;
+
 use gridlink_protocol::{Phase, Quantity};
 use serde_json::{Map, Value, json};
 
@@ -116,18 +121,18 @@ pub fn openapi_document() -> Value {
                         installer (reads, registers VENs), operator (reads, dispatches), admin \
                         (everything), ven (OpenADR VEN clients)."
                 },
-                "apiKey": super::openapi_ingest::security_scheme()
+                "apiKey": ingest::security_scheme()
             },
             "responses": responses(),
             "schemas": merged(
-                merged(schemas(), super::openapi_dr::schemas()),
+                merged(schemas(), dr::schemas()),
                 merged(
                     merged(
                         merged(
-                            super::openapi_dashboard::schemas(),
-                            super::openapi_projects::schemas()
+                            dashboard::schemas(),
+                            projects::schemas()
                         ),
-                        super::openapi_ingest::schemas(),
+                        ingest::schemas(),
                     ),
                     merged(
                         super::alerts::schemas(),
@@ -443,9 +448,9 @@ fn describe(operation: Operation) -> Value {
         | Operation::GetEvent
         | Operation::UpdateEvent
         | Operation::DeleteEvent
-        | Operation::EventStatus => super::openapi_dr::describe(operation).unwrap_or_default(),
+        | Operation::EventStatus => dr::describe(operation).unwrap_or_default(),
         Operation::Live | Operation::Overview | Operation::Me => {
-            super::openapi_dashboard::describe(operation).unwrap_or_default()
+            dashboard::describe(operation).unwrap_or_default()
         }
         Operation::ListProjects
         | Operation::CreateProject
@@ -454,13 +459,11 @@ fn describe(operation: Operation) -> Value {
         | Operation::ProjectEnergy
         | Operation::ProjectFinances
         | Operation::AddFinanceEntry
-        | Operation::DeleteFinanceEntry => {
-            super::openapi_projects::describe(operation).unwrap_or_default()
-        }
+        | Operation::DeleteFinanceEntry => projects::describe(operation).unwrap_or_default(),
         Operation::CreateApiKey
         | Operation::ListApiKeys
         | Operation::RevokeApiKey
-        | Operation::Ingest => super::openapi_ingest::describe(operation).unwrap_or_default(),
+        | Operation::Ingest => ingest::describe(operation).unwrap_or_default(),
         Operation::ListAlerts | Operation::GetAlert | Operation::AckAlert => {
             super::alerts::describe(operation).unwrap_or_default()
         }

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::Operation;
-use super::openapi::{TEXT_PATTERN, text, time_param};
-use super::projects::{
+use super::{TEXT_PATTERN, text, time_param};
+use crate::api::projects::{
     DEFAULT_CURRENCY, MAX_MILESTONES, MAX_NAME_LEN, MAX_PERIODS, MAX_PROJECT_VENS, MAX_TEXT_LEN,
 };
 
