@@ -8,15 +8,13 @@
 //! pure state machine, and a thin loop performs what it decides.
 //!
 //! ```text
-//!            Event (CONNACK, PUBACK(pkid), written pkid, disconnect,
-//!                   pages read, acks waiting, shadow message, snapshot)
-//!   run_with ----------------------------------------------------> UplinkState
-//!   (eventloop.rs)  <-------------------------------------------- (state.rs)
-//!      |  |  |        Effect (publish, subscribe, delete batch,       |    |
-//!      |  |  |                remove ack, read page, wait until)      |    |
-//!      |  |  '-- try_publish / try_subscribe --> rumqttc      SendWindow RateLimiter
-//!      |  '----- spawn_blocking --> Buffer, DrStore (sled)   (window.rs) (limiter.rs)
-//!      '-------- incoming PUBLISH --> inbound.rs --> DR, shadow client
+//!  rumqttc                          run_with (eventloop.rs)      UplinkState (state.rs)
+//!  EventLoop ---packet, error----->  Event -------------------->  SendWindow (window.rs)
+//!  AsyncClient <-try_publish/sub---  performs Effect <----------  RateLimiter (limiter.rs)
+//!                                      | spawn_blocking: read a page,
+//!                                      v delete a batch, remove an ack
+//!                                    Buffer, DrStore (sled)
+//!  incoming PUBLISH --> inbound.rs --> DR (commands), shadow client (responses)
 //! ```
 //!
 //! - [`UplinkState`] (`state.rs`) decides what to publish next and what to

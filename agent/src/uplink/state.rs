@@ -25,9 +25,9 @@
 //! 3. The load snapshot, if it changed or the connection is new (latest
 //!    wins).
 //! 4. Telemetry batches: the backlog (sealed before this connection came
-//!    up) oldest first, and while a backlog remains every
-//!    [`LIVE_SHARE`](super::window)-th publish is the oldest live batch
-//!    ([`SendWindow::next_source`]). Batches are read a page at a time
+//!    up) oldest first, and while a backlog remains every fourth publish
+//!    is the oldest live batch ([`SendWindow::next_source`]); with no live
+//!    batch waiting, the backlog takes that place too. Batches are read a page at a time
 //!    ([`Effect::ReadBatches`]) into two read-ahead queues, skipping those
 //!    already in flight.
 //!

@@ -133,7 +133,7 @@ impl SendWindow {
     }
 
     /// Which stream to take the next batch from: while a backlog remains,
-    /// live data gets one slot in [`LIVE_SHARE`].
+    /// live data gets one slot in `LIVE_SHARE` (4).
     pub fn next_source(&self, backlog_left: bool) -> Source {
         if backlog_left && self.sent_since_live + 1 < LIVE_SHARE {
             Source::Backlog(self.backlog_after)
