@@ -128,8 +128,9 @@ impl Executor {
         s.saturating_mul(1000)
     }
 
-    /// Persists the state (if its durable part changed) and `acks`.
-    fn save(&mut self, acks: &[CommandAck]) {
+    /// Persists the state (if its durable part changed) and `acks`; returns
+    /// once both are durable (or the write failed).
+    async fn save(&mut self, acks: &[CommandAck]) {
         let durable = durable_part(self.timeline.state());
         if durable == self.saved && acks.is_empty() {
             return;
@@ -144,7 +145,12 @@ impl Executor {
             );
         }
         let store = Arc::clone(&self.store);
-        let result = tokio::task::block_in_place(|| store.save(&durable, acks));
+        let acks = acks.to_vec();
+        let (result, durable) = off_the_runtime(move || {
+            let result = store.save(&durable, &acks);
+            (result, durable)
+        })
+        .await;
         match result {
             Ok(()) => self.saved = durable,
             Err(error) => tracing::error!(%error, "persisting the DR state failed"),
@@ -164,7 +170,7 @@ impl Executor {
             .partition(|a| a.state == AckState::Completed);
         let actions = self.timeline.plan(now, &opted_out);
         // Baselines and acknowledgements are durable before any write.
-        self.save(&acks);
+        self.save(&acks).await;
         let mut restore_failures = Vec::new();
         for action in actions {
             match self.io.write(&action, &self.metrics).await {
@@ -186,7 +192,7 @@ impl Executor {
                         ));
                     }
                     let acks = self.timeline.write_failed(&action, &reason, now_ms());
-                    self.save(&acks);
+                    self.save(&acks).await;
                 }
             }
         }
@@ -202,7 +208,7 @@ impl Executor {
                 ack.reason = Some(truncate(failed.join("; ")));
             }
         }
-        self.save(&completed);
+        self.save(&completed).await;
     }
 
     fn command(&mut self, command: &Command, settings: &DrSettings) -> Vec<CommandAck> {
@@ -236,7 +242,8 @@ pub async fn run(
         snapshot,
         mut shutdown,
     } = channels;
-    let state = match tokio::task::block_in_place(|| store.load()) {
+    let loading = Arc::clone(&store);
+    let state = match off_the_runtime(move || loading.load()).await {
         Ok(state) => state.unwrap_or_default(),
         Err(error) => {
             tracing::error!(%error, "the persisted DR state cannot be read; starting with none");
@@ -305,7 +312,7 @@ pub async fn run(
                     continue;
                 };
                 let acks = executor.command(&inbound.command, &current);
-                executor.save(&acks);
+                executor.save(&acks).await;
                 // Durable: now the broker may forget it.
                 (inbound.puback)();
                 let import = *site_power.borrow();
@@ -407,6 +414,19 @@ fn publish(
         Err(error) => tracing::error!(%error, "load snapshot does not encode"),
     }
     *last = Some((now, key(&loads)));
+}
+
+/// Runs blocking work (sled) on tokio's blocking pool and waits for it
+/// without holding an async worker; a panic in it resumes here.
+async fn off_the_runtime<T, F>(work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
 }
 
 /// Cuts a reason to what an acknowledgement may carry.
