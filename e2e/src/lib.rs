@@ -20,8 +20,8 @@
 //!
 //! The binaries are the workspace's own build output. `cargo test
 //! --workspace` and `cargo nextest run --workspace` build every package's
-//! binaries before any test runs (the cloud's, the agent's and the
-//! simulator's integration tests need them), so the e2e tests find them
+//! binaries before any test runs (the cloud's, the agent's, the
+//! simulator's and the provisioning CLI's integration tests need them), so the e2e tests find them
 //! beside their own executable; run `cargo build --workspace --bins`
 //! first when testing this crate alone.
 
