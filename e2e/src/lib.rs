@@ -1,14 +1,27 @@
-//! Whole-system tests of gridlink: the shipped binaries (`gridlink-cloud`,
-//! `gridlink-agent`, `gridlink-sim`) started as an operator starts them,
-//! with real Mosquitto and PostgreSQL from `gridlink-testkit`, and faults
-//! injected by signals. The tests are in `tests/`; this library holds what
-//! they share: where the binaries are, and child processes that can be
-//! signalled, stopped and read back.
+//! Whole-system tests of gridlink, and the tests that need several crates
+//! or an outside server together. The crate is a leaf: it depends on every
+//! other workspace crate (as dev-dependencies) and none depends on it, so
+//! no dev-dependency cycle runs through it (`scripts/check-layout`).
+//!
+//! * `tests/faults.rs`: the shipped binaries (`gridlink-cloud`,
+//!   `gridlink-agent`, `gridlink-sim`) started as an operator starts them,
+//!   with real Mosquitto and PostgreSQL from `gridlink-testkit`, and faults
+//!   injected by signals.
+//! * `tests/dr.rs`: demand response end to end in one process (the cloud's
+//!   `serve()`, simulated sites, agents) with Mosquitto, on SQLite and on
+//!   PostgreSQL.
+//! * `tests/provision_*.rs`: the `gridlink-provision` binary against its
+//!   peers: Mosquitto started from its `broker-config` (`provision_broker`),
+//!   moto for AWS IoT (`provision_aws`) and the cloud's router for
+//!   `register-ven` (`provision_register`).
+//!
+//! This library holds what they share: where the binaries are, and child
+//! processes that can be signalled, stopped and read back.
 //!
 //! The binaries are the workspace's own build output. `cargo test
 //! --workspace` and `cargo nextest run --workspace` build every package's
-//! binaries before any test runs (the cloud's, the agent's and the
-//! simulator's integration tests need them), so the e2e tests find them
+//! binaries before any test runs (the cloud's, the agent's, the
+//! simulator's and the provisioning CLI's integration tests need them), so the e2e tests find them
 //! beside their own executable; run `cargo build --workspace --bins`
 //! first when testing this crate alone.
 

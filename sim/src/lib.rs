@@ -19,9 +19,9 @@
 //! [`serve_rtu`] put a site on Modbus TCP and RTU; faults (silent units, a
 //! delay) are injected through [`SiteConfig`].
 //!
-//! With the `demo` feature (on by default), the `demo` module runs the whole system
-//! in one process: an embedded MQTT broker, the cloud on SQLite and
-//! simulated sites with their agents (`gridlink-sim demo`).
+//! The crate depends on no other gridlink crate. The one-command demo,
+//! which runs simulated sites with the cloud and the agents, is
+//! `gridlink-demo`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,8 +41,6 @@
 //! # }
 //! ```
 
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod encoding;
 mod model;
 mod noise;

@@ -1,5 +1,5 @@
-//! `gridlink-sim`: serve a simulated site over Modbus TCP and RTU, or run
-//! the one-command demo (`gridlink-sim demo`).
+//! `gridlink-sim`: serve a simulated site over Modbus TCP and RTU (the
+//! one-command demo is `gridlink-demo`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,33 +29,6 @@ enum Command {
     /// coils and setpoints; unit 247 serves a fixed test pattern. Set
     /// `RUST_LOG=debug` to log every request.
     Site(SiteArgs),
-    /// Run the whole system on this machine: an embedded MQTT broker (TLS,
-    /// client certificates from a demo CA), the cloud on SQLite and N
-    /// simulated sites, each with its agent.
-    ///
-    /// Prints the API address, an operator token and ready `curl` commands
-    /// once every site reports; runs until Ctrl-C or SIGTERM. The embedded
-    /// broker does not isolate VENs' topics: production uses AWS IoT Core
-    /// or Mosquitto with an ACL.
-    #[cfg(feature = "demo")]
-    Demo(DemoArgs),
-}
-
-#[cfg(feature = "demo")]
-#[derive(Debug, Args)]
-struct DemoArgs {
-    /// Number of simulated sites, each with its agent (1-50).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=i64::from(gridlink_sim::demo::MAX_SITES)))]
-    sites: u16,
-    /// Keep the demo's files (certificates, database, agent configs and buffers) in this directory; default: a temporary directory removed at exit.
-    #[arg(long, value_name = "PATH")]
-    dir: Option<PathBuf>,
-    /// Port of the cloud's HTTP API on 127.0.0.1; 0 for any free port.
-    #[arg(long, value_name = "PORT", default_value_t = 8080)]
-    http_port: u16,
-    /// Seed of the first site; site i uses seed + i - 1.
-    #[arg(long, value_name = "S", default_value_t = 1)]
-    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -89,60 +62,16 @@ struct SiteArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // rumqttd logs every connection at info and every disconnection as an
-    // error; the demo reports broker failures itself
-    // (RUST_LOG=info,rumqttd=info shows the broker's log).
-    let default_filter = match cli.command {
-        Command::Site(_) => "info",
-        #[cfg(feature = "demo")]
-        Command::Demo(_) => "info,rumqttd=off",
-    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Site(args) => run_site(args).await,
-        #[cfg(feature = "demo")]
-        Command::Demo(args) => run_demo(args).await,
     }
-}
-
-/// Runs the demo until Ctrl-C or SIGTERM and prints its instructions on
-/// stdout once it is up.
-#[cfg(feature = "demo")]
-async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    use gridlink_sim::demo::{self, DemoOptions};
-
-    let options = DemoOptions {
-        sites: args.sites,
-        dir: args.dir,
-        http_port: args.http_port,
-        seed: args.seed,
-    };
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot watch for SIGTERM")?;
-    let stop = async move {
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => match result {
-                Ok(()) => info!("interrupted; stopping"),
-                Err(error) => tracing::error!(%error, "cannot watch for Ctrl-C; stopping"),
-            },
-            _ = terminate.recv() => info!("terminated; stopping"),
-        }
-    };
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<demo::Ready>();
-    let printer = tokio::spawn(async move {
-        if let Ok(ready) = ready_rx.await {
-            println!("{}", ready.instructions());
-        }
-    });
-    let result = demo::run(options, ready_tx, stop).await;
-    printer.abort();
-    result
 }
 
 async fn run_site(args: SiteArgs) -> anyhow::Result<()> {

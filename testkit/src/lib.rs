@@ -6,7 +6,8 @@
 //!   as user name and the per-VEN ACL, as in production.
 //! * [`mqtt`]: rumqttc options with a VEN's or the backend's certificate,
 //!   and [`mqtt::MqttTestClient`] to publish, subscribe and wait (bounded).
-//! * [`postgres::PostgresCluster`]: a throwaway PostgreSQL cluster.
+//! * `postgres::PostgresCluster` (feature `postgres`, which brings sqlx):
+//!   a throwaway PostgreSQL cluster.
 //! * [`webhook::WebhookReceiver`] and [`smtp::SmtpSink`]: an HTTP receiver
 //!   and an SMTP server that record what they get (alert delivery tests).
 //!
@@ -42,6 +43,7 @@ use std::path::PathBuf;
 pub mod mosquitto;
 pub mod moto;
 pub mod mqtt;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod process;
 pub mod serial;

@@ -8,9 +8,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use gridlink_demo::broker::{self, BrokerTls, EmbeddedBroker};
 use gridlink_protocol::VenId;
 use gridlink_provision::pki::{CertificateAuthority, TestPki, write_identity};
-use gridlink_sim::demo::broker::{self, BrokerTls, EmbeddedBroker};
 use gridlink_testkit::mqtt::{self, MqttTestClient};
 use rumqttc::{LastWill, QoS, SubscribeReasonCode};
 use tempfile::TempDir;

@@ -110,7 +110,7 @@ struct Run {
 }
 
 async fn register_ven(cloud: &str, token: &str, bundle: &Path, site: &str, groups: &[&str]) -> Run {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gridlink-provision"));
+    let mut command = tokio::process::Command::new(gridlink_e2e::binary("gridlink-provision"));
     command
         .arg("register-ven")
         .args(["--cloud", cloud, "--token", token])

@@ -1,4 +1,11 @@
-//! `gridlink-sim demo`: the whole system on one machine, in one process.
+//! gridlink-demo: the whole system on one machine, in one process
+//! (`cargo run --release -p gridlink-demo`; flags: `--help`).
+//!
+//! It puts the workspace's crates together and adds only what a demo needs
+//! beyond them: an embedded MQTT broker ([`broker`], for the demo only),
+//! the agents' generated configuration and a small client of the cloud's
+//! API ([`http`], over the workspace's `reqwest`). The site simulator is
+//! [`gridlink_sim`]; the cloud, agent and PKI are their own crates.
 //!
 //! [`run`] starts, in a demo directory:
 //!
@@ -42,7 +49,7 @@ use tokio::task::JoinSet;
 
 pub use agent_toml::{AgentPaths, DR_SECTIONS, SITE_METER, agent_toml, simple_level};
 
-use crate::{Site, SiteConfig, serve_tcp};
+use gridlink_sim::{Site, SiteConfig, serve_tcp};
 
 /// Most sites one demo runs.
 pub const MAX_SITES: u16 = 50;
@@ -753,8 +760,17 @@ async fn wait_for_cloud_subscriptions(
 /// true if that happened within [`READY_TIMEOUT`].
 async fn wait_for_vens(api: SocketAddr, token: String, vens: Vec<String>) -> bool {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let client = match http::ApiClient::new(api) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "cannot make an HTTP client to watch the API");
+            return false;
+        }
+    };
     loop {
-        if let Ok(answer) = http::request(api, "GET", "/api/v1/vens", Some(&token), None).await
+        if let Ok(answer) = client
+            .request("GET", "/api/v1/vens", Some(&token), None)
+            .await
             && answer.status == 200
         {
             let listed = answer.json();

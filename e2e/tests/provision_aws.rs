@@ -21,7 +21,7 @@ use gridlink_testkit::moto::MotoServer;
 const REGION: &str = "eu-west-1";
 
 fn provision(moto: &MotoServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridlink-provision"))
+    Command::new(gridlink_e2e::binary("gridlink-provision"))
         .arg("aws")
         .args(args)
         .args(["--endpoint-url", &moto.url(), "--region", REGION])
@@ -98,7 +98,7 @@ async fn register_is_idempotent_writes_a_bundle_and_revoke_detaches() {
         .expect("the device policy exists");
     let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
     let ours: serde_json::Value =
-        serde_json::from_str(include_str!("../policy/device-policy.json")).unwrap();
+        serde_json::from_str(include_str!("../../provisioning/policy/device-policy.json")).unwrap();
     assert_eq!(policy, ours, "the policy is the committed document");
 
     // The bundle: the certificate AWS issued, Amazon's root, the endpoint.

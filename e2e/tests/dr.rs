@@ -36,9 +36,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gridlink_cloud::config::CloudConfig;
 use gridlink_cloud::store::{AnyStore, Role, Store as _};
+use gridlink_demo::http;
 use gridlink_protocol::VenId;
 use gridlink_provision::pki::TestPki;
-use gridlink_sim::demo::http;
 use gridlink_sim::registers::{LOAD_POWER_BASE, RELAY_BASE, sdm630};
 use gridlink_sim::{Site, SiteConfig, serve_tcp};
 use gridlink_testkit::free_port;

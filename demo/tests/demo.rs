@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use gridlink_sim::demo::{self, DemoOptions, Ready, SITE_METER, http};
+use gridlink_demo::{self as demo, DemoOptions, Ready, SITE_METER, http};
 use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

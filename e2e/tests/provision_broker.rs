@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 fn provision(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridlink-provision"))
+    Command::new(gridlink_e2e::binary("gridlink-provision"))
         .args(args)
         .output()
         .unwrap()
