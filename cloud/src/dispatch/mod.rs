@@ -19,12 +19,14 @@
 //!   PUBACK at once; rumqttc keeps at most 100 of them in flight, as AWS
 //!   IoT Core allows per connection.
 
+mod metrics;
 pub mod response;
 
+pub use metrics::DispatchMetrics;
+
 use std::collections::{HashSet, VecDeque};
-use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use gridlink_protocol::{Topic, VenId};
@@ -43,47 +45,6 @@ pub const MAX_OUTSTANDING: usize = 2000;
 const REQUEST_CAPACITY: usize = MAX_OUTSTANDING + 64;
 /// QoS 1 messages in flight on the connection (AWS IoT's limit).
 const INFLIGHT: u16 = 100;
-
-/// Dispatch counters, rendered at `/metrics` with the rest.
-#[derive(Debug, Default)]
-pub struct DispatchMetrics {
-    /// Commands published (including republications).
-    pub published: AtomicU64,
-    /// Commands the broker acknowledged.
-    pub acknowledged: AtomicU64,
-    /// 1 while the dispatcher is connected.
-    pub connected: AtomicU64,
-}
-
-impl DispatchMetrics {
-    /// The dispatcher's counters, Prometheus text.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, help, value) in [
-            (
-                "gridlink_dispatch_commands_published_total",
-                "Commands published on ven/cmd (including republications).",
-                self.published.load(Ordering::Relaxed),
-            ),
-            (
-                "gridlink_dispatch_commands_acknowledged_total",
-                "Commands the broker acknowledged (marked sent).",
-                self.acknowledged.load(Ordering::Relaxed),
-            ),
-            (
-                "gridlink_dispatch_connected",
-                "1 while the dispatcher is connected to the broker.",
-                self.connected.load(Ordering::Relaxed),
-            ),
-        ] {
-            let _ = writeln!(
-                &mut out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        out
-    }
-}
 
 /// The dispatcher's MQTT client id: ingest's with `-dispatch` (cut to the
 /// 128 characters a client id may have).
