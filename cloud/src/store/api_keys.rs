@@ -29,8 +29,8 @@ use std::future::Future;
 
 use gridlink_protocol::VenId;
 
-use super::dr::{SqlResult as _, json_list};
-use super::{AnyStore, PgStore, SqliteStore, StoreError, check_token_name};
+use super::dr::json_list;
+use super::{AnyStore, Db, PgStore, SqliteStore, StoreError, check_token_name};
 
 /// Most VENs one API key may write.
 pub const MAX_API_KEY_VENS: usize = 1000;
@@ -205,7 +205,7 @@ impl ApiKeyStore for PgStore {
         now_ms: i64,
     ) -> Result<ApiKeyRecord, StoreError> {
         let vens = check(key)?;
-        let mut tx = self.pool.begin().await.db()?;
+        let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_keys (name, customer, hash, created) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -214,33 +214,29 @@ impl ApiKeyStore for PgStore {
         .bind(key.hash.as_slice())
         .bind(now_ms)
         .fetch_one(&mut *tx)
-        .await
-        .db()?;
+        .await?;
         sqlx::query(
             "INSERT INTO vens (ven_id) SELECT * FROM UNNEST($1::text[]) ORDER BY 1 \
              ON CONFLICT DO NOTHING",
         )
         .bind(&vens)
         .execute(&mut *tx)
-        .await
-        .db()?;
+        .await?;
         sqlx::query(
             "INSERT INTO api_key_vens (key_id, ven_id) SELECT $1, v FROM UNNEST($2::text[]) AS v",
         )
         .bind(id)
         .bind(&vens)
         .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        .await?;
+        tx.commit().await?;
         record(id, key, &vens, now_ms)
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows: Vec<KeyRow> = sqlx::query_as(concat!(select_keys!(), " ORDER BY k.id, v.ven_id"))
             .fetch_all(&self.pool)
-            .await
-            .db()?;
+            .await?;
         Ok(fold(rows)?.into_iter().map(|k| k.record).collect())
     }
 
@@ -251,8 +247,7 @@ impl ApiKeyStore for PgStore {
         ))
         .bind(id)
         .fetch_all(&self.pool)
-        .await
-        .db()?;
+        .await?;
         Ok(fold(rows)?.pop())
     }
 
@@ -265,8 +260,7 @@ impl ApiKeyStore for PgStore {
             .bind(id)
             .bind(now_ms)
             .execute(&self.pool)
-            .await
-            .db()?;
+            .await?;
         Ok(self.api_key(id).await?.map(|k| k.record))
     }
 
@@ -277,8 +271,7 @@ impl ApiKeyStore for PgStore {
         )
         .bind(ven_id.as_str())
         .fetch_one(&self.pool)
-        .await
-        .db()?;
+        .await?;
         Ok(http_seq(n))
     }
 }
@@ -291,7 +284,7 @@ impl ApiKeyStore for SqliteStore {
     ) -> Result<ApiKeyRecord, StoreError> {
         let vens = check(key)?;
         let list = json_list(vens.iter().copied());
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.db()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO api_keys (name, customer, hash, created) VALUES (?1, ?2, ?3, ?4) RETURNING id",
         )
@@ -300,32 +293,28 @@ impl ApiKeyStore for SqliteStore {
         .bind(key.hash.as_slice())
         .bind(now_ms)
         .fetch_one(&mut *tx)
-        .await
-        .db()?;
+        .await?;
         sqlx::query(
             "INSERT INTO vens (ven_id) SELECT value FROM json_each(?1) WHERE true ON CONFLICT DO NOTHING",
         )
         .bind(&list)
         .execute(&mut *tx)
-        .await
-        .db()?;
+        .await?;
         sqlx::query(
             "INSERT INTO api_key_vens (key_id, ven_id) SELECT ?1, value FROM json_each(?2)",
         )
         .bind(id)
         .bind(&list)
         .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        .await?;
+        tx.commit().await?;
         record(id, key, &vens, now_ms)
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let rows: Vec<KeyRow> = sqlx::query_as(concat!(select_keys!(), " ORDER BY k.id, v.ven_id"))
             .fetch_all(&self.reader)
-            .await
-            .db()?;
+            .await?;
         Ok(fold(rows)?.into_iter().map(|k| k.record).collect())
     }
 
@@ -336,8 +325,7 @@ impl ApiKeyStore for SqliteStore {
         ))
         .bind(id)
         .fetch_all(&self.reader)
-        .await
-        .db()?;
+        .await?;
         Ok(fold(rows)?.pop())
     }
 
@@ -350,8 +338,7 @@ impl ApiKeyStore for SqliteStore {
             .bind(id)
             .bind(now_ms)
             .execute(&self.writer)
-            .await
-            .db()?;
+            .await?;
         // Read through the writer: the reader may not see the commit yet.
         let rows: Vec<KeyRow> = sqlx::query_as(concat!(
             select_keys!(),
@@ -359,8 +346,7 @@ impl ApiKeyStore for SqliteStore {
         ))
         .bind(id)
         .fetch_all(&self.writer)
-        .await
-        .db()?;
+        .await?;
         Ok(fold(rows)?.pop().map(|k| k.record))
     }
 
@@ -368,16 +354,15 @@ impl ApiKeyStore for SqliteStore {
         // In an explicit transaction: as one autocommit statement this
         // upsert made each HTTP ingest request ~10 ms slower (measured with
         // benches/http_ingest.rs: 10.5 ms p50 against 1.2 ms).
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.db()?;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let n: i64 = sqlx::query_scalar(
             "INSERT INTO http_ingest_seq (ven_id, last_seq) VALUES (?1, 1) \
              ON CONFLICT (ven_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
         )
         .bind(ven_id.as_str())
         .fetch_one(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        .await?;
+        tx.commit().await?;
         Ok(http_seq(n))
     }
 }
@@ -408,23 +393,23 @@ impl ApiKeyStore for AnyStore {
         key: &NewApiKey,
         now_ms: i64,
     ) -> Result<ApiKeyRecord, StoreError> {
-        match self {
-            Self::Postgres(s) => s.create_api_key(key, now_ms).await,
-            Self::Sqlite(s) => s.create_api_key(key, now_ms).await,
+        match &self.db {
+            Db::Postgres(s) => s.create_api_key(key, now_ms).await,
+            Db::Sqlite(s) => s.create_api_key(key, now_ms).await,
         }
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.api_keys().await,
-            Self::Sqlite(s) => s.api_keys().await,
+        match &self.db {
+            Db::Postgres(s) => s.api_keys().await,
+            Db::Sqlite(s) => s.api_keys().await,
         }
     }
 
     async fn api_key(&self, id: i64) -> Result<Option<StoredApiKey>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.api_key(id).await,
-            Self::Sqlite(s) => s.api_key(id).await,
+        match &self.db {
+            Db::Postgres(s) => s.api_key(id).await,
+            Db::Sqlite(s) => s.api_key(id).await,
         }
     }
 
@@ -433,16 +418,16 @@ impl ApiKeyStore for AnyStore {
         id: i64,
         now_ms: i64,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.revoke_api_key(id, now_ms).await,
-            Self::Sqlite(s) => s.revoke_api_key(id, now_ms).await,
+        match &self.db {
+            Db::Postgres(s) => s.revoke_api_key(id, now_ms).await,
+            Db::Sqlite(s) => s.revoke_api_key(id, now_ms).await,
         }
     }
 
     async fn next_http_batch_seq(&self, ven_id: &VenId) -> Result<u64, StoreError> {
-        match self {
-            Self::Postgres(s) => s.next_http_batch_seq(ven_id).await,
-            Self::Sqlite(s) => s.next_http_batch_seq(ven_id).await,
+        match &self.db {
+            Db::Postgres(s) => s.next_http_batch_seq(ven_id).await,
+            Db::Sqlite(s) => s.next_http_batch_seq(ven_id).await,
         }
     }
 }

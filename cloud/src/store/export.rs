@@ -28,7 +28,7 @@ use std::future::Future;
 
 use gridlink_protocol::{Phase, Quantity, VenId};
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify};
+use super::{AnyStore, Db, PgStore, SqliteStore, StoreError, classify};
 
 /// One series of a VEN, as the export names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,8 +193,7 @@ impl ExportStore for PgStore {
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .await?;
         ven_ids(rows)
     }
 
@@ -205,8 +204,7 @@ impl ExportStore for PgStore {
         )
         .bind(ven_id.as_str())
         .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .await?;
         rows.into_iter().map(series_row).collect()
     }
 
@@ -235,8 +233,7 @@ impl ExportStore for PgStore {
             sqlx::query_as("SELECT site, site_meter FROM vens WHERE ven_id = $1")
                 .bind(ven_id.as_str())
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+                .await?;
         let Some((site, site_meter)) = row else {
             return Ok(None);
         };
@@ -245,8 +242,7 @@ impl ExportStore for PgStore {
         )
         .bind(ven_id.as_str())
         .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .await?;
         Ok(Some(ExportVenInfo {
             site,
             site_meter,
@@ -276,8 +272,7 @@ impl ExportStore for PgStore {
         .bind(now_ms)
         .bind(force)
         .execute(&self.pool)
-        .await
-        .map_err(classify)?
+        .await?
         .rows_affected();
         if taken == 1 {
             return Ok(ExportLease::Acquired);
@@ -286,8 +281,7 @@ impl ExportStore for PgStore {
             sqlx::query_as("SELECT holder, expires, done FROM export_days WHERE day = $1")
                 .bind(day)
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+                .await?;
         Ok(lease_state(row))
     }
 
@@ -307,8 +301,7 @@ impl ExportStore for PgStore {
         .bind(now_ms)
         .bind(rows_i64(rows)?)
         .execute(&self.pool)
-        .await
-        .map_err(classify)?
+        .await?
         .rows_affected();
         if updated == 1 {
             Ok(())
@@ -326,8 +319,7 @@ impl ExportStore for PgStore {
         .bind(day)
         .bind(holder)
         .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        .await?;
         Ok(())
     }
 }
@@ -343,8 +335,7 @@ impl ExportStore for SqliteStore {
         .bind(from_ms)
         .bind(to_ms)
         .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
+        .await?;
         ven_ids(rows)
     }
 
@@ -355,8 +346,7 @@ impl ExportStore for SqliteStore {
         )
         .bind(ven_id.as_str())
         .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
+        .await?;
         rows.into_iter().map(series_row).collect()
     }
 
@@ -385,8 +375,7 @@ impl ExportStore for SqliteStore {
             sqlx::query_as("SELECT site, site_meter FROM vens WHERE ven_id = ?1")
                 .bind(ven_id.as_str())
                 .fetch_optional(&self.reader)
-                .await
-                .map_err(classify)?;
+                .await?;
         let Some((site, site_meter)) = row else {
             return Ok(None);
         };
@@ -395,8 +384,7 @@ impl ExportStore for SqliteStore {
         )
         .bind(ven_id.as_str())
         .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
+        .await?;
         Ok(Some(ExportVenInfo {
             site,
             site_meter,
@@ -426,8 +414,7 @@ impl ExportStore for SqliteStore {
         .bind(now_ms)
         .bind(force)
         .execute(&self.writer)
-        .await
-        .map_err(classify)?
+        .await?
         .rows_affected();
         if taken == 1 {
             return Ok(ExportLease::Acquired);
@@ -436,8 +423,7 @@ impl ExportStore for SqliteStore {
             sqlx::query_as("SELECT holder, expires, done FROM export_days WHERE day = ?1")
                 .bind(day)
                 .fetch_optional(&self.writer)
-                .await
-                .map_err(classify)?;
+                .await?;
         Ok(lease_state(row))
     }
 
@@ -457,8 +443,7 @@ impl ExportStore for SqliteStore {
         .bind(now_ms)
         .bind(rows_i64(rows)?)
         .execute(&self.writer)
-        .await
-        .map_err(classify)?
+        .await?
         .rows_affected();
         if updated == 1 {
             Ok(())
@@ -476,24 +461,23 @@ impl ExportStore for SqliteStore {
         .bind(day)
         .bind(holder)
         .execute(&self.writer)
-        .await
-        .map_err(classify)?;
+        .await?;
         Ok(())
     }
 }
 
 impl ExportStore for AnyStore {
     async fn export_vens(&self, from_ms: i64, to_ms: i64) -> Result<Vec<VenId>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_vens(from_ms, to_ms).await,
-            Self::Sqlite(s) => s.export_vens(from_ms, to_ms).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_vens(from_ms, to_ms).await,
+            Db::Sqlite(s) => s.export_vens(from_ms, to_ms).await,
         }
     }
 
     async fn export_series(&self, ven_id: &VenId) -> Result<Vec<ExportSeries>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_series(ven_id).await,
-            Self::Sqlite(s) => s.export_series(ven_id).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_series(ven_id).await,
+            Db::Sqlite(s) => s.export_series(ven_id).await,
         }
     }
 
@@ -504,16 +488,16 @@ impl ExportStore for AnyStore {
         to_ms: i64,
         limit: u32,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_readings(series_id, from_ms, to_ms, limit).await,
-            Self::Sqlite(s) => s.export_readings(series_id, from_ms, to_ms, limit).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_readings(series_id, from_ms, to_ms, limit).await,
+            Db::Sqlite(s) => s.export_readings(series_id, from_ms, to_ms, limit).await,
         }
     }
 
     async fn export_ven_info(&self, ven_id: &VenId) -> Result<Option<ExportVenInfo>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_ven_info(ven_id).await,
-            Self::Sqlite(s) => s.export_ven_info(ven_id).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_ven_info(ven_id).await,
+            Db::Sqlite(s) => s.export_ven_info(ven_id).await,
         }
     }
 
@@ -525,9 +509,9 @@ impl ExportStore for AnyStore {
         ttl_ms: i64,
         force: bool,
     ) -> Result<ExportLease, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_lease(day, holder, now_ms, ttl_ms, force).await,
-            Self::Sqlite(s) => s.export_lease(day, holder, now_ms, ttl_ms, force).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_lease(day, holder, now_ms, ttl_ms, force).await,
+            Db::Sqlite(s) => s.export_lease(day, holder, now_ms, ttl_ms, force).await,
         }
     }
 
@@ -538,16 +522,16 @@ impl ExportStore for AnyStore {
         now_ms: i64,
         rows: u64,
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_done(day, holder, now_ms, rows).await,
-            Self::Sqlite(s) => s.export_done(day, holder, now_ms, rows).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_done(day, holder, now_ms, rows).await,
+            Db::Sqlite(s) => s.export_done(day, holder, now_ms, rows).await,
         }
     }
 
     async fn export_release(&self, day: &str, holder: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_release(day, holder).await,
-            Self::Sqlite(s) => s.export_release(day, holder).await,
+        match &self.db {
+            Db::Postgres(s) => s.export_release(day, holder).await,
+            Db::Sqlite(s) => s.export_release(day, holder).await,
         }
     }
 }

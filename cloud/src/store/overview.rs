@@ -24,7 +24,7 @@ use std::future::Future;
 
 use gridlink_protocol::VenId;
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify};
+use super::{AnyStore, Db, PgStore, SqliteStore, StoreError};
 
 /// The newest reading of a VEN's site meter (`active_power` / `total`).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,8 +81,7 @@ impl OverviewStore for PgStore {
         let rows: Vec<(String, i64, f64)> =
             sqlx::query_as(latest_site_power_sql!(" COLLATE \"C\""))
                 .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
+                .await?;
         rows_to_power(rows)
     }
 }
@@ -91,17 +90,16 @@ impl OverviewStore for SqliteStore {
     async fn latest_site_power(&self) -> Result<Vec<SitePower>, StoreError> {
         let rows: Vec<(String, i64, f64)> = sqlx::query_as(latest_site_power_sql!(""))
             .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
+            .await?;
         rows_to_power(rows)
     }
 }
 
 impl OverviewStore for AnyStore {
     async fn latest_site_power(&self) -> Result<Vec<SitePower>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.latest_site_power().await,
-            Self::Sqlite(s) => s.latest_site_power().await,
+        match &self.db {
+            Db::Postgres(s) => s.latest_site_power().await,
+            Db::Sqlite(s) => s.latest_site_power().await,
         }
     }
 }

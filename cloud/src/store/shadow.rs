@@ -26,7 +26,7 @@ use std::future::Future;
 use gridlink_protocol::VenId;
 use gridlink_protocol::shadow::ShadowDocument;
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify};
+use super::{AnyStore, Db, PgStore, SqliteStore, StoreError};
 
 /// What [`ShadowStore::save_shadow`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,7 @@ impl ShadowStore for PgStore {
             sqlx::query_as("SELECT document::text FROM shadows WHERE ven_id = $1")
                 .bind(ven_id.as_str())
                 .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+                .await?;
         row.map(|(json,)| from_json(ven_id, &json)).transpose()
     }
 
@@ -126,7 +125,7 @@ impl ShadowStore for PgStore {
             .execute(&self.pool)
             .await
         };
-        Ok(written(result.map_err(classify)?.rows_affected()))
+        Ok(written(result?.rows_affected()))
     }
 }
 
@@ -136,8 +135,7 @@ impl ShadowStore for SqliteStore {
             sqlx::query_as("SELECT document FROM shadows WHERE ven_id = ?1")
                 .bind(ven_id.as_str())
                 .fetch_optional(&self.reader)
-                .await
-                .map_err(classify)?;
+                .await?;
         row.map(|(json,)| from_json(ven_id, &json)).transpose()
     }
 
@@ -173,15 +171,15 @@ impl ShadowStore for SqliteStore {
             .execute(&self.writer)
             .await
         };
-        Ok(written(result.map_err(classify)?.rows_affected()))
+        Ok(written(result?.rows_affected()))
     }
 }
 
 impl ShadowStore for AnyStore {
     async fn shadow(&self, ven_id: &VenId) -> Result<Option<ShadowDocument>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.shadow(ven_id).await,
-            Self::Sqlite(s) => s.shadow(ven_id).await,
+        match &self.db {
+            Db::Postgres(s) => s.shadow(ven_id).await,
+            Db::Sqlite(s) => s.shadow(ven_id).await,
         }
     }
 
@@ -192,9 +190,9 @@ impl ShadowStore for AnyStore {
         expected: u64,
         updated_ms: i64,
     ) -> Result<ShadowWrite, StoreError> {
-        match self {
-            Self::Postgres(s) => s.save_shadow(ven_id, document, expected, updated_ms).await,
-            Self::Sqlite(s) => s.save_shadow(ven_id, document, expected, updated_ms).await,
+        match &self.db {
+            Db::Postgres(s) => s.save_shadow(ven_id, document, expected, updated_ms).await,
+            Db::Sqlite(s) => s.save_shadow(ven_id, document, expected, updated_ms).await,
         }
     }
 }
