@@ -1073,7 +1073,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(sqlx::Error::RowNotFound),
-            StoreError::Database(_)
+            StoreError::NotFound(_)
         ));
     }
 
