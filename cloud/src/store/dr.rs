@@ -918,13 +918,15 @@ impl DrStore for AnyStore {
     }
 
     async fn unsent_commands(&self, limit: u32) -> Result<Vec<OutboxCommand>, StoreError> {
-        let rows: Vec<(String, i64, Vec<u8>)> = run!(self.reader(), |pool| sqlx::query_as(
+        let rows: Vec<(String, i64, Vec<u8>)> = run!(self.reader(), |pool| {
+            sqlx::query_as(
             sql!(pool; "SELECT ven_id, command_id, payload FROM command_outbox WHERE sent IS NULL \
              ORDER BY created, ven_id", collate_c, ", command_id LIMIT $1")
         )
         .bind(i64::from(limit))
         .fetch_all(pool)
-        .await)?;
+        .await
+        })?;
         rows.into_iter()
             .map(|(ven, command_id, payload)| {
                 Ok(OutboxCommand {
@@ -965,9 +967,8 @@ impl DrStore for AnyStore {
         ack: &CommandAck,
         received_ms: i64,
     ) -> Result<AckOutcome, StoreError> {
-        let inserted =
-            exec!(self.writer(), |pool| {
-                sqlx::query(
+        let inserted = exec!(self.writer(), |pool| {
+            sqlx::query(
             "INSERT INTO event_acks (event_id, ven_id, command_id, state, at, reason, received) \
              SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
                (SELECT 1 FROM event_vens WHERE event_id = $1 AND ven_id = $2) \
@@ -981,7 +982,7 @@ impl DrStore for AnyStore {
         .bind(ack.reason.as_deref())
         .bind(received_ms)
         .execute(pool).await
-            })?;
+        })?;
         if inserted > 0 {
             return Ok(AckOutcome::Stored);
         }
