@@ -1,6 +1,6 @@
-//! Storage behind one trait, with a PostgreSQL implementation (production)
-//! and a SQLite one (the embedded default). Both pass the same conformance
-//! tests (`tests/store_conformance.rs`).
+//! Storage behind one set of traits, with one implementation, [`AnyStore`],
+//! that runs on PostgreSQL (production) or SQLite (the embedded default).
+//! Both pass the same conformance tests (`tests/store_conformance.rs`).
 //!
 //! The backend is chosen by the database URL: `postgres://...` or
 //! `sqlite://path.db`, see [`AnyStore::connect`].
@@ -14,6 +14,57 @@
 //! store.prepare_partitions(1_700_000_000_000).await?; // no-op on SQLite
 //! # Ok(()) }
 //! ```
+//!
+//! # One body of SQL for two databases
+//!
+//! [`AnyStore`] holds a `Db` enum of the two backends (the PostgreSQL pool,
+//! or SQLite's one writer connection and its read pool). Each query is
+//! written once, as a sqlx builder chain with `$n` placeholders (SQLite
+//! accepts them too), and the `run!` macro expands that one chain once per
+//! backend: `run!(self.reader(), |pool| sqlx::query_as(SQL).bind(x).fetch_all(pool).await)`
+//! compiles to a `match` whose two arms are the same tokens, type-checked
+//! against `PgPool` and `SqlitePool` (or their connections inside a
+//! transaction, `Tx`). Rows are decoded once, into tuples, which sqlx's
+//! `FromRow` gives on both. Where the two SQL dialects differ inside a shared
+//! query (byte-order collation, `GREATEST`, `FOR UPDATE`, expanding a JSON
+//! list, `jsonb` casts), the `sql!` macro spells the statement for the
+//! backend at compile time from a few named words; the table is at its
+//! definition.
+//!
+//! What truly differs lives in two files, and nowhere else: `postgres.rs`
+//! (connecting, migrating, the bulk ingest path with `COPY` and `UNNEST`
+//! arrays, the daily partitions of `metrics`, retention by dropping
+//! partitions) and `sqlite.rs` (connecting with its pragmas and the single
+//! writer, migrating, ingest with reused multi-row statements, retention by
+//! deleting rows). A few list inserts also differ, inline and marked: an
+//! `UNNEST` insert on PostgreSQL, one prepared insert per row on SQLite
+//! (their fast paths), in `record_loads`, `register_ven` and the DR outbox.
+//!
+//! Options weighed:
+//!
+//! - **vaultwarden's `db_run!`** (one body expanded per backend connection
+//!   type): chosen, at the grain of one statement rather than a whole
+//!   method, so helpers take one `&mut Tx` and the dialect words can be
+//!   chosen per statement.
+//! - **sqlx's `Any` driver**: one runtime type for both, but it has no
+//!   arrays (so no `UNNEST`), no `COPY`, a reduced set of types, and
+//!   erases the database error we classify; the ingest path would lose its
+//!   bulk load and the errors their SQLSTATE.
+//! - **sea-query** (a query builder rendering per backend): it would
+//!   rewrite every query into builder calls and hide the SQL a reader and
+//!   `EXPLAIN` work with, for differences that are a handful of words; and
+//!   it cannot express `COPY`.
+//! - **generic functions over `sqlx::Database`**: the `Encode`/`Decode`/
+//!   `Type` bounds of every bound and decoded type grow without end, and the
+//!   dialect differences would still need a switch.
+//!
+//! # Errors
+//!
+//! Every `sqlx::Error` converts into [`StoreError`] through one
+//! classification: transient ones are [`StoreError::Unavailable`], and
+//! unique, foreign-key and check violations and missing rows have variants
+//! of their own, so callers (the API's error mapping) never look into
+//! `sqlx`; the database's error stays their `source` for the logs.
 //!
 //! # Queries are checked by tests, not by the compiler
 //!
@@ -45,7 +96,7 @@
 //! Times are BIGINT ms since the Unix epoch on both backends: the same
 //! integer as the protocol and the API, bucket starts by integer
 //! arithmetic, no time-zone conversion on the ingest path. On PostgreSQL
-//! `metrics` is partitioned by UTC day (see [`postgres`]); on SQLite it is
+//! `metrics` is partitioned by UTC day (see `postgres.rs`); on SQLite it is
 //! one table clustered by (series, ts).
 
 use std::future::Future;
@@ -535,9 +586,8 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// The storage operations the cloud needs. Implemented by
-/// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
-/// from a URL.
+/// The storage operations the cloud needs, implemented once by
+/// [`AnyStore`] for both databases.
 pub trait Store:
     DrStore
     + ShadowStore
