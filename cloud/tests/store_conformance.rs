@@ -2555,7 +2555,7 @@ async fn sqlite_audit_log_is_append_only() {
 // ---------------------------------------------------------------- API keys, export, overview
 
 async fn api_keys_keep_their_vens_and_revocation<S: Store>(s: &S) {
-    use gridlink_cloud::store::{ApiKeyStore, NewApiKey};
+    use gridlink_cloud::store::NewApiKey;
     let key = NewApiKey {
         name: "meter co".into(),
         customer: "acme".into(),
@@ -2568,7 +2568,7 @@ async fn api_keys_keep_their_vens_and_revocation<S: Store>(s: &S) {
     assert!(s.ven(&ven("ven-a")).await.unwrap().is_some());
     let stored = s.api_key(created.id).await.unwrap().unwrap();
     assert_eq!(stored.record, created);
-    assert_eq!(s.api_keys().await.unwrap(), [created.clone()]);
+    assert_eq!(s.api_keys().await.unwrap(), std::slice::from_ref(&created));
     assert_eq!(s.api_key(created.id + 100).await.unwrap(), None);
     // The hash is unique: a unique violation, classified by the store.
     assert!(matches!(
@@ -2602,7 +2602,7 @@ async fn api_keys_keep_their_vens_and_revocation<S: Store>(s: &S) {
 }
 
 async fn export_reads_what_was_ingested_and_leases_days<S: Store>(s: &S) {
-    use gridlink_cloud::store::{ExportLease, ExportStore};
+    use gridlink_cloud::store::ExportLease;
     s.ingest(&[batch(
         "ven-2",
         1,
@@ -2684,7 +2684,6 @@ async fn export_reads_what_was_ingested_and_leases_days<S: Store>(s: &S) {
 }
 
 async fn overview_shows_each_site_meters_latest_power<S: Store>(s: &S) {
-    use gridlink_cloud::store::OverviewStore;
     s.ingest(&[
         batch(
             "ven-b",

@@ -11,8 +11,8 @@ use super::{
     phase_code, quantity_code,
 };
 
-/// A [`VenRecord`]'s columns: ven_id, online, last_seen, last_reading,
-/// ingest_lag, agent_version, site, site_meter.
+/// A [`VenRecord`]'s columns: `ven_id`, `online`, `last_seen`,
+/// `last_reading`, `ingest_lag`, `agent_version`, `site`, `site_meter`.
 type VenRow = (
     String,
     Option<bool>,
