@@ -22,8 +22,9 @@ use gridlink_cloud::store::dr::{
     ProgramWrite,
 };
 use gridlink_cloud::store::{
-    AnyStore, AuditActor, AuditEntry, AuditQuery, ConnectOptions, IngestBatch, IngestOutcome,
-    RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, Store, StoreError, VenRegistration,
+    AnyStore, AuditActor, AuditEntry, AuditQuery, ConnectOptions, Dialect, IngestBatch,
+    IngestOutcome, RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, Store, StoreError,
+    VenRegistration,
 };
 use gridlink_protocol::telemetry::MAX_TS_MS;
 use gridlink_protocol::{
@@ -162,6 +163,9 @@ conformance!(
         site_power_reads_only_the_site_meter,
         audit_trail_appends_and_filters,
         token_expiry_and_revocation,
+        api_keys_keep_their_vens_and_revocation,
+        export_reads_what_was_ingested_and_leases_days,
+        overview_shows_each_site_meters_latest_power,
     ],
     pair: [
         command_ids_survive_another_process,
@@ -1330,7 +1334,7 @@ async fn tokens<S: Store>(s: &S) {
     assert_eq!(s.token(&hash(99)).await.unwrap(), None);
     // The hash is unique: a conflict the API reports as 409.
     match s.create_token("again", Role::Admin, &hash(1)).await {
-        Err(StoreError::Database(sqlx::Error::Database(db))) => assert!(db.is_unique_violation()),
+        Err(StoreError::UniqueViolation(_)) => {}
         other => panic!("expected a unique violation, got {other:?}"),
     }
     assert!(matches!(
@@ -1668,9 +1672,12 @@ async fn sqlite_locked_is_unavailable() {
 #[tokio::test]
 async fn postgres_partitions() {
     let db = Db::postgres("partitions").await;
-    let AnyStore::Postgres(pg) = &db.store else {
-        panic!("a PostgreSQL URL gives a PostgreSQL store")
-    };
+    let pg = &db.store;
+    assert_eq!(
+        pg.dialect(),
+        Dialect::Postgres,
+        "a PostgreSQL URL gives a PostgreSQL store"
+    );
     assert!(pg.metric_partitions().await.unwrap().is_empty());
     // Yesterday to a week ahead.
     pg.prepare_partitions(DAY0 + 5 * HOUR).await.unwrap();
@@ -1719,7 +1726,7 @@ async fn postgres_partitions() {
 #[tokio::test]
 async fn sqlite_in_memory() {
     let store = AnyStore::connect("sqlite::memory:").await.unwrap();
-    assert!(matches!(store, AnyStore::Sqlite(_)));
+    assert_eq!(store.dialect(), Dialect::Sqlite);
     store.migrate().await.unwrap();
     store
         .ingest(&[batch(
@@ -2543,4 +2550,161 @@ async fn postgres_audit_log_is_append_only() {
 #[tokio::test]
 async fn sqlite_audit_log_is_append_only() {
     assert_append_only(&Db::sqlite().await).await;
+}
+
+// ---------------------------------------------------------------- API keys, export, overview
+
+async fn api_keys_keep_their_vens_and_revocation<S: Store>(s: &S) {
+    use gridlink_cloud::store::NewApiKey;
+    let key = NewApiKey {
+        name: "meter co".into(),
+        customer: "acme".into(),
+        ven_ids: vec![ven("ven-b"), ven("ven-a"), ven("ven-b")],
+        hash: [3; 32],
+    };
+    let created = s.create_api_key(&key, DAY0).await.unwrap();
+    // Sorted and once each; the VENs become known.
+    assert_eq!(created.ven_ids, [ven("ven-a"), ven("ven-b")]);
+    assert!(s.ven(&ven("ven-a")).await.unwrap().is_some());
+    let stored = s.api_key(created.id).await.unwrap().unwrap();
+    assert_eq!(stored.record, created);
+    assert_eq!(s.api_keys().await.unwrap(), std::slice::from_ref(&created));
+    assert_eq!(s.api_key(created.id + 100).await.unwrap(), None);
+    // The hash is unique: a unique violation, classified by the store.
+    assert!(matches!(
+        s.create_api_key(&key, DAY0).await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    // Revocation keeps its first time.
+    let revoked = s
+        .revoke_api_key(created.id, DAY0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_ms, Some(DAY0 + 1));
+    let again = s
+        .revoke_api_key(created.id, DAY0 + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.revoked_ms, Some(DAY0 + 1));
+    assert_eq!(
+        s.revoke_api_key(created.id + 100, DAY0).await.unwrap(),
+        None
+    );
+    // HTTP batch numbers count up per VEN.
+    let first = s.next_http_batch_seq(&ven("ven-a")).await.unwrap();
+    assert_eq!(
+        s.next_http_batch_seq(&ven("ven-a")).await.unwrap(),
+        first + 1
+    );
+    assert_eq!(s.next_http_batch_seq(&ven("ven-b")).await.unwrap(), first);
+}
+
+async fn export_reads_what_was_ingested_and_leases_days<S: Store>(s: &S) {
+    use gridlink_cloud::store::ExportLease;
+    s.ingest(&[batch(
+        "ven-2",
+        1,
+        DAY0,
+        vec![power(&[(DAY0 + 1000, 5), (DAY0 + 2000, 7)])],
+    )])
+    .await
+    .unwrap();
+    s.ingest(&[batch("ven-1", 1, DAY0, vec![power(&[(DAY0 + DAY, 1)])])])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.export_vens(DAY0, DAY0 + DAY).await.unwrap(),
+        [ven("ven-2")]
+    );
+    assert_eq!(
+        s.export_vens(DAY0, DAY0 + 2 * DAY).await.unwrap(),
+        [ven("ven-1"), ven("ven-2")]
+    );
+    let series = s.export_series(&ven("ven-2")).await.unwrap();
+    assert_eq!(series.len(), 1);
+    assert_eq!(
+        (series[0].quantity, series[0].phase),
+        (Quantity::ActivePower, Phase::Total)
+    );
+    let readings = s
+        .export_readings(series[0].id, DAY0, DAY0 + DAY, 10)
+        .await
+        .unwrap();
+    assert_eq!(readings, [(DAY0 + 1000, 5.0), (DAY0 + 2000, 7.0)]);
+    assert_eq!(
+        s.export_readings(series[0].id, DAY0, DAY0 + DAY, 1)
+            .await
+            .unwrap(),
+        [(DAY0 + 1000, 5.0)]
+    );
+    let info = s.export_ven_info(&ven("ven-2")).await.unwrap().unwrap();
+    assert_eq!((info.site, info.groups.len()), (None, 0));
+    assert!(s.export_ven_info(&ven("nobody")).await.unwrap().is_none());
+    // One holder at a time, until done.
+    let day = "2025-11-20";
+    assert_eq!(
+        s.export_lease(day, "a", DAY0, 1000, false).await.unwrap(),
+        ExportLease::Acquired
+    );
+    assert_eq!(
+        s.export_lease(day, "b", DAY0 + 1, 1000, false)
+            .await
+            .unwrap(),
+        ExportLease::Held {
+            holder: "a".into(),
+            expires_ms: DAY0 + 1000
+        }
+    );
+    assert!(matches!(
+        s.export_done(day, "b", DAY0 + 2, 2).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.export_done(day, "a", DAY0 + 3, 2).await.unwrap();
+    assert_eq!(
+        s.export_lease(day, "b", DAY0 + 4, 1000, false)
+            .await
+            .unwrap(),
+        ExportLease::Done { done_ms: DAY0 + 3 }
+    );
+    assert_eq!(
+        s.export_lease(day, "b", DAY0 + 5, 1000, true)
+            .await
+            .unwrap(),
+        ExportLease::Acquired
+    );
+    s.export_release(day, "b").await.unwrap();
+    assert_eq!(
+        s.export_lease(day, "c", DAY0 + 6, 1000, false)
+            .await
+            .unwrap(),
+        ExportLease::Acquired
+    );
+}
+
+async fn overview_shows_each_site_meters_latest_power<S: Store>(s: &S) {
+    s.ingest(&[
+        batch(
+            "ven-b",
+            1,
+            DAY0,
+            vec![power(&[(DAY0, 10), (DAY0 + 3 * 60_000, 30)])],
+        ),
+        batch("ven-a", 1, DAY0, vec![power(&[(DAY0 + 1000, -4)])]),
+    ])
+    .await
+    .unwrap();
+    let latest = s.latest_site_power().await.unwrap();
+    let got: Vec<_> = latest
+        .iter()
+        .map(|p| (p.ven_id.as_str().to_owned(), p.ts_ms, p.value_w))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ven-a".to_owned(), DAY0 + 1000, -4.0),
+            ("ven-b".to_owned(), DAY0 + 3 * 60_000, 30.0)
+        ]
+    );
 }

@@ -245,21 +245,11 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match &error {
-            StoreError::Unavailable(_)
-            | StoreError::Database(
-                sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_),
-            ) => Self::Unavailable(error),
-            StoreError::Database(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Self::Conflict(error)
-            }
-            StoreError::Database(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+            StoreError::Unavailable(_) => Self::Unavailable(error),
+            StoreError::UniqueViolation(_) | StoreError::Conflict(_) => Self::Conflict(error),
+            StoreError::ForeignKeyViolation(_) | StoreError::Invalid(_) => {
                 Self::Unprocessable(error)
             }
-            StoreError::Invalid(_) => Self::Unprocessable(error),
-            StoreError::Conflict(_) => Self::Conflict(error),
             _ => Self::Internal(Box::new(error)),
         }
     }
@@ -410,8 +400,7 @@ mod tests {
             ApiError::from(StoreError::Unavailable(sqlx::Error::PoolTimedOut)).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[RETRY_AFTER], "5");
-        let response =
-            ApiError::from(StoreError::Database(sqlx::Error::PoolTimedOut)).into_response();
+        let response = ApiError::from(StoreError::from(sqlx::Error::PoolTimedOut)).into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 

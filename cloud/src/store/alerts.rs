@@ -24,7 +24,7 @@ use std::future::Future;
 use gridlink_protocol::{Phase, Quantity, VenId};
 use serde::Serialize;
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify, phase_code, quantity_code};
+use super::{AnyStore, StoreError, phase_code, quantity_code};
 
 /// What an alert is about: one rule of `crate::alerts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -518,369 +518,6 @@ fn delivery_from_row(
     })
 }
 
-/// The body of both implementations: the SQL is the same on both backends
-/// (`$n` parameters, which SQLite accepts too); `$read` and `$write` name
-/// the pools, `$lock` is the row-locking clause of the outbox claim.
-macro_rules! alert_store {
-    ($store:ty, $read:ident, $write:ident, $lock:literal) => {
-        impl AlertStore for $store {
-            async fn raise_alert(
-                &self,
-                condition: &Condition,
-                now_ms: i64,
-                open_after_ms: i64,
-                channels: &[Channel],
-            ) -> Result<Raised, StoreError> {
-                let details = check_condition(condition)?;
-                let rule = condition.rule.as_str();
-                let subject = condition.subject.as_str();
-                let mut tx = self.$write.begin().await.map_err(classify)?;
-                let open: Option<(i64,)> = sqlx::query_as(
-                    "UPDATE alerts SET clear_since_ms = NULL, last_raised_ms = $3 \
-                     WHERE rule = $1 AND subject = $2 AND state = 'open' RETURNING id",
-                )
-                .bind(rule)
-                .bind(subject)
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-                if let Some((id,)) = open {
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(Raised::AlreadyOpen(id));
-                }
-                let (since_ms,): (i64,) = sqlx::query_as(
-                    "INSERT INTO alert_conditions (rule, subject, since_ms, last_ms) \
-                     VALUES ($1, $2, $3, $3) \
-                     ON CONFLICT (rule, subject) DO UPDATE SET last_ms = excluded.last_ms \
-                     RETURNING since_ms",
-                )
-                .bind(rule)
-                .bind(subject)
-                .bind(now_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(classify)?;
-                if now_ms.saturating_sub(since_ms) < open_after_ms {
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(Raised::Pending { since_ms });
-                }
-                let row: Option<AlertRow> = sqlx::query_as(concat!(
-                    "INSERT INTO alerts (rule, severity, subject, ven_id, event_id, project_id, \
-                     state, opened_ms, message, details, last_raised_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $7) \
-                     ON CONFLICT DO NOTHING RETURNING ",
-                    alert_columns!()
-                ))
-                .bind(rule)
-                .bind(condition.severity.as_str())
-                .bind(subject)
-                .bind(condition.ven_id.as_ref().map(VenId::as_str))
-                .bind(condition.event_id.as_deref())
-                .bind(condition.project_id)
-                .bind(now_ms)
-                .bind(condition.message.as_str())
-                .bind(details)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-                sqlx::query("DELETE FROM alert_conditions WHERE rule = $1 AND subject = $2")
-                    .bind(rule)
-                    .bind(subject)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                let Some(row) = row else {
-                    // Another process opened it meanwhile.
-                    let (id,): (i64,) = sqlx::query_as(
-                        "SELECT id FROM alerts WHERE rule = $1 AND subject = $2 AND state = 'open'",
-                    )
-                    .bind(rule)
-                    .bind(subject)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(Raised::AlreadyOpen(id));
-                };
-                let alert = alert_from_row(row)?;
-                let payload = notification_payload("opened", &alert)?;
-                for channel in channels {
-                    sqlx::query(
-                        "INSERT INTO alert_deliveries \
-                         (alert_id, kind, channel, payload, created_ms, next_attempt_ms) \
-                         VALUES ($1, 'opened', $2, $3, $4, $4)",
-                    )
-                    .bind(alert.id)
-                    .bind(channel.as_str())
-                    .bind(payload.as_str())
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                }
-                tx.commit().await.map_err(classify)?;
-                Ok(Raised::Opened(Box::new(alert)))
-            }
-
-            async fn clear_alert(
-                &self,
-                rule: Rule,
-                subject: &str,
-                now_ms: i64,
-                resolve_after_ms: i64,
-                channels: &[Channel],
-            ) -> Result<Cleared, StoreError> {
-                let rule = rule.as_str();
-                let mut tx = self.$write.begin().await.map_err(classify)?;
-                sqlx::query("DELETE FROM alert_conditions WHERE rule = $1 AND subject = $2")
-                    .bind(rule)
-                    .bind(subject)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                let open: Option<(i64, i64)> = sqlx::query_as(
-                    "UPDATE alerts SET clear_since_ms = COALESCE(clear_since_ms, $3) \
-                     WHERE rule = $1 AND subject = $2 AND state = 'open' \
-                     RETURNING id, clear_since_ms",
-                )
-                .bind(rule)
-                .bind(subject)
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-                let Some((id, since_ms)) = open else {
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(Cleared::NotOpen);
-                };
-                if now_ms.saturating_sub(since_ms) < resolve_after_ms {
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(Cleared::Clearing { id, since_ms });
-                }
-                let row: Option<AlertRow> = sqlx::query_as(concat!(
-                    "UPDATE alerts SET state = 'resolved', resolved_ms = $2 \
-                     WHERE id = $1 AND state = 'open' RETURNING ",
-                    alert_columns!()
-                ))
-                .bind(id)
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(classify)?;
-                let Some(row) = row else {
-                    tx.commit().await.map_err(classify)?;
-                    return Ok(Cleared::NotOpen);
-                };
-                let alert = alert_from_row(row)?;
-                let payload = notification_payload("resolved", &alert)?;
-                for channel in channels {
-                    sqlx::query(
-                        "INSERT INTO alert_deliveries \
-                         (alert_id, kind, channel, payload, created_ms, next_attempt_ms) \
-                         VALUES ($1, 'resolved', $2, $3, $4, $4)",
-                    )
-                    .bind(alert.id)
-                    .bind(channel.as_str())
-                    .bind(payload.as_str())
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-                }
-                tx.commit().await.map_err(classify)?;
-                Ok(Cleared::Resolved(Box::new(alert)))
-            }
-
-            async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
-                let rows: Vec<AlertRow> = sqlx::query_as(concat!(
-                    "SELECT ",
-                    alert_columns!(),
-                    " FROM alerts WHERE ($1 IS NULL OR state = $1) \
-                     AND ($2 IS NULL OR ven_id = $2) AND ($3 IS NULL OR rule = $3) \
-                     ORDER BY opened_ms DESC, id DESC LIMIT $4"
-                ))
-                .bind(filter.state.map(AlertState::as_str))
-                .bind(filter.ven_id.as_ref().map(VenId::as_str))
-                .bind(filter.rule.map(Rule::as_str))
-                .bind(i64::from(filter.limit))
-                .fetch_all(&self.$read)
-                .await
-                .map_err(classify)?;
-                rows.into_iter().map(alert_from_row).collect()
-            }
-
-            async fn alert(&self, id: i64) -> Result<Option<Alert>, StoreError> {
-                let row: Option<AlertRow> = sqlx::query_as(concat!(
-                    "SELECT ",
-                    alert_columns!(),
-                    " FROM alerts WHERE id = $1"
-                ))
-                .bind(id)
-                .fetch_optional(&self.$read)
-                .await
-                .map_err(classify)?;
-                row.map(alert_from_row).transpose()
-            }
-
-            async fn acknowledge_alert(
-                &self,
-                id: i64,
-                by: &str,
-                note: Option<&str>,
-                now_ms: i64,
-            ) -> Result<Option<Alert>, StoreError> {
-                let row: Option<AlertRow> = sqlx::query_as(concat!(
-                    "UPDATE alerts SET acknowledged_ms = $2, acknowledged_by = $3, ack_note = $4 \
-                     WHERE id = $1 RETURNING ",
-                    alert_columns!()
-                ))
-                .bind(id)
-                .bind(now_ms)
-                .bind(by)
-                .bind(note)
-                .fetch_optional(&self.$write)
-                .await
-                .map_err(classify)?;
-                row.map(alert_from_row).transpose()
-            }
-
-            async fn active_alert_keys(&self) -> Result<Vec<(Rule, String)>, StoreError> {
-                let rows: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT rule, subject FROM alerts WHERE state = 'open' \
-                     UNION SELECT rule, subject FROM alert_conditions",
-                )
-                .fetch_all(&self.$read)
-                .await
-                .map_err(classify)?;
-                Ok(rows
-                    .into_iter()
-                    .filter_map(|(rule, subject)| Some((Rule::from_name(&rule)?, subject)))
-                    .collect())
-            }
-
-            async fn readings_before(
-                &self,
-                ven_id: &VenId,
-                meter: &str,
-                quantity: Quantity,
-                phase: Phase,
-                before_ms: i64,
-                limit: u32,
-            ) -> Result<Vec<(i64, f64)>, StoreError> {
-                sqlx::query_as(
-                    "SELECT m.ts, m.value FROM metrics m JOIN series s ON s.id = m.series_id \
-                     WHERE s.ven_id = $1 AND s.meter = $2 AND s.quantity = $3 AND s.phase = $4 \
-                     AND m.ts < $5 ORDER BY m.ts DESC LIMIT $6",
-                )
-                .bind(ven_id.as_str())
-                .bind(meter)
-                .bind(quantity_code(quantity))
-                .bind(phase_code(phase))
-                .bind(before_ms)
-                .bind(i64::from(limit))
-                .fetch_all(&self.$read)
-                .await
-                .map_err(classify)
-            }
-
-            async fn claim_deliveries(
-                &self,
-                now_ms: i64,
-                lease_ms: i64,
-                limit: u32,
-            ) -> Result<Vec<Delivery>, StoreError> {
-                let rows: Vec<(i64, i64, String, String, String, i64)> = sqlx::query_as(concat!(
-                    "UPDATE alert_deliveries SET lease_until_ms = $2, attempts = attempts + 1 \
-                     WHERE id IN (SELECT id FROM alert_deliveries \
-                     WHERE delivered_ms IS NULL AND gave_up_ms IS NULL AND next_attempt_ms <= $1 \
-                     AND (lease_until_ms IS NULL OR lease_until_ms <= $1) \
-                     ORDER BY id LIMIT $3 ",
-                    $lock,
-                    ") RETURNING id, alert_id, kind, channel, payload, attempts"
-                ))
-                .bind(now_ms)
-                .bind(now_ms.saturating_add(lease_ms))
-                .bind(i64::from(limit))
-                .fetch_all(&self.$write)
-                .await
-                .map_err(classify)?;
-                let mut deliveries = rows
-                    .into_iter()
-                    .map(delivery_from_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                deliveries.sort_by_key(|d| d.id);
-                Ok(deliveries)
-            }
-
-            async fn finish_delivery(
-                &self,
-                id: i64,
-                outcome: &DeliveryOutcome,
-                now_ms: i64,
-            ) -> Result<(), StoreError> {
-                let query = match outcome {
-                    DeliveryOutcome::Delivered => sqlx::query(
-                        "UPDATE alert_deliveries SET delivered_ms = $2, lease_until_ms = NULL, \
-                         last_error = NULL WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(now_ms),
-                    DeliveryOutcome::Retry {
-                        next_attempt_ms,
-                        error,
-                    } => sqlx::query(
-                        "UPDATE alert_deliveries SET next_attempt_ms = $2, lease_until_ms = NULL, \
-                         last_error = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(*next_attempt_ms)
-                    .bind(error.as_str()),
-                    DeliveryOutcome::GiveUp { error } => sqlx::query(
-                        "UPDATE alert_deliveries SET gave_up_ms = $2, lease_until_ms = NULL, \
-                         last_error = $3 WHERE id = $1",
-                    )
-                    .bind(id)
-                    .bind(now_ms)
-                    .bind(error.as_str()),
-                };
-                query.execute(&self.$write).await.map_err(classify)?;
-                Ok(())
-            }
-
-            async fn alert_deliveries(
-                &self,
-                alert_id: i64,
-            ) -> Result<Vec<DeliveryState>, StoreError> {
-                let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
-                    "SELECT kind, channel, delivered_ms, attempts FROM alert_deliveries \
-                     WHERE alert_id = $1 ORDER BY id",
-                )
-                .bind(alert_id)
-                .fetch_all(&self.$read)
-                .await
-                .map_err(classify)?;
-                rows.into_iter()
-                    .map(|(kind, channel, delivered, attempts)| {
-                        let channel = Channel::from_name(&channel).ok_or_else(|| {
-                            StoreError::Invalid(format!("unknown channel {channel:?}"))
-                        })?;
-                        Ok((
-                            kind,
-                            channel,
-                            delivered.is_some(),
-                            u32::try_from(attempts).unwrap_or(u32::MAX),
-                        ))
-                    })
-                    .collect()
-            }
-        }
-    };
-}
-
-alert_store!(PgStore, pool, pool, "FOR UPDATE SKIP LOCKED");
-alert_store!(SqliteStore, reader, writer, "");
-
 impl AlertStore for AnyStore {
     async fn raise_alert(
         &self,
@@ -889,16 +526,92 @@ impl AlertStore for AnyStore {
         open_after_ms: i64,
         channels: &[Channel],
     ) -> Result<Raised, StoreError> {
-        match self {
-            Self::Postgres(s) => {
-                s.raise_alert(condition, now_ms, open_after_ms, channels)
-                    .await
-            }
-            Self::Sqlite(s) => {
-                s.raise_alert(condition, now_ms, open_after_ms, channels)
-                    .await
-            }
+        let details = check_condition(condition)?;
+        let rule = condition.rule.as_str();
+        let subject = condition.subject.as_str();
+        let mut tx = self.begin().await?;
+        let open: Option<(i64,)> = run!(tx.conn(), |c| sqlx::query_as(
+            "UPDATE alerts SET clear_since_ms = NULL, last_raised_ms = $3 \
+                     WHERE rule = $1 AND subject = $2 AND state = 'open' RETURNING id",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(now_ms)
+        .fetch_optional(c)
+        .await)?;
+        if let Some((id,)) = open {
+            tx.commit().await?;
+            return Ok(Raised::AlreadyOpen(id));
         }
+        let (since_ms,): (i64,) = run!(tx.conn(), |c| sqlx::query_as(
+            "INSERT INTO alert_conditions (rule, subject, since_ms, last_ms) \
+                     VALUES ($1, $2, $3, $3) \
+                     ON CONFLICT (rule, subject) DO UPDATE SET last_ms = excluded.last_ms \
+                     RETURNING since_ms",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(now_ms)
+        .fetch_one(c)
+        .await)?;
+        if now_ms.saturating_sub(since_ms) < open_after_ms {
+            tx.commit().await?;
+            return Ok(Raised::Pending { since_ms });
+        }
+        let row: Option<AlertRow> = run!(tx.conn(), |c| sqlx::query_as(concat!(
+            "INSERT INTO alerts (rule, severity, subject, ven_id, event_id, project_id, \
+                     state, opened_ms, message, details, last_raised_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $9, $7) \
+                     ON CONFLICT DO NOTHING RETURNING ",
+            alert_columns!()
+        ))
+        .bind(rule)
+        .bind(condition.severity.as_str())
+        .bind(subject)
+        .bind(condition.ven_id.as_ref().map(VenId::as_str))
+        .bind(condition.event_id.as_deref())
+        .bind(condition.project_id)
+        .bind(now_ms)
+        .bind(condition.message.as_str())
+        .bind(details)
+        .fetch_optional(c)
+        .await)?;
+        exec!(tx.conn(), |c| sqlx::query(
+            "DELETE FROM alert_conditions WHERE rule = $1 AND subject = $2"
+        )
+        .bind(rule)
+        .bind(subject)
+        .execute(c)
+        .await)?;
+        let Some(row) = row else {
+            // Another process opened it meanwhile.
+            let (id,): (i64,) = run!(tx.conn(), |c| sqlx::query_as(
+                "SELECT id FROM alerts WHERE rule = $1 AND subject = $2 AND state = 'open'",
+            )
+            .bind(rule)
+            .bind(subject)
+            .fetch_one(c)
+            .await)?;
+            tx.commit().await?;
+            return Ok(Raised::AlreadyOpen(id));
+        };
+        let alert = alert_from_row(row)?;
+        let payload = notification_payload("opened", &alert)?;
+        for channel in channels {
+            exec!(tx.conn(), |c| sqlx::query(
+                "INSERT INTO alert_deliveries \
+                         (alert_id, kind, channel, payload, created_ms, next_attempt_ms) \
+                         VALUES ($1, 'opened', $2, $3, $4, $4)",
+            )
+            .bind(alert.id)
+            .bind(channel.as_str())
+            .bind(payload.as_str())
+            .bind(now_ms)
+            .execute(c)
+            .await)?;
+        }
+        tx.commit().await?;
+        Ok(Raised::Opened(Box::new(alert)))
     }
 
     async fn clear_alert(
@@ -909,30 +622,92 @@ impl AlertStore for AnyStore {
         resolve_after_ms: i64,
         channels: &[Channel],
     ) -> Result<Cleared, StoreError> {
-        match self {
-            Self::Postgres(s) => {
-                s.clear_alert(rule, subject, now_ms, resolve_after_ms, channels)
-                    .await
-            }
-            Self::Sqlite(s) => {
-                s.clear_alert(rule, subject, now_ms, resolve_after_ms, channels)
-                    .await
-            }
+        let rule = rule.as_str();
+        let mut tx = self.begin().await?;
+        exec!(tx.conn(), |c| sqlx::query(
+            "DELETE FROM alert_conditions WHERE rule = $1 AND subject = $2"
+        )
+        .bind(rule)
+        .bind(subject)
+        .execute(c)
+        .await)?;
+        let open: Option<(i64, i64)> = run!(tx.conn(), |c| sqlx::query_as(
+            "UPDATE alerts SET clear_since_ms = COALESCE(clear_since_ms, $3) \
+                     WHERE rule = $1 AND subject = $2 AND state = 'open' \
+                     RETURNING id, clear_since_ms",
+        )
+        .bind(rule)
+        .bind(subject)
+        .bind(now_ms)
+        .fetch_optional(c)
+        .await)?;
+        let Some((id, since_ms)) = open else {
+            tx.commit().await?;
+            return Ok(Cleared::NotOpen);
+        };
+        if now_ms.saturating_sub(since_ms) < resolve_after_ms {
+            tx.commit().await?;
+            return Ok(Cleared::Clearing { id, since_ms });
         }
+        let row: Option<AlertRow> = run!(tx.conn(), |c| sqlx::query_as(concat!(
+            "UPDATE alerts SET state = 'resolved', resolved_ms = $2 \
+                     WHERE id = $1 AND state = 'open' RETURNING ",
+            alert_columns!()
+        ))
+        .bind(id)
+        .bind(now_ms)
+        .fetch_optional(c)
+        .await)?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(Cleared::NotOpen);
+        };
+        let alert = alert_from_row(row)?;
+        let payload = notification_payload("resolved", &alert)?;
+        for channel in channels {
+            exec!(tx.conn(), |c| sqlx::query(
+                "INSERT INTO alert_deliveries \
+                         (alert_id, kind, channel, payload, created_ms, next_attempt_ms) \
+                         VALUES ($1, 'resolved', $2, $3, $4, $4)",
+            )
+            .bind(alert.id)
+            .bind(channel.as_str())
+            .bind(payload.as_str())
+            .bind(now_ms)
+            .execute(c)
+            .await)?;
+        }
+        tx.commit().await?;
+        Ok(Cleared::Resolved(Box::new(alert)))
     }
 
     async fn alerts(&self, filter: &AlertFilter) -> Result<Vec<Alert>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.alerts(filter).await,
-            Self::Sqlite(s) => s.alerts(filter).await,
-        }
+        let rows: Vec<AlertRow> = run!(self.reader(), |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE ($1 IS NULL OR state = $1) \
+                     AND ($2 IS NULL OR ven_id = $2) AND ($3 IS NULL OR rule = $3) \
+                     ORDER BY opened_ms DESC, id DESC LIMIT $4"
+        ))
+        .bind(filter.state.map(AlertState::as_str))
+        .bind(filter.ven_id.as_ref().map(VenId::as_str))
+        .bind(filter.rule.map(Rule::as_str))
+        .bind(i64::from(filter.limit))
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter().map(alert_from_row).collect()
     }
 
     async fn alert(&self, id: i64) -> Result<Option<Alert>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.alert(id).await,
-            Self::Sqlite(s) => s.alert(id).await,
-        }
+        let row: Option<AlertRow> = run!(self.reader(), |pool| sqlx::query_as(concat!(
+            "SELECT ",
+            alert_columns!(),
+            " FROM alerts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await)?;
+        row.map(alert_from_row).transpose()
     }
 
     async fn acknowledge_alert(
@@ -942,17 +717,31 @@ impl AlertStore for AnyStore {
         note: Option<&str>,
         now_ms: i64,
     ) -> Result<Option<Alert>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.acknowledge_alert(id, by, note, now_ms).await,
-            Self::Sqlite(s) => s.acknowledge_alert(id, by, note, now_ms).await,
-        }
+        let row: Option<AlertRow> = run!(self.writer(), |pool| sqlx::query_as(concat!(
+            "UPDATE alerts SET acknowledged_ms = $2, acknowledged_by = $3, ack_note = $4 \
+                     WHERE id = $1 RETURNING ",
+            alert_columns!()
+        ))
+        .bind(id)
+        .bind(now_ms)
+        .bind(by)
+        .bind(note)
+        .fetch_optional(pool)
+        .await)?;
+        row.map(alert_from_row).transpose()
     }
 
     async fn active_alert_keys(&self) -> Result<Vec<(Rule, String)>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.active_alert_keys().await,
-            Self::Sqlite(s) => s.active_alert_keys().await,
-        }
+        let rows: Vec<(String, String)> = run!(self.reader(), |pool| sqlx::query_as(
+            "SELECT rule, subject FROM alerts WHERE state = 'open' \
+                     UNION SELECT rule, subject FROM alert_conditions",
+        )
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(rule, subject)| Some((Rule::from_name(&rule)?, subject)))
+            .collect())
     }
 
     async fn readings_before(
@@ -964,16 +753,19 @@ impl AlertStore for AnyStore {
         before_ms: i64,
         limit: u32,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        match self {
-            Self::Postgres(s) => {
-                s.readings_before(ven_id, meter, quantity, phase, before_ms, limit)
-                    .await
-            }
-            Self::Sqlite(s) => {
-                s.readings_before(ven_id, meter, quantity, phase, before_ms, limit)
-                    .await
-            }
-        }
+        Ok(run!(self.reader(), |pool| sqlx::query_as(
+            "SELECT m.ts, m.value FROM metrics m JOIN series s ON s.id = m.series_id \
+                     WHERE s.ven_id = $1 AND s.meter = $2 AND s.quantity = $3 AND s.phase = $4 \
+                     AND m.ts < $5 ORDER BY m.ts DESC LIMIT $6",
+        )
+        .bind(ven_id.as_str())
+        .bind(meter)
+        .bind(quantity_code(quantity))
+        .bind(phase_code(phase))
+        .bind(before_ms)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?)
     }
 
     async fn claim_deliveries(
@@ -982,10 +774,27 @@ impl AlertStore for AnyStore {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.claim_deliveries(now_ms, lease_ms, limit).await,
-            Self::Sqlite(s) => s.claim_deliveries(now_ms, lease_ms, limit).await,
-        }
+        let rows: Vec<(i64, i64, String, String, String, i64)> =
+            run!(self.writer(), |pool| sqlx::query_as(sql!(pool;
+                "UPDATE alert_deliveries SET lease_until_ms = $2, attempts = attempts + 1 \
+                 WHERE id IN (SELECT id FROM alert_deliveries \
+                 WHERE delivered_ms IS NULL AND gave_up_ms IS NULL AND next_attempt_ms <= $1 \
+                 AND (lease_until_ms IS NULL OR lease_until_ms <= $1) \
+                 ORDER BY id LIMIT $3 ",
+                skip_locked,
+                ") RETURNING id, alert_id, kind, channel, payload, attempts"
+            ))
+            .bind(now_ms)
+            .bind(now_ms.saturating_add(lease_ms))
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        let mut deliveries = rows
+            .into_iter()
+            .map(delivery_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        deliveries.sort_by_key(|d| d.id);
+        Ok(deliveries)
     }
 
     async fn finish_delivery(
@@ -994,16 +803,58 @@ impl AlertStore for AnyStore {
         outcome: &DeliveryOutcome,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.finish_delivery(id, outcome, now_ms).await,
-            Self::Sqlite(s) => s.finish_delivery(id, outcome, now_ms).await,
-        }
+        let (sql, at, error) = match outcome {
+            DeliveryOutcome::Delivered => (
+                "UPDATE alert_deliveries SET delivered_ms = $2, lease_until_ms = NULL, \
+                         last_error = $3 WHERE id = $1",
+                now_ms,
+                None,
+            ),
+            DeliveryOutcome::Retry {
+                next_attempt_ms,
+                error,
+            } => (
+                "UPDATE alert_deliveries SET next_attempt_ms = $2, lease_until_ms = NULL, \
+                         last_error = $3 WHERE id = $1",
+                *next_attempt_ms,
+                Some(error.as_str()),
+            ),
+            DeliveryOutcome::GiveUp { error } => (
+                "UPDATE alert_deliveries SET gave_up_ms = $2, lease_until_ms = NULL, \
+                         last_error = $3 WHERE id = $1",
+                now_ms,
+                Some(error.as_str()),
+            ),
+        };
+        exec!(self.writer(), |pool| sqlx::query(sql)
+            .bind(id)
+            .bind(at)
+            .bind(error)
+            .execute(pool)
+            .await)?;
+        Ok(())
     }
 
     async fn alert_deliveries(&self, alert_id: i64) -> Result<Vec<DeliveryState>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.alert_deliveries(alert_id).await,
-            Self::Sqlite(s) => s.alert_deliveries(alert_id).await,
-        }
+        let rows: Vec<(String, String, Option<i64>, i64)> =
+            run!(self.reader(), |pool| sqlx::query_as(
+                "SELECT kind, channel, delivered_ms, attempts FROM alert_deliveries \
+                     WHERE alert_id = $1 ORDER BY id",
+            )
+            .bind(alert_id)
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter()
+            .map(|(kind, channel, delivered, attempts)| {
+                let channel = Channel::from_name(&channel)
+                    .ok_or_else(|| StoreError::Invalid(format!("unknown channel {channel:?}")))?;
+                Ok((
+                    kind,
+                    channel,
+                    delivered.is_some(),
+                    u32::try_from(attempts).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect()
     }
 }

@@ -29,8 +29,8 @@ use std::future::Future;
 
 use gridlink_protocol::VenId;
 
-use super::dr::{SqlResult as _, json_list};
-use super::{AnyStore, PgStore, SqliteStore, StoreError, check_token_name};
+use super::dr::json_list;
+use super::{AnyStore, StoreError, check_token_name};
 
 /// Most VENs one API key may write.
 pub const MAX_API_KEY_VENS: usize = 1000;
@@ -198,92 +198,7 @@ macro_rules! select_keys {
     };
 }
 
-impl ApiKeyStore for PgStore {
-    async fn create_api_key(
-        &self,
-        key: &NewApiKey,
-        now_ms: i64,
-    ) -> Result<ApiKeyRecord, StoreError> {
-        let vens = check(key)?;
-        let mut tx = self.pool.begin().await.db()?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (name, customer, hash, created) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(&key.name)
-        .bind(&key.customer)
-        .bind(key.hash.as_slice())
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await
-        .db()?;
-        sqlx::query(
-            "INSERT INTO vens (ven_id) SELECT * FROM UNNEST($1::text[]) ORDER BY 1 \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&vens)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        sqlx::query(
-            "INSERT INTO api_key_vens (key_id, ven_id) SELECT $1, v FROM UNNEST($2::text[]) AS v",
-        )
-        .bind(id)
-        .bind(&vens)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
-        record(id, key, &vens, now_ms)
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows: Vec<KeyRow> = sqlx::query_as(concat!(select_keys!(), " ORDER BY k.id, v.ven_id"))
-            .fetch_all(&self.pool)
-            .await
-            .db()?;
-        Ok(fold(rows)?.into_iter().map(|k| k.record).collect())
-    }
-
-    async fn api_key(&self, id: i64) -> Result<Option<StoredApiKey>, StoreError> {
-        let rows: Vec<KeyRow> = sqlx::query_as(concat!(
-            select_keys!(),
-            " WHERE k.id = $1 ORDER BY v.ven_id"
-        ))
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await
-        .db()?;
-        Ok(fold(rows)?.pop())
-    }
-
-    async fn revoke_api_key(
-        &self,
-        id: i64,
-        now_ms: i64,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        sqlx::query("UPDATE api_keys SET revoked = COALESCE(revoked, $2) WHERE id = $1")
-            .bind(id)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await
-            .db()?;
-        Ok(self.api_key(id).await?.map(|k| k.record))
-    }
-
-    async fn next_http_batch_seq(&self, ven_id: &VenId) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "INSERT INTO http_ingest_seq AS s (ven_id, last_seq) VALUES ($1, 1) \
-             ON CONFLICT (ven_id) DO UPDATE SET last_seq = s.last_seq + 1 RETURNING last_seq",
-        )
-        .bind(ven_id.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .db()?;
-        Ok(http_seq(n))
-    }
-}
-
-impl ApiKeyStore for SqliteStore {
+impl ApiKeyStore for AnyStore {
     async fn create_api_key(
         &self,
         key: &NewApiKey,
@@ -291,53 +206,55 @@ impl ApiKeyStore for SqliteStore {
     ) -> Result<ApiKeyRecord, StoreError> {
         let vens = check(key)?;
         let list = json_list(vens.iter().copied());
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.db()?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO api_keys (name, customer, hash, created) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        let mut tx = self.begin().await?;
+        let id: i64 = run!(tx.conn(), |c| {
+            sqlx::query_scalar(
+            "INSERT INTO api_keys (name, customer, hash, created) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(&key.name)
         .bind(&key.customer)
         .bind(key.hash.as_slice())
         .bind(now_ms)
-        .fetch_one(&mut *tx)
+        .fetch_one(c)
         .await
-        .db()?;
-        sqlx::query(
-            "INSERT INTO vens (ven_id) SELECT value FROM json_each(?1) WHERE true ON CONFLICT DO NOTHING",
-        )
+        })?;
+        // In VEN order, so concurrent writers lock the rows in one order.
+        exec!(tx.conn(), |c| sqlx::query(sql!(c;
+            "INSERT INTO vens (ven_id) SELECT value FROM ", [json_each 1],
+            " WHERE true ORDER BY 1 ON CONFLICT DO NOTHING"
+        ))
         .bind(&list)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        sqlx::query(
-            "INSERT INTO api_key_vens (key_id, ven_id) SELECT ?1, value FROM json_each(?2)",
-        )
+        .execute(c)
+        .await)?;
+        exec!(tx.conn(), |c| sqlx::query(sql!(c;
+            "INSERT INTO api_key_vens (key_id, ven_id) SELECT $1, value FROM ", [json_each 2]
+        ))
         .bind(id)
         .bind(&list)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        .execute(c)
+        .await)?;
+        tx.commit().await?;
         record(id, key, &vens, now_ms)
     }
 
     async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows: Vec<KeyRow> = sqlx::query_as(concat!(select_keys!(), " ORDER BY k.id, v.ven_id"))
-            .fetch_all(&self.reader)
-            .await
-            .db()?;
+        let rows: Vec<KeyRow> = run!(self.reader(), |pool| sqlx::query_as(concat!(
+            select_keys!(),
+            " ORDER BY k.id, v.ven_id"
+        ))
+        .fetch_all(pool)
+        .await)?;
         Ok(fold(rows)?.into_iter().map(|k| k.record).collect())
     }
 
     async fn api_key(&self, id: i64) -> Result<Option<StoredApiKey>, StoreError> {
-        let rows: Vec<KeyRow> = sqlx::query_as(concat!(
+        let rows: Vec<KeyRow> = run!(self.reader(), |pool| sqlx::query_as(concat!(
             select_keys!(),
-            " WHERE k.id = ?1 ORDER BY v.ven_id"
+            " WHERE k.id = $1 ORDER BY v.ven_id"
         ))
         .bind(id)
-        .fetch_all(&self.reader)
-        .await
-        .db()?;
+        .fetch_all(pool)
+        .await)?;
         Ok(fold(rows)?.pop())
     }
 
@@ -346,38 +263,37 @@ impl ApiKeyStore for SqliteStore {
         id: i64,
         now_ms: i64,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        sqlx::query("UPDATE api_keys SET revoked = COALESCE(revoked, ?2) WHERE id = ?1")
-            .bind(id)
-            .bind(now_ms)
-            .execute(&self.writer)
-            .await
-            .db()?;
-        // Read through the writer: the reader may not see the commit yet.
-        let rows: Vec<KeyRow> = sqlx::query_as(concat!(
+        exec!(self.writer(), |pool| sqlx::query(
+            "UPDATE api_keys SET revoked = COALESCE(revoked, $2) WHERE id = $1"
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(pool)
+        .await)?;
+        // Read through the writer: SQLite's readers may not see the commit yet.
+        let rows: Vec<KeyRow> = run!(self.writer(), |pool| sqlx::query_as(concat!(
             select_keys!(),
-            " WHERE k.id = ?1 ORDER BY v.ven_id"
+            " WHERE k.id = $1 ORDER BY v.ven_id"
         ))
         .bind(id)
-        .fetch_all(&self.writer)
-        .await
-        .db()?;
+        .fetch_all(pool)
+        .await)?;
         Ok(fold(rows)?.pop().map(|k| k.record))
     }
 
     async fn next_http_batch_seq(&self, ven_id: &VenId) -> Result<u64, StoreError> {
-        // In an explicit transaction: as one autocommit statement this
-        // upsert made each HTTP ingest request ~10 ms slower (measured with
-        // benches/http_ingest.rs: 10.5 ms p50 against 1.2 ms).
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await.db()?;
-        let n: i64 = sqlx::query_scalar(
-            "INSERT INTO http_ingest_seq (ven_id, last_seq) VALUES (?1, 1) \
-             ON CONFLICT (ven_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+        // In an explicit transaction: on SQLite, as one autocommit statement
+        // this upsert made each HTTP ingest request ~10 ms slower (measured
+        // with benches/http_ingest.rs: 10.5 ms p50 against 1.2 ms).
+        let mut tx = self.begin().await?;
+        let n: i64 = run!(tx.conn(), |c| sqlx::query_scalar(
+            "INSERT INTO http_ingest_seq AS s (ven_id, last_seq) VALUES ($1, 1) \
+             ON CONFLICT (ven_id) DO UPDATE SET last_seq = s.last_seq + 1 RETURNING last_seq",
         )
         .bind(ven_id.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
+        .fetch_one(c)
+        .await)?;
+        tx.commit().await?;
         Ok(http_seq(n))
     }
 }
@@ -400,51 +316,6 @@ fn record(
         created_ms: now_ms,
         revoked_ms: None,
     })
-}
-
-impl ApiKeyStore for AnyStore {
-    async fn create_api_key(
-        &self,
-        key: &NewApiKey,
-        now_ms: i64,
-    ) -> Result<ApiKeyRecord, StoreError> {
-        match self {
-            Self::Postgres(s) => s.create_api_key(key, now_ms).await,
-            Self::Sqlite(s) => s.create_api_key(key, now_ms).await,
-        }
-    }
-
-    async fn api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.api_keys().await,
-            Self::Sqlite(s) => s.api_keys().await,
-        }
-    }
-
-    async fn api_key(&self, id: i64) -> Result<Option<StoredApiKey>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.api_key(id).await,
-            Self::Sqlite(s) => s.api_key(id).await,
-        }
-    }
-
-    async fn revoke_api_key(
-        &self,
-        id: i64,
-        now_ms: i64,
-    ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.revoke_api_key(id, now_ms).await,
-            Self::Sqlite(s) => s.revoke_api_key(id, now_ms).await,
-        }
-    }
-
-    async fn next_http_batch_seq(&self, ven_id: &VenId) -> Result<u64, StoreError> {
-        match self {
-            Self::Postgres(s) => s.next_http_batch_seq(ven_id).await,
-            Self::Sqlite(s) => s.next_http_batch_seq(ven_id).await,
-        }
-    }
 }
 
 #[cfg(test)]

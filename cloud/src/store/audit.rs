@@ -39,8 +39,7 @@
 
 use std::future::Future;
 
-use super::dr::SqlResult as _;
-use super::{AnyStore, PgStore, Role, SqliteStore, StoreError};
+use super::{AnyStore, Role, StoreError};
 
 /// Most entries one [`AuditQuery`] returns.
 pub const MAX_AUDIT_LIMIT: u32 = 500;
@@ -204,83 +203,55 @@ fn audit_record(row: AuditRow) -> Result<AuditRecord, StoreError> {
     })
 }
 
-macro_rules! audit_store {
-    ($store:ty, $read:ident, $write:ident) => {
-        impl AuditStore for $store {
-            async fn record_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-                sqlx::query_scalar(
-                    "INSERT INTO audit_log (at_ms, token_id, token_name, role, action, \
+impl AuditStore for AnyStore {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        Ok(run!(self.writer(), |pool| sqlx::query_scalar(
+            "INSERT INTO audit_log (at_ms, token_id, token_name, role, action, \
                      object_type, object_id, request_id, method, path, status, summary) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
-                )
-                .bind(entry.at_ms)
-                .bind(entry.token_id)
-                .bind(&entry.token_name)
-                .bind(entry.role.as_str())
-                .bind(&entry.action)
-                .bind(&entry.object_type)
-                .bind(entry.object_id.as_deref())
-                .bind(&entry.request_id)
-                .bind(&entry.method)
-                .bind(&entry.path)
-                .bind(i32::from(entry.status))
-                .bind(entry.summary.to_string())
-                .fetch_one(&self.$write)
-                .await
-                .db()
-            }
+        )
+        .bind(entry.at_ms)
+        .bind(entry.token_id)
+        .bind(&entry.token_name)
+        .bind(entry.role.as_str())
+        .bind(&entry.action)
+        .bind(&entry.object_type)
+        .bind(entry.object_id.as_deref())
+        .bind(&entry.request_id)
+        .bind(&entry.method)
+        .bind(&entry.path)
+        .bind(i32::from(entry.status))
+        .bind(entry.summary.to_string())
+        .fetch_one(pool)
+        .await)?)
+    }
 
-            async fn audit_entries(
-                &self,
-                query: &AuditQuery,
-            ) -> Result<Vec<AuditRecord>, StoreError> {
-                let (actor_id, actor_name) = match &query.actor {
-                    Some(AuditActor::TokenId(id)) => (Some(*id), None),
-                    Some(AuditActor::TokenName(name)) => (None, Some(name.as_str())),
-                    None => (None, None),
-                };
-                let rows: Vec<AuditRow> = sqlx::query_as(
-                    "SELECT id, at_ms, token_id, token_name, role, action, object_type, \
+    async fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let (actor_id, actor_name) = match &query.actor {
+            Some(AuditActor::TokenId(id)) => (Some(*id), None),
+            Some(AuditActor::TokenName(name)) => (None, Some(name.as_str())),
+            None => (None, None),
+        };
+        let rows: Vec<AuditRow> = run!(self.reader(), |pool| sqlx::query_as(
+            "SELECT id, at_ms, token_id, token_name, role, action, object_type, \
                      object_id, request_id, method, path, status, summary FROM audit_log \
                      WHERE ($1 IS NULL OR at_ms >= $1) AND ($2 IS NULL OR at_ms < $2) \
                      AND ($3 IS NULL OR token_id = $3) AND ($4 IS NULL OR token_name = $4) \
                      AND ($5 IS NULL OR action = $5) AND ($6 IS NULL OR object_type = $6) \
                      AND ($7 IS NULL OR object_id = $7) \
                      ORDER BY at_ms DESC, id DESC LIMIT $8 OFFSET $9",
-                )
-                .bind(query.from_ms)
-                .bind(query.to_ms)
-                .bind(actor_id)
-                .bind(actor_name)
-                .bind(query.action.as_deref())
-                .bind(query.object_type.as_deref())
-                .bind(query.object_id.as_deref())
-                .bind(i64::from(query.limit.min(MAX_AUDIT_LIMIT)))
-                .bind(i64::from(query.skip))
-                .fetch_all(&self.$read)
-                .await
-                .db()?;
-                rows.into_iter().map(audit_record).collect()
-            }
-        }
-    };
-}
-
-audit_store!(PgStore, pool, pool);
-audit_store!(SqliteStore, reader, writer);
-
-impl AuditStore for AnyStore {
-    async fn record_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
-        match self {
-            Self::Postgres(s) => s.record_audit(entry).await,
-            Self::Sqlite(s) => s.record_audit(entry).await,
-        }
-    }
-
-    async fn audit_entries(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.audit_entries(query).await,
-            Self::Sqlite(s) => s.audit_entries(query).await,
-        }
+        )
+        .bind(query.from_ms)
+        .bind(query.to_ms)
+        .bind(actor_id)
+        .bind(actor_name)
+        .bind(query.action.as_deref())
+        .bind(query.object_type.as_deref())
+        .bind(query.object_id.as_deref())
+        .bind(i64::from(query.limit.min(MAX_AUDIT_LIMIT)))
+        .bind(i64::from(query.skip))
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter().map(audit_record).collect()
     }
 }

@@ -26,7 +26,7 @@ use gridlink_protocol::{
     encode,
 };
 
-use super::{AnyStore, StoreError};
+use super::{AnyStore, Db, StoreError, Tx};
 
 /// Longest group name.
 pub const MAX_GROUP_LEN: usize = 128;
@@ -402,118 +402,6 @@ pub(crate) fn diff_vens(previous: &[VenId], next: &[VenId]) -> Vec<VenId> {
         .collect()
 }
 
-macro_rules! delegate {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            AnyStore::Postgres($s) => $call.await,
-            AnyStore::Sqlite($s) => $call.await,
-        }
-    };
-}
-
-impl DrStore for AnyStore {
-    async fn create_program(
-        &self,
-        id: &ObjectId,
-        program: &ProgramWrite,
-        now_ms: i64,
-    ) -> Result<ProgramRecord, StoreError> {
-        delegate!(self, s => s.create_program(id, program, now_ms))
-    }
-    async fn update_program(
-        &self,
-        id: &ObjectId,
-        program: &ProgramWrite,
-        now_ms: i64,
-    ) -> Result<Option<ProgramRecord>, StoreError> {
-        delegate!(self, s => s.update_program(id, program, now_ms))
-    }
-    async fn delete_program(&self, id: &ObjectId) -> Result<Option<ProgramRecord>, StoreError> {
-        delegate!(self, s => s.delete_program(id))
-    }
-    async fn program(&self, id: &ObjectId) -> Result<Option<ProgramRecord>, StoreError> {
-        delegate!(self, s => s.program(id))
-    }
-    async fn programs(&self, filter: &DrFilter) -> Result<Vec<ProgramRecord>, StoreError> {
-        delegate!(self, s => s.programs(filter))
-    }
-    async fn set_ven_groups(&self, ven_id: &VenId, groups: &[String]) -> Result<(), StoreError> {
-        delegate!(self, s => s.set_ven_groups(ven_id, groups))
-    }
-    async fn ven_groups(&self, ven_id: &VenId) -> Result<Vec<String>, StoreError> {
-        delegate!(self, s => s.ven_groups(ven_id))
-    }
-    async fn resolve_targets(&self, targets: &[String]) -> Result<Vec<Vec<VenId>>, StoreError> {
-        delegate!(self, s => s.resolve_targets(targets))
-    }
-    async fn create_event(
-        &self,
-        id: &ObjectId,
-        event: &EventWrite,
-        now_ms: i64,
-    ) -> Result<(EventRecord, Vec<OutboxCommand>), StoreError> {
-        delegate!(self, s => s.create_event(id, event, now_ms))
-    }
-    async fn update_event(
-        &self,
-        id: &ObjectId,
-        event: &EventWrite,
-        now_ms: i64,
-    ) -> Result<Option<(EventRecord, Vec<OutboxCommand>)>, StoreError> {
-        delegate!(self, s => s.update_event(id, event, now_ms))
-    }
-    async fn delete_event(
-        &self,
-        id: &ObjectId,
-        now_ms: i64,
-    ) -> Result<Option<(EventRecord, Vec<OutboxCommand>)>, StoreError> {
-        delegate!(self, s => s.delete_event(id, now_ms))
-    }
-    async fn event(&self, id: &ObjectId) -> Result<Option<EventRecord>, StoreError> {
-        delegate!(self, s => s.event(id))
-    }
-    async fn events(&self, filter: &DrFilter) -> Result<Vec<EventRecord>, StoreError> {
-        delegate!(self, s => s.events(filter))
-    }
-    async fn unsent_commands(&self, limit: u32) -> Result<Vec<OutboxCommand>, StoreError> {
-        delegate!(self, s => s.unsent_commands(limit))
-    }
-    async fn mark_sent(&self, sent: &[(VenId, u64)], now_ms: i64) -> Result<(), StoreError> {
-        delegate!(self, s => s.mark_sent(sent, now_ms))
-    }
-    async fn record_ack(
-        &self,
-        ack: &CommandAck,
-        received_ms: i64,
-    ) -> Result<AckOutcome, StoreError> {
-        delegate!(self, s => s.record_ack(ack, received_ms))
-    }
-    async fn event_acks(&self, event_id: &ObjectId) -> Result<Vec<AckRecord>, StoreError> {
-        delegate!(self, s => s.event_acks(event_id))
-    }
-    async fn site_power(
-        &self,
-        vens: &[VenId],
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(VenId, PowerMean)>, StoreError> {
-        delegate!(self, s => s.site_power(vens, from_ms, to_ms))
-    }
-}
-
-/// `.db()`: a sqlx result as a [`StoreError`] one, sorted by
-/// [`classify`](super::classify).
-pub(crate) trait SqlResult<T> {
-    /// Converts the error.
-    fn db(self) -> Result<T, StoreError>;
-}
-
-impl<T> SqlResult<T> for Result<T, sqlx::Error> {
-    fn db(self) -> Result<T, StoreError> {
-        self.map_err(super::classify)
-    }
-}
-
 /// A list of strings as JSON text (for `json_each` / stored lists).
 pub(crate) fn json_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     serde_json::Value::Array(
@@ -530,4 +418,644 @@ pub(crate) fn vens_column(text: &str) -> Result<Vec<VenId>, StoreError> {
     let ids: Vec<String> = serde_json::from_str(text)
         .map_err(|e| StoreError::Invalid(format!("stored VEN list: {e}")))?;
     ids.iter().map(|s| ven_id(s)).collect()
+}
+
+// ------------------------------------------------------------ the one implementation
+//
+// Every write is one transaction; lists of ids go in as JSON text and are
+// expanded in SQL (`[json_each n]` in `sql!`), so a write is a few
+// statements whatever the number of VENs. The outbox insert is the one
+// statement per dialect: `UNNEST` arrays on PostgreSQL, one prepared insert
+// per command on SQLite (its fast path).
+
+type ProgramRow = (String, String, i64, i64, String, String);
+
+fn program_record(row: ProgramRow) -> Result<ProgramRecord, StoreError> {
+    let (id, name, created_ms, modified_ms, targets, body) = row;
+    Ok(ProgramRecord {
+        id: object_id(id)?,
+        name,
+        created_ms,
+        modified_ms,
+        targets: targets_column(&targets)?,
+        body: json_column(&body, "program")?,
+    })
+}
+
+macro_rules! select_program {
+    () => {
+        "SELECT id, name, created, modified, targets, body FROM programs"
+    };
+}
+
+/// An event's columns (its current VENs as a JSON list in byte order),
+/// then `$rest`.
+macro_rules! select_event {
+    ($on:ident; $($rest:tt),*) => {
+        sql!($on; "SELECT e.id, e.program_id, e.created, e.modified, e.start_ms, e.end_ms, \
+             e.priority, e.targets, e.body, ",
+            [either
+                "(SELECT coalesce(json_agg(ven_id ORDER BY ven_id COLLATE \"C\"), '[]')::text \
+                 FROM event_vens v WHERE v.event_id = e.id AND v.removed IS NULL)"
+                "(SELECT json_group_array(ven_id) FROM (SELECT ven_id FROM event_vens v \
+                 WHERE v.event_id = e.id AND v.removed IS NULL ORDER BY ven_id))"],
+            " FROM events e", $($rest),*)
+    };
+}
+
+/// The columns of `select_event!`.
+type EventRow = (
+    String,
+    String,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    String,
+);
+
+fn event_record(row: EventRow) -> Result<EventRecord, StoreError> {
+    let (id, program_id, created_ms, modified_ms, start_ms, end_ms, priority, targets, body, vens) =
+        row;
+    Ok(EventRecord {
+        id: object_id(id)?,
+        program_id: object_id(program_id)?,
+        created_ms,
+        modified_ms,
+        start_ms,
+        end_ms,
+        priority,
+        targets: targets_column(&targets)?,
+        vens: vens_column(&vens)?,
+        body: json_column(&body, "event")?,
+    })
+}
+async fn event_in(tx: &mut Tx, id: &ObjectId) -> Result<Option<EventRecord>, StoreError> {
+    let row: Option<EventRow> = run!(tx.conn(), |c| sqlx::query_as(
+        select_event!(c; " WHERE e.id = $1 AND e.deleted IS NULL")
+    )
+    .bind(id.as_str())
+    .fetch_optional(c)
+    .await)?;
+    row.map(event_record).transpose()
+}
+
+/// Allocates command ids and writes the commands to the outbox.
+async fn queue(
+    tx: &mut Tx,
+    event_id: &ObjectId,
+    event: Option<&gridlink_protocol::Event>,
+    send: &[VenId],
+    cancel: &[VenId],
+    now_ms: i64,
+) -> Result<Vec<OutboxCommand>, StoreError> {
+    let planned = actions(event_id, event, send, cancel);
+    if planned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<(String, i64)> = run!(tx.conn(), |c| {
+        sqlx::query_as(sql!(c; "INSERT INTO command_seq (ven_id, last_id) SELECT value, 1 FROM ", [json_each 1], " WHERE true \
+         ON CONFLICT (ven_id) DO UPDATE SET last_id = command_seq.last_id + 1 RETURNING ven_id, last_id"))
+    .bind(json_list(planned.iter().map(|(v, _)| v.as_str())))
+    .fetch_all(c).await
+    })?;
+    let ids: std::collections::HashMap<String, i64> = ids.into_iter().collect();
+    let mut out = Vec::with_capacity(planned.len());
+    for (ven, action) in planned {
+        let command_id = ids
+            .get(ven.as_str())
+            .copied()
+            .ok_or_else(|| StoreError::Invalid(format!("no command id for {ven}")))?;
+        let payload = encode_command(&ven, command_id as u64, now_ms, action)?;
+        out.push(OutboxCommand {
+            ven_id: ven,
+            command_id: command_id as u64,
+            payload,
+        });
+    }
+    match tx.conn() {
+        Db::Postgres(c) => {
+            sqlx::query(
+                "INSERT INTO command_outbox (ven_id, command_id, event_id, payload, created) \
+                 SELECT v, c, $4, p, $5 FROM UNNEST($1::text[], $2::int8[], $3::bytea[]) AS u(v, c, p)",
+            )
+            .bind(out.iter().map(|c| c.ven_id.as_str()).collect::<Vec<_>>())
+            .bind(out.iter().map(|c| c.command_id as i64).collect::<Vec<_>>())
+            .bind(out.iter().map(|c| c.payload.as_slice()).collect::<Vec<_>>())
+            .bind(event_id.as_str())
+            .bind(now_ms)
+            .execute(c)
+            .await?;
+        }
+        Db::Sqlite(c) => {
+            for command in &out {
+                sqlx::query(
+                    "INSERT INTO command_outbox (ven_id, command_id, event_id, payload, created) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(command.ven_id.as_str())
+                .bind(command.command_id as i64)
+                .bind(event_id.as_str())
+                .bind(command.payload.as_slice())
+                .bind(now_ms)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn write_targets(tx: &mut Tx, id: &ObjectId, event: &EventWrite) -> Result<(), StoreError> {
+    exec!(tx.conn(), |c| sqlx::query(
+        "DELETE FROM event_targets WHERE event_id = $1"
+    )
+    .bind(id.as_str())
+    .execute(c)
+    .await)?;
+    exec!(tx.conn(), |c| {
+        sqlx::query(sql!(c; "INSERT INTO event_targets (event_id, target) SELECT $1, value FROM ", [json_each 2], " WHERE true \
+         ON CONFLICT DO NOTHING"))
+    .bind(id.as_str())
+    .bind(json_list(event.targets.iter().map(String::as_str)))
+    .execute(c).await
+    })?;
+    exec!(tx.conn(), |c| {
+        sqlx::query(sql!(c; "INSERT INTO event_vens (event_id, ven_id) SELECT $1, value FROM ", [json_each 2], " WHERE true \
+         ON CONFLICT (event_id, ven_id) DO UPDATE SET removed = NULL"))
+    .bind(id.as_str())
+    .bind(json_list(event.vens.iter().map(VenId::as_str)))
+    .execute(c).await
+    })?;
+    Ok(())
+}
+
+async fn current_vens(tx: &mut Tx, id: &ObjectId) -> Result<Vec<VenId>, StoreError> {
+    let rows: Vec<String> = run!(tx.conn(), |c| {
+        sqlx::query_scalar(sql!(c; "SELECT ven_id FROM event_vens WHERE event_id = $1 AND removed IS NULL ORDER BY ven_id", collate_c))
+    .bind(id.as_str())
+    .fetch_all(c).await
+    })?;
+    rows.iter().map(|s| ven_id(s)).collect()
+}
+
+/// Replaces a VEN's groups.
+pub(super) async fn replace_groups(
+    tx: &mut Tx,
+    ven: &VenId,
+    groups: &[String],
+) -> Result<(), StoreError> {
+    exec!(tx.conn(), |c| sqlx::query(
+        "DELETE FROM ven_groups WHERE ven_id = $1"
+    )
+    .bind(ven.as_str())
+    .execute(c)
+    .await)?;
+    exec!(tx.conn(), |c| sqlx::query(sql!(c;
+        "INSERT INTO ven_groups (ven_id, group_name) SELECT $1, value FROM ", [json_each 2],
+        " WHERE true ON CONFLICT DO NOTHING"
+    ))
+    .bind(ven.as_str())
+    .bind(json_list(groups.iter().map(String::as_str)))
+    .execute(c)
+    .await)?;
+    Ok(())
+}
+
+/// Binds an event's columns ($n to $n+5) to `$query`.
+macro_rules! bind_event {
+    ($query:expr, $event:expr) => {
+        $query
+            .bind($event.program_id.as_str())
+            .bind($event.start_ms)
+            .bind($event.end_ms)
+            .bind($event.priority)
+            .bind(json_list($event.targets.iter().map(String::as_str)))
+            .bind($event.body.to_string())
+    };
+}
+
+impl DrStore for AnyStore {
+    async fn create_program(
+        &self,
+        id: &ObjectId,
+        program: &ProgramWrite,
+        now_ms: i64,
+    ) -> Result<ProgramRecord, StoreError> {
+        exec!(self.writer(), |pool| {
+            sqlx::query(
+            "INSERT INTO programs (id, name, created, modified, targets, body) VALUES ($1, $2, $3, $3, $4, $5)",
+        )
+        .bind(id.as_str())
+        .bind(program.name.as_str())
+        .bind(now_ms)
+        .bind(json_list(program.targets.iter().map(String::as_str)))
+        .bind(program.body.to_string())
+        .execute(pool).await
+        })?;
+        Ok(ProgramRecord {
+            id: id.clone(),
+            name: program.name.clone(),
+            created_ms: now_ms,
+            modified_ms: now_ms,
+            targets: program.targets.clone(),
+            body: program.body.clone(),
+        })
+    }
+
+    async fn update_program(
+        &self,
+        id: &ObjectId,
+        program: &ProgramWrite,
+        now_ms: i64,
+    ) -> Result<Option<ProgramRecord>, StoreError> {
+        let row: Option<ProgramRow> = run!(self.writer(), |pool| {
+            sqlx::query_as(sql!(pool; "UPDATE programs SET name = $2, modified = ", greatest, "(modified, $3), targets = $4, body = $5 \
+             WHERE id = $1 RETURNING id, name, created, modified, targets, body"))
+        .bind(id.as_str())
+        .bind(program.name.as_str())
+        .bind(now_ms)
+        .bind(json_list(program.targets.iter().map(String::as_str)))
+        .bind(program.body.to_string())
+        .fetch_optional(pool).await
+        })?;
+        row.map(program_record).transpose()
+    }
+
+    async fn delete_program(&self, id: &ObjectId) -> Result<Option<ProgramRecord>, StoreError> {
+        let mut tx = self.begin().await?;
+        let row: Option<ProgramRow> = run!(tx.conn(), |c| sqlx::query_as(concat!(
+            select_program!(),
+            " WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(c)
+        .await)?;
+        let Some(row) = row else { return Ok(None) };
+        let live: i64 = run!(tx.conn(), |c| sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE program_id = $1 AND deleted IS NULL",
+        )
+        .bind(id.as_str())
+        .fetch_one(c)
+        .await)?;
+        if live > 0 {
+            return Err(StoreError::Conflict(format!(
+                "program {id} has {live} events; delete them first"
+            )));
+        }
+        for sql in [
+            "DELETE FROM event_acks WHERE event_id IN (SELECT id FROM events WHERE program_id = $1)",
+            "DELETE FROM event_vens WHERE event_id IN (SELECT id FROM events WHERE program_id = $1)",
+            "DELETE FROM event_targets WHERE event_id IN (SELECT id FROM events WHERE program_id = $1)",
+            "DELETE FROM events WHERE program_id = $1",
+            "DELETE FROM programs WHERE id = $1",
+        ] {
+            exec!(tx.conn(), |c| sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(c)
+                .await)?;
+        }
+        tx.commit().await?;
+        program_record(row).map(Some)
+    }
+
+    async fn program(&self, id: &ObjectId) -> Result<Option<ProgramRecord>, StoreError> {
+        let row: Option<ProgramRow> = run!(self.reader(), |pool| sqlx::query_as(concat!(
+            select_program!(),
+            " WHERE id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(pool)
+        .await)?;
+        row.map(program_record).transpose()
+    }
+
+    async fn programs(&self, filter: &DrFilter) -> Result<Vec<ProgramRecord>, StoreError> {
+        let rows: Vec<ProgramRow> = run!(self.reader(), |pool| {
+            sqlx::query_as(sql!(pool; {select_program!()}, " WHERE ($1 = '[]' OR EXISTS (SELECT 1 FROM ",
+               [either "json_array_elements_text(programs.targets::json)" "json_each(programs.targets)"], " t \
+               WHERE t.value IN (SELECT value FROM ", [json_each 1], "))) \
+             ORDER BY created, id", collate_c, " LIMIT $2 OFFSET $3"))
+        .bind(json_list(filter.targets.iter().map(String::as_str)))
+        .bind(i64::from(filter.limit))
+        .bind(i64::from(filter.skip))
+        .fetch_all(pool).await
+        })?;
+        rows.into_iter().map(program_record).collect()
+    }
+
+    async fn set_ven_groups(&self, ven: &VenId, groups: &[String]) -> Result<(), StoreError> {
+        check_groups(groups)?;
+        let mut tx = self.begin().await?;
+        exec!(tx.conn(), |c| sqlx::query(
+            "INSERT INTO vens (ven_id) VALUES ($1) ON CONFLICT DO NOTHING"
+        )
+        .bind(ven.as_str())
+        .execute(c)
+        .await)?;
+        replace_groups(&mut tx, ven, groups).await?;
+        tx.commit().await
+    }
+
+    async fn ven_groups(&self, ven: &VenId) -> Result<Vec<String>, StoreError> {
+        Ok(run!(self.reader(), |pool| {
+            sqlx::query_scalar(sql!(pool; "SELECT group_name FROM ven_groups WHERE ven_id = $1 ORDER BY group_name", collate_c))
+        .bind(ven.as_str())
+        .fetch_all(pool).await
+        })?)
+    }
+
+    async fn resolve_targets(&self, targets: &[String]) -> Result<Vec<Vec<VenId>>, StoreError> {
+        let mut out = Vec::with_capacity(targets.len());
+        for target in targets {
+            let ids: Vec<String> = run!(self.reader(), |pool| sqlx::query_scalar(
+                "SELECT ven_id FROM vens WHERE ven_id = $1 \
+                 UNION SELECT ven_id FROM ven_groups WHERE group_name = $1",
+            )
+            .bind(target.as_str())
+            .fetch_all(pool)
+            .await)?;
+            let mut vens = ids
+                .iter()
+                .map(|s| ven_id(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            vens.sort();
+            out.push(vens);
+        }
+        Ok(out)
+    }
+
+    async fn create_event(
+        &self,
+        id: &ObjectId,
+        event: &EventWrite,
+        now_ms: i64,
+    ) -> Result<(EventRecord, Vec<OutboxCommand>), StoreError> {
+        let mut tx = self.begin().await?;
+        exec!(tx.conn(), |c| {
+            bind_event!(
+            sqlx::query(
+                "INSERT INTO events (id, created, modified, program_id, start_ms, end_ms, priority, targets, body) \
+                 VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id.as_str())
+            .bind(now_ms),
+            event
+        )
+        .execute(c)
+        .await
+        })?;
+        write_targets(&mut tx, id, event).await?;
+        let commands = queue(&mut tx, id, Some(&event.event), &event.vens, &[], now_ms).await?;
+        let record = event_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("event {id} vanished")))?;
+        tx.commit().await?;
+        Ok((record, commands))
+    }
+
+    async fn update_event(
+        &self,
+        id: &ObjectId,
+        event: &EventWrite,
+        now_ms: i64,
+    ) -> Result<Option<(EventRecord, Vec<OutboxCommand>)>, StoreError> {
+        let mut tx = self.begin().await?;
+        let updated = exec!(tx.conn(), |c| {
+            bind_event!(
+            sqlx::query(sql!(c; "UPDATE events SET modified = ", greatest, "(modified, $2), program_id = $3, \
+                 start_ms = $4, end_ms = $5, priority = $6, targets = $7, body = $8 \
+                 WHERE id = $1 AND deleted IS NULL"))
+            .bind(id.as_str())
+            .bind(now_ms),
+            event
+        )
+        .execute(c)
+        .await
+        })?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        let previous = current_vens(&mut tx, id).await?;
+        let dropped = diff_vens(&previous, &event.vens);
+        exec!(tx.conn(), |c| sqlx::query(
+            sql!(c; "UPDATE event_vens SET removed = $3 WHERE event_id = $1 \
+             AND ven_id IN (SELECT value FROM ", [json_each 2], ")")
+        )
+        .bind(id.as_str())
+        .bind(json_list(dropped.iter().map(VenId::as_str)))
+        .bind(now_ms)
+        .execute(c)
+        .await)?;
+        write_targets(&mut tx, id, event).await?;
+        let commands = queue(
+            &mut tx,
+            id,
+            Some(&event.event),
+            &event.vens,
+            &dropped,
+            now_ms,
+        )
+        .await?;
+        let record = event_in(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Invalid(format!("event {id} vanished")))?;
+        tx.commit().await?;
+        Ok(Some((record, commands)))
+    }
+
+    async fn delete_event(
+        &self,
+        id: &ObjectId,
+        now_ms: i64,
+    ) -> Result<Option<(EventRecord, Vec<OutboxCommand>)>, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(record) = event_in(&mut tx, id).await? else {
+            return Ok(None);
+        };
+        exec!(tx.conn(), |c| {
+            sqlx::query(sql!(c; "UPDATE events SET deleted = $2, modified = ", greatest, "(modified, $2) WHERE id = $1"))
+        .bind(id.as_str())
+        .bind(now_ms)
+        .execute(c).await
+        })?;
+        let commands = queue(&mut tx, id, None, &[], &record.vens, now_ms).await?;
+        tx.commit().await?;
+        Ok(Some((record, commands)))
+    }
+
+    async fn event(&self, id: &ObjectId) -> Result<Option<EventRecord>, StoreError> {
+        let row: Option<EventRow> =
+            run!(self.reader(), |pool| sqlx::query_as(select_event!(pool;
+                " WHERE e.id = $1 AND e.deleted IS NULL"
+            ))
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await)?;
+        row.map(event_record).transpose()
+    }
+
+    async fn events(&self, filter: &DrFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let rows: Vec<EventRow> = run!(self.reader(), |pool| sqlx::query_as(
+            select_event!(pool; " WHERE e.deleted IS NULL \
+             AND ($1 IS NULL OR e.program_id = $1) \
+             AND ($2 IS NULL OR e.end_ms IS NULL OR e.end_ms > $2) \
+             AND ($3 = '[]' OR EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.id \
+                  AND t.target IN (SELECT value FROM ", [json_each 3], "))) \
+             ORDER BY e.created, e.id", collate_c, " LIMIT $4 OFFSET $5")
+        )
+        .bind(filter.program_id.as_ref().map(ObjectId::as_str))
+        .bind(filter.active_at)
+        .bind(json_list(filter.targets.iter().map(String::as_str)))
+        .bind(i64::from(filter.limit))
+        .bind(i64::from(filter.skip))
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter().map(event_record).collect()
+    }
+
+    async fn unsent_commands(&self, limit: u32) -> Result<Vec<OutboxCommand>, StoreError> {
+        let rows: Vec<(String, i64, Vec<u8>)> = run!(self.reader(), |pool| {
+            sqlx::query_as(
+            sql!(pool; "SELECT ven_id, command_id, payload FROM command_outbox WHERE sent IS NULL \
+             ORDER BY created, ven_id", collate_c, ", command_id LIMIT $1")
+        )
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        })?;
+        rows.into_iter()
+            .map(|(ven, command_id, payload)| {
+                Ok(OutboxCommand {
+                    ven_id: ven_id(&ven)?,
+                    command_id: command_id as u64,
+                    payload,
+                })
+            })
+            .collect()
+    }
+
+    async fn mark_sent(&self, sent: &[(VenId, u64)], now_ms: i64) -> Result<(), StoreError> {
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let pairs = serde_json::Value::Array(
+            sent.iter()
+                .map(|(v, id)| serde_json::json!([v.as_str(), *id as i64]))
+                .collect(),
+        )
+        .to_string();
+        exec!(self.writer(), |pool| {
+            sqlx::query(sql!(pool;
+            "UPDATE command_outbox SET sent = $1 WHERE sent IS NULL AND (ven_id, command_id) IN (",
+            [either "SELECT p->>0, (p->>1)::bigint FROM json_array_elements($2::json) p"
+                "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($2)"],
+            ")"
+        ))
+        .bind(now_ms)
+        .bind(pairs)
+        .execute(pool).await
+        })?;
+        Ok(())
+    }
+
+    async fn record_ack(
+        &self,
+        ack: &CommandAck,
+        received_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
+        let inserted = exec!(self.writer(), |pool| {
+            sqlx::query(
+            "INSERT INTO event_acks (event_id, ven_id, command_id, state, at, reason, received) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS \
+               (SELECT 1 FROM event_vens WHERE event_id = $1 AND ven_id = $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(ack.event_id.as_str())
+        .bind(ack.ven_id.as_str())
+        .bind(ack.command_id as i64)
+        .bind(ack.state.name())
+        .bind(ack.at.unix_ms())
+        .bind(ack.reason.as_deref())
+        .bind(received_ms)
+        .execute(pool).await
+        })?;
+        if inserted > 0 {
+            return Ok(AckOutcome::Stored);
+        }
+        let known: bool = run!(self.writer(), |pool| sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM event_vens WHERE event_id = $1 AND ven_id = $2)",
+        )
+        .bind(ack.event_id.as_str())
+        .bind(ack.ven_id.as_str())
+        .fetch_one(pool)
+        .await)?;
+        Ok(if known {
+            AckOutcome::Duplicate
+        } else {
+            AckOutcome::UnknownEvent
+        })
+    }
+
+    // An agent often reaches two states in the same millisecond (received
+    // and scheduled, received and opted_out): their lifecycle order breaks
+    // the tie, so the last row is the VEN's latest state.
+    async fn event_acks(&self, event_id: &ObjectId) -> Result<Vec<AckRecord>, StoreError> {
+        let rows: Vec<(String, i64, String, i64, Option<String>, i64)> =
+            run!(self.reader(), |pool| sqlx::query_as(
+                sql!(pool; "SELECT ven_id, command_id, state, at, reason, received FROM event_acks \
+             WHERE event_id = $1 ORDER BY ven_id", collate_c, ", at, received, command_id, \
+             CASE state WHEN 'received' THEN 0 WHEN 'scheduled' THEN 1 \
+             WHEN 'active' THEN 2 ELSE 3 END")
+            )
+            .bind(event_id.as_str())
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter()
+            .map(|(ven, command_id, state, at_ms, reason, received_ms)| {
+                Ok(AckRecord {
+                    ven_id: ven_id(&ven)?,
+                    command_id: command_id as u64,
+                    state: ack_state(&state)?,
+                    at_ms,
+                    reason,
+                    received_ms,
+                })
+            })
+            .collect()
+    }
+
+    async fn site_power(
+        &self,
+        vens: &[VenId],
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(VenId, PowerMean)>, StoreError> {
+        let rows: Vec<(String, f64, i64)> = run!(self.reader(), |pool| {
+            sqlx::query_as(sql!(pool; "SELECT s.ven_id, avg(m.value), count(*) \
+             FROM series s JOIN vens v ON v.ven_id = s.ven_id JOIN metrics m ON m.series_id = s.id \
+             WHERE s.ven_id IN (SELECT value FROM ", [json_each 1], ") AND s.quantity = 0 AND s.phase = 0 \
+               AND (s.meter = v.site_meter OR (v.site_meter IS NULL AND (SELECT count(*) FROM series o \
+                 WHERE o.ven_id = s.ven_id AND o.quantity = 0 AND o.phase = 0) = 1)) \
+               AND m.ts >= $2 AND m.ts < $3 GROUP BY s.ven_id ORDER BY s.ven_id", collate_c))
+        .bind(json_list(vens.iter().map(VenId::as_str)))
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(pool).await
+        })?;
+        rows.into_iter()
+            .map(|(ven, mean_w, readings)| {
+                Ok((
+                    ven_id(&ven)?,
+                    PowerMean {
+                        mean_w,
+                        readings: readings as u64,
+                    },
+                ))
+            })
+            .collect()
+    }
 }

@@ -28,7 +28,7 @@ use std::future::Future;
 
 use gridlink_protocol::{Phase, Quantity, VenId};
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify};
+use super::{AnyStore, StoreError};
 
 /// One series of a VEN, as the export names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,31 +182,29 @@ fn rows_i64(rows: u64) -> Result<i64, StoreError> {
     i64::try_from(rows).map_err(|_| StoreError::Invalid(format!("{rows} rows out of range")))
 }
 
-impl ExportStore for PgStore {
+impl ExportStore for AnyStore {
     async fn export_vens(&self, from_ms: i64, to_ms: i64) -> Result<Vec<VenId>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT v.ven_id FROM vens v WHERE EXISTS \
+        let rows: Vec<(String,)> = run!(self.reader(), |pool| sqlx::query_as(
+            sql!(pool; "SELECT v.ven_id FROM vens v WHERE EXISTS \
              (SELECT 1 FROM series s JOIN metrics m ON m.series_id = s.id \
               WHERE s.ven_id = v.ven_id AND m.ts >= $1 AND m.ts < $2) \
-             ORDER BY v.ven_id COLLATE \"C\"",
+             ORDER BY v.ven_id", collate_c)
         )
         .bind(from_ms)
         .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(pool)
+        .await)?;
         ven_ids(rows)
     }
 
     async fn export_series(&self, ven_id: &VenId) -> Result<Vec<ExportSeries>, StoreError> {
-        let rows: Vec<(i64, String, i16, i16)> = sqlx::query_as(
-            "SELECT id, meter, quantity, phase FROM series WHERE ven_id = $1 \
-             ORDER BY meter COLLATE \"C\", quantity, phase",
+        let rows: Vec<(i64, String, i16, i16)> = run!(self.reader(), |pool| sqlx::query_as(
+            sql!(pool; "SELECT id, meter, quantity, phase FROM series WHERE ven_id = $1 \
+             ORDER BY meter", collate_c, ", quantity, phase")
         )
         .bind(ven_id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(pool)
+        .await)?;
         rows.into_iter().map(series_row).collect()
     }
 
@@ -217,7 +215,7 @@ impl ExportStore for PgStore {
         to_ms: i64,
         limit: u32,
     ) -> Result<Vec<(i64, f64)>, StoreError> {
-        sqlx::query_as(
+        Ok(run!(self.reader(), |pool| sqlx::query_as(
             "SELECT ts, value FROM metrics WHERE series_id = $1 AND ts >= $2 AND ts < $3 \
              ORDER BY ts LIMIT $4",
         )
@@ -225,28 +223,26 @@ impl ExportStore for PgStore {
         .bind(from_ms)
         .bind(to_ms)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)
+        .fetch_all(pool)
+        .await)?)
     }
 
     async fn export_ven_info(&self, ven_id: &VenId) -> Result<Option<ExportVenInfo>, StoreError> {
         let row: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT site, site_meter FROM vens WHERE ven_id = $1")
-                .bind(ven_id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+            run!(self.reader(), |pool| sqlx::query_as(
+                "SELECT site, site_meter FROM vens WHERE ven_id = $1"
+            )
+            .bind(ven_id.as_str())
+            .fetch_optional(pool)
+            .await)?;
         let Some((site, site_meter)) = row else {
             return Ok(None);
         };
-        let groups: Vec<(String,)> = sqlx::query_as(
-            "SELECT group_name FROM ven_groups WHERE ven_id = $1 ORDER BY group_name COLLATE \"C\"",
-        )
+        let groups: Vec<(String,)> = run!(self.reader(), |pool| {
+            sqlx::query_as(sql!(pool; "SELECT group_name FROM ven_groups WHERE ven_id = $1 ORDER BY group_name", collate_c))
         .bind(ven_id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
+        .fetch_all(pool).await
+        })?;
         Ok(Some(ExportVenInfo {
             site,
             site_meter,
@@ -262,7 +258,7 @@ impl ExportStore for PgStore {
         ttl_ms: i64,
         force: bool,
     ) -> Result<ExportLease, StoreError> {
-        let taken = sqlx::query(
+        let taken = exec!(self.writer(), |pool| sqlx::query(
             "INSERT INTO export_days (day, holder, expires) VALUES ($1, $2, $3) \
              ON CONFLICT (day) DO UPDATE SET holder = excluded.holder, expires = excluded.expires, \
              done = CASE WHEN $5 THEN NULL ELSE export_days.done END \
@@ -275,19 +271,17 @@ impl ExportStore for PgStore {
         .bind(now_ms.saturating_add(ttl_ms))
         .bind(now_ms)
         .bind(force)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?
-        .rows_affected();
+        .execute(pool)
+        .await)?;
         if taken == 1 {
             return Ok(ExportLease::Acquired);
         }
-        let row: Option<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT holder, expires, done FROM export_days WHERE day = $1")
-                .bind(day)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
+        let row: Option<(String, i64, Option<i64>)> = run!(self.writer(), |pool| sqlx::query_as(
+            "SELECT holder, expires, done FROM export_days WHERE day = $1"
+        )
+        .bind(day)
+        .fetch_optional(pool)
+        .await)?;
         Ok(lease_state(row))
     }
 
@@ -298,7 +292,7 @@ impl ExportStore for PgStore {
         now_ms: i64,
         rows: u64,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
+        let updated = exec!(self.writer(), |pool| sqlx::query(
             "UPDATE export_days SET done = $3, rows = $4, expires = $3 \
              WHERE day = $1 AND holder = $2 AND done IS NULL",
         )
@@ -306,10 +300,8 @@ impl ExportStore for PgStore {
         .bind(holder)
         .bind(now_ms)
         .bind(rows_i64(rows)?)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?
-        .rows_affected();
+        .execute(pool)
+        .await)?;
         if updated == 1 {
             Ok(())
         } else {
@@ -320,234 +312,13 @@ impl ExportStore for PgStore {
     }
 
     async fn export_release(&self, day: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query(
+        exec!(self.writer(), |pool| sqlx::query(
             "UPDATE export_days SET expires = 0 WHERE day = $1 AND holder = $2 AND done IS NULL",
         )
         .bind(day)
         .bind(holder)
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
+        .execute(pool)
+        .await)?;
         Ok(())
-    }
-}
-
-impl ExportStore for SqliteStore {
-    async fn export_vens(&self, from_ms: i64, to_ms: i64) -> Result<Vec<VenId>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT v.ven_id FROM vens v WHERE EXISTS \
-             (SELECT 1 FROM series s JOIN metrics m ON m.series_id = s.id \
-              WHERE s.ven_id = v.ven_id AND m.ts >= ?1 AND m.ts < ?2) \
-             ORDER BY v.ven_id",
-        )
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        ven_ids(rows)
-    }
-
-    async fn export_series(&self, ven_id: &VenId) -> Result<Vec<ExportSeries>, StoreError> {
-        let rows: Vec<(i64, String, i16, i16)> = sqlx::query_as(
-            "SELECT id, meter, quantity, phase FROM series WHERE ven_id = ?1 \
-             ORDER BY meter, quantity, phase",
-        )
-        .bind(ven_id.as_str())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        rows.into_iter().map(series_row).collect()
-    }
-
-    async fn export_readings(
-        &self,
-        series_id: i64,
-        from_ms: i64,
-        to_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, f64)>, StoreError> {
-        sqlx::query_as(
-            "SELECT ts, value FROM metrics WHERE series_id = ?1 AND ts >= ?2 AND ts < ?3 \
-             ORDER BY ts LIMIT ?4",
-        )
-        .bind(series_id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)
-    }
-
-    async fn export_ven_info(&self, ven_id: &VenId) -> Result<Option<ExportVenInfo>, StoreError> {
-        let row: Option<(Option<String>, Option<String>)> =
-            sqlx::query_as("SELECT site, site_meter FROM vens WHERE ven_id = ?1")
-                .bind(ven_id.as_str())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(classify)?;
-        let Some((site, site_meter)) = row else {
-            return Ok(None);
-        };
-        let groups: Vec<(String,)> = sqlx::query_as(
-            "SELECT group_name FROM ven_groups WHERE ven_id = ?1 ORDER BY group_name",
-        )
-        .bind(ven_id.as_str())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        Ok(Some(ExportVenInfo {
-            site,
-            site_meter,
-            groups: groups.into_iter().map(|(g,)| g).collect(),
-        }))
-    }
-
-    async fn export_lease(
-        &self,
-        day: &str,
-        holder: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-        force: bool,
-    ) -> Result<ExportLease, StoreError> {
-        let taken = sqlx::query(
-            "INSERT INTO export_days (day, holder, expires) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (day) DO UPDATE SET holder = excluded.holder, expires = excluded.expires, \
-             done = CASE WHEN ?5 THEN NULL ELSE export_days.done END \
-             WHERE (export_days.done IS NULL OR ?5) \
-             AND (export_days.expires < ?4 OR export_days.holder = excluded.holder \
-                  OR export_days.done IS NOT NULL)",
-        )
-        .bind(day)
-        .bind(holder)
-        .bind(now_ms.saturating_add(ttl_ms))
-        .bind(now_ms)
-        .bind(force)
-        .execute(&self.writer)
-        .await
-        .map_err(classify)?
-        .rows_affected();
-        if taken == 1 {
-            return Ok(ExportLease::Acquired);
-        }
-        let row: Option<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT holder, expires, done FROM export_days WHERE day = ?1")
-                .bind(day)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(classify)?;
-        Ok(lease_state(row))
-    }
-
-    async fn export_done(
-        &self,
-        day: &str,
-        holder: &str,
-        now_ms: i64,
-        rows: u64,
-    ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE export_days SET done = ?3, rows = ?4, expires = ?3 \
-             WHERE day = ?1 AND holder = ?2 AND done IS NULL",
-        )
-        .bind(day)
-        .bind(holder)
-        .bind(now_ms)
-        .bind(rows_i64(rows)?)
-        .execute(&self.writer)
-        .await
-        .map_err(classify)?
-        .rows_affected();
-        if updated == 1 {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict(format!(
-                "the export lease on {day} is no longer held by {holder}"
-            )))
-        }
-    }
-
-    async fn export_release(&self, day: &str, holder: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE export_days SET expires = 0 WHERE day = ?1 AND holder = ?2 AND done IS NULL",
-        )
-        .bind(day)
-        .bind(holder)
-        .execute(&self.writer)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-}
-
-impl ExportStore for AnyStore {
-    async fn export_vens(&self, from_ms: i64, to_ms: i64) -> Result<Vec<VenId>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_vens(from_ms, to_ms).await,
-            Self::Sqlite(s) => s.export_vens(from_ms, to_ms).await,
-        }
-    }
-
-    async fn export_series(&self, ven_id: &VenId) -> Result<Vec<ExportSeries>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_series(ven_id).await,
-            Self::Sqlite(s) => s.export_series(ven_id).await,
-        }
-    }
-
-    async fn export_readings(
-        &self,
-        series_id: i64,
-        from_ms: i64,
-        to_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<(i64, f64)>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_readings(series_id, from_ms, to_ms, limit).await,
-            Self::Sqlite(s) => s.export_readings(series_id, from_ms, to_ms, limit).await,
-        }
-    }
-
-    async fn export_ven_info(&self, ven_id: &VenId) -> Result<Option<ExportVenInfo>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_ven_info(ven_id).await,
-            Self::Sqlite(s) => s.export_ven_info(ven_id).await,
-        }
-    }
-
-    async fn export_lease(
-        &self,
-        day: &str,
-        holder: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-        force: bool,
-    ) -> Result<ExportLease, StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_lease(day, holder, now_ms, ttl_ms, force).await,
-            Self::Sqlite(s) => s.export_lease(day, holder, now_ms, ttl_ms, force).await,
-        }
-    }
-
-    async fn export_done(
-        &self,
-        day: &str,
-        holder: &str,
-        now_ms: i64,
-        rows: u64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_done(day, holder, now_ms, rows).await,
-            Self::Sqlite(s) => s.export_done(day, holder, now_ms, rows).await,
-        }
-    }
-
-    async fn export_release(&self, day: &str, holder: &str) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.export_release(day, holder).await,
-            Self::Sqlite(s) => s.export_release(day, holder).await,
-        }
     }
 }

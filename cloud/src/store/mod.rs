@@ -1,6 +1,6 @@
-//! Storage behind one trait, with a PostgreSQL implementation (production)
-//! and a SQLite one (the embedded default). Both pass the same conformance
-//! tests (`tests/store_conformance.rs`).
+//! Storage behind one set of traits, with one implementation, [`AnyStore`],
+//! that runs on PostgreSQL (production) or SQLite (the embedded default).
+//! Both pass the same conformance tests (`tests/store_conformance.rs`).
 //!
 //! The backend is chosen by the database URL: `postgres://...` or
 //! `sqlite://path.db`, see [`AnyStore::connect`].
@@ -14,6 +14,57 @@
 //! store.prepare_partitions(1_700_000_000_000).await?; // no-op on SQLite
 //! # Ok(()) }
 //! ```
+//!
+//! # One body of SQL for two databases
+//!
+//! [`AnyStore`] holds a `Db` enum of the two backends (the PostgreSQL pool,
+//! or SQLite's one writer connection and its read pool). Each query is
+//! written once, as a sqlx builder chain with `$n` placeholders (SQLite
+//! accepts them too), and the `run!` macro expands that one chain once per
+//! backend: `run!(self.reader(), |pool| sqlx::query_as(SQL).bind(x).fetch_all(pool).await)`
+//! compiles to a `match` whose two arms are the same tokens, type-checked
+//! against `PgPool` and `SqlitePool` (or their connections inside a
+//! transaction, `Tx`). Rows are decoded once, into tuples, which sqlx's
+//! `FromRow` gives on both. Where the two SQL dialects differ inside a shared
+//! query (byte-order collation, `GREATEST`, `FOR UPDATE`, expanding a JSON
+//! list, `jsonb` casts), the `sql!` macro spells the statement for the
+//! backend at compile time from a few named words; the table is at its
+//! definition.
+//!
+//! What truly differs lives in two files, and nowhere else: `postgres.rs`
+//! (connecting, migrating, the bulk ingest path with `COPY` and `UNNEST`
+//! arrays, the daily partitions of `metrics`, retention by dropping
+//! partitions) and `sqlite.rs` (connecting with its pragmas and the single
+//! writer, migrating, ingest with reused multi-row statements, retention by
+//! deleting rows). A few list inserts also differ, inline and marked: an
+//! `UNNEST` insert on PostgreSQL, one prepared insert per row on SQLite
+//! (their fast paths), in `record_loads`, `register_ven` and the DR outbox.
+//!
+//! Options weighed:
+//!
+//! - **vaultwarden's `db_run!`** (one body expanded per backend connection
+//!   type): chosen, at the grain of one statement rather than a whole
+//!   method, so helpers take one `&mut Tx` and the dialect words can be
+//!   chosen per statement.
+//! - **sqlx's `Any` driver**: one runtime type for both, but it has no
+//!   arrays (so no `UNNEST`), no `COPY`, a reduced set of types, and
+//!   erases the database error we classify; the ingest path would lose its
+//!   bulk load and the errors their SQLSTATE.
+//! - **sea-query** (a query builder rendering per backend): it would
+//!   rewrite every query into builder calls and hide the SQL a reader and
+//!   `EXPLAIN` work with, for differences that are a handful of words; and
+//!   it cannot express `COPY`.
+//! - **generic functions over `sqlx::Database`**: the `Encode`/`Decode`/
+//!   `Type` bounds of every bound and decoded type grow without end, and the
+//!   dialect differences would still need a switch.
+//!
+//! # Errors
+//!
+//! Every `sqlx::Error` converts into [`StoreError`] through one
+//! classification: transient ones are [`StoreError::Unavailable`], and
+//! unique, foreign-key and check violations and missing rows have variants
+//! of their own, so callers (the API's error mapping) never look into
+//! `sqlx`; the database's error stays their `source` for the logs.
 //!
 //! # Queries are checked by tests, not by the compiler
 //!
@@ -45,7 +96,7 @@
 //! Times are BIGINT ms since the Unix epoch on both backends: the same
 //! integer as the protocol and the API, bucket starts by integer
 //! arithmetic, no time-zone conversion on the ingest path. On PostgreSQL
-//! `metrics` is partitioned by UTC day (see [`postgres`]); on SQLite it is
+//! `metrics` is partitioned by UTC day (see `postgres.rs`); on SQLite it is
 //! one table clustered by (series, ts).
 
 use std::future::Future;
@@ -53,6 +104,80 @@ use std::time::Duration;
 
 use gridlink_protocol::telemetry::MAX_METER_NAME_LEN;
 use gridlink_protocol::{LoadSnapshot, Phase, Quantity, Series, Status, VenId};
+
+/// Runs the same sqlx statement against whichever database `$on` (a
+/// [`Db`] of pools, connections or transactions) holds: the body is
+/// expanded once per backend, so it is written once but type-checked and
+/// compiled for each (vaultwarden's `db_run!`, at the level of one
+/// statement).
+///
+/// ```ignore
+/// let names: Vec<String> = run!(self.reader(), |pool| {
+///     sqlx::query_scalar("SELECT name FROM programs WHERE id = $1").bind(id).fetch_all(pool).await
+/// })?;
+/// ```
+macro_rules! run {
+    ($on:expr, |$c:ident| $body:expr) => {
+        match $on {
+            $crate::store::Db::Postgres($c) => $body,
+            $crate::store::Db::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// [`run!`] for statements that change rows: the number of rows they
+/// changed.
+macro_rules! exec {
+    ($on:expr, |$c:ident| $body:expr) => {
+        match $on {
+            $crate::store::Db::Postgres($c) => $body.map(|done| done.rows_affected()),
+            $crate::store::Db::Sqlite($c) => $body.map(|done| done.rows_affected()),
+        }
+    };
+}
+
+/// One SQL statement written once, spelled for a [`Dialect`] (`sql!(dialect
+/// d; ...)`) or for the database of an executor (`sql!(conn; ...)`): string
+/// literals are common to both, and these words are the only places the
+/// two SQL dialects differ in the shared queries:
+///
+/// | word | PostgreSQL | SQLite |
+/// |---|---|---|
+/// | `collate_c` | ` COLLATE "C"` (byte order) | nothing (BINARY is byte order) |
+/// | `greatest` | `GREATEST` | `max` (the two-argument scalar) |
+/// | `skip_locked` | ` FOR UPDATE SKIP LOCKED` | nothing (one writer) |
+/// | `for_update` | ` FOR UPDATE` | nothing (one writer) |
+/// | `[json_each N]` | `json_array_elements_text($N::json)` | `json_each($N)` (a column `value` per element of a JSON array) |
+/// | `[text X]` | `X::text` | `X` (JSON columns are `jsonb` on PostgreSQL, text on SQLite) |
+/// | `[either P S]` | `P` | `S` (a fragment that differs wholly) |
+/// | `{ m!() }` | a macro's literal | the same |
+macro_rules! sql {
+    ($on:ident; $($part:tt),+ $(,)?) => {
+        sql!(dialect $crate::store::dialect_of(&$on); $($part),+)
+    };
+    (dialect $dialect:expr; $($part:tt),+ $(,)?) => {
+        match $dialect {
+            $crate::store::Dialect::Postgres => concat!($(sql!(@postgres $part)),+),
+            $crate::store::Dialect::Sqlite => concat!($(sql!(@sqlite $part)),+),
+        }
+    };
+    (@postgres collate_c) => { " COLLATE \"C\"" };
+    (@sqlite collate_c) => { "" };
+    (@postgres greatest) => { "GREATEST" };
+    (@sqlite greatest) => { "max" };
+    (@postgres skip_locked) => { " FOR UPDATE SKIP LOCKED" };
+    (@sqlite skip_locked) => { "" };
+    (@postgres for_update) => { " FOR UPDATE" };
+    (@sqlite for_update) => { "" };
+    (@postgres [json_each $n:literal]) => { concat!("json_array_elements_text($", $n, "::json)") };
+    (@sqlite [json_each $n:literal]) => { concat!("json_each($", $n, ")") };
+    (@postgres [text $x:literal]) => { concat!($x, "::text") };
+    (@sqlite [text $x:literal]) => { $x };
+    (@postgres [either $postgres:literal $sqlite:literal]) => { $postgres };
+    (@sqlite [either $postgres:literal $sqlite:literal]) => { $sqlite };
+    (@$db:ident { $($m:tt)* }) => { $($m)* };
+    (@$db:ident $text:literal) => { $text };
+}
 
 pub mod alerts;
 mod api_keys;
@@ -63,15 +188,12 @@ mod export;
 mod group;
 mod network;
 mod overview;
-pub mod postgres;
-#[path = "postgres/dr.rs"]
-mod postgres_dr;
+mod postgres;
 pub mod projects;
 mod rollup;
 mod shadow;
-pub mod sqlite;
-#[path = "sqlite/dr.rs"]
-mod sqlite_dr;
+mod sqlite;
+mod telemetry;
 mod tokens;
 
 pub use alerts::AlertStore;
@@ -83,10 +205,11 @@ pub use audit::{AuditActor, AuditEntry, AuditQuery, AuditRecord, AuditStore, MAX
 pub use dr::DrStore;
 pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
 pub use overview::{OverviewStore, SitePower};
-pub use postgres::{MetricsPartition, PgStore};
+pub use postgres::MetricsPartition;
+use postgres::PgStore;
 pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
 pub use shadow::{ShadowStore, ShadowWrite};
-pub use sqlite::SqliteStore;
+use sqlite::SqliteStore;
 pub use tokens::TokenStore;
 
 /// One telemetry batch as ingest hands it to the store.
@@ -413,7 +536,10 @@ impl TokenRecord {
     }
 }
 
-/// Why a store operation failed.
+/// Why a store operation failed. Database errors are sorted here, so no
+/// caller needs to look into `sqlx`: every `sqlx::Error` converts (with `?`)
+/// through [`classify`] into the variant that says what happened, keeping
+/// the database's error as its source for the logs.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database is unreachable or a connection broke, or the operation
@@ -422,9 +548,23 @@ pub enum StoreError {
     /// committed: retry the same operation later.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// A row the operation needed is not stored.
+    #[error("not found: {0}")]
+    NotFound(#[source] sqlx::Error),
+    /// A unique constraint refused the write: the row exists already.
+    #[error("unique violation: {0}")]
+    UniqueViolation(#[source] sqlx::Error),
+    /// A foreign key refused the write: it refers to a row that does not
+    /// exist.
+    #[error("foreign key violation: {0}")]
+    ForeignKeyViolation(#[source] sqlx::Error),
+    /// A check constraint (or, on PostgreSQL, partition routing) refused a
+    /// value the store's own checks let through.
+    #[error("check violation: {0}")]
+    CheckViolation(#[source] sqlx::Error),
     /// A query failed for another reason.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     /// Applying migrations failed.
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -440,9 +580,14 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
-/// The storage operations the cloud needs. Implemented by
-/// `postgres::PgStore` and `sqlite::SqliteStore`; [`AnyStore`] picks one
-/// from a URL.
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        classify(error)
+    }
+}
+
+/// The storage operations the cloud needs, implemented once by
+/// [`AnyStore`] for both databases.
 pub trait Store:
     DrStore
     + ShadowStore
@@ -670,13 +815,84 @@ impl Default for ConnectOptions {
     }
 }
 
-/// A store of either backend, chosen by URL.
+/// The store: one implementation over either database, chosen by URL.
+/// Cheap to share behind an `Arc`.
 #[derive(Debug)]
-pub enum AnyStore {
-    /// `postgres://...` or `postgresql://...`.
-    Postgres(PgStore),
-    /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`.
-    Sqlite(SqliteStore),
+pub struct AnyStore {
+    db: Db<PgStore, SqliteStore>,
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL (`postgres://...`).
+    Postgres,
+    /// SQLite (`sqlite://...`).
+    Sqlite,
+}
+
+/// One of two things, one per database: the store's backends, their pools,
+/// a transaction, a connection. [`run!`] runs the same statement on
+/// whichever it holds.
+#[derive(Debug)]
+pub(crate) enum Db<P, S> {
+    /// PostgreSQL's.
+    Postgres(P),
+    /// SQLite's.
+    Sqlite(S),
+}
+
+/// A transaction on either database.
+pub(crate) type Tx =
+    Db<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Transaction<'static, sqlx::Sqlite>>;
+
+/// The [`Dialect`] of a sqlx database.
+pub(crate) trait SqlDialect {
+    /// Its dialect.
+    const DIALECT: Dialect;
+}
+
+impl SqlDialect for sqlx::Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+}
+
+impl SqlDialect for sqlx::Sqlite {
+    const DIALECT: Dialect = Dialect::Sqlite;
+}
+
+/// The dialect of the database an executor (pool or connection) talks to.
+pub(crate) const fn dialect_of<'c, E>(_executor: &E) -> Dialect
+where
+    E: sqlx::Executor<'c>,
+    E::Database: SqlDialect,
+{
+    <E::Database as SqlDialect>::DIALECT
+}
+
+impl<P, S> Db<P, S> {
+    /// Which database this is.
+    pub(crate) const fn dialect(&self) -> Dialect {
+        match self {
+            Self::Postgres(_) => Dialect::Postgres,
+            Self::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+}
+
+impl Tx {
+    /// The transaction's connection, to run statements on with [`run!`].
+    pub(crate) fn conn(&mut self) -> Db<&mut sqlx::PgConnection, &mut sqlx::SqliteConnection> {
+        match self {
+            Self::Postgres(tx) => Db::Postgres(&mut **tx),
+            Self::Sqlite(tx) => Db::Sqlite(&mut **tx),
+        }
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        run!(self, |tx| tx.commit().await)?;
+        Ok(())
+    }
 }
 
 impl AnyStore {
@@ -687,139 +903,56 @@ impl AnyStore {
 
     /// Connects to the backend the URL's scheme names. Does not migrate.
     pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Self::Postgres(PgStore::connect(url, options).await?))
+        let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Db::Postgres(PgStore::connect(url, options).await?)
         } else if url.starts_with("sqlite:") {
-            Ok(Self::Sqlite(SqliteStore::connect(url, options).await?))
+            Db::Sqlite(SqliteStore::connect(url, options).await?)
         } else {
-            Err(StoreError::UnsupportedUrl(redact_url(url)))
-        }
-    }
-}
-
-impl Store for AnyStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.migrate().await,
-            Self::Sqlite(s) => s.migrate().await,
-        }
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        Ok(Self { db })
     }
 
-    async fn ingest(&self, batches: &[IngestBatch]) -> Result<IngestOutcome, StoreError> {
-        match self {
-            Self::Postgres(s) => s.ingest(batches).await,
-            Self::Sqlite(s) => s.ingest(batches).await,
-        }
+    /// Which database this store runs on.
+    pub const fn dialect(&self) -> Dialect {
+        self.db.dialect()
     }
 
-    async fn record_status(&self, status: &Status, received_ms: i64) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.record_status(status, received_ms).await,
-            Self::Sqlite(s) => s.record_status(status, received_ms).await,
+    /// The daily partitions of `metrics`, oldest first (PostgreSQL; SQLite
+    /// has none and answers an empty list).
+    pub async fn metric_partitions(&self) -> Result<Vec<MetricsPartition>, StoreError> {
+        match &self.db {
+            Db::Postgres(pg) => pg.metric_partitions().await,
+            Db::Sqlite(_) => Ok(Vec::new()),
         }
     }
 
-    async fn register_ven(
-        &self,
-        ven_id: &VenId,
-        registration: &VenRegistration,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.register_ven(ven_id, registration, now_ms).await,
-            Self::Sqlite(s) => s.register_ven(ven_id, registration, now_ms).await,
+    /// Where reads go: the PostgreSQL pool, or SQLite's read pool.
+    pub(crate) const fn reader(&self) -> Db<&sqlx::PgPool, &sqlx::SqlitePool> {
+        match &self.db {
+            Db::Postgres(pg) => Db::Postgres(&pg.pool),
+            Db::Sqlite(lite) => Db::Sqlite(&lite.reader),
         }
     }
 
-    async fn record_loads(
-        &self,
-        snapshot: &LoadSnapshot,
-        received_ms: i64,
-    ) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.record_loads(snapshot, received_ms).await,
-            Self::Sqlite(s) => s.record_loads(snapshot, received_ms).await,
+    /// Where single-statement writes go: the PostgreSQL pool, or SQLite's
+    /// one writer connection.
+    pub(crate) const fn writer(&self) -> Db<&sqlx::PgPool, &sqlx::SqlitePool> {
+        match &self.db {
+            Db::Postgres(pg) => Db::Postgres(&pg.pool),
+            Db::Sqlite(lite) => Db::Sqlite(&lite.writer),
         }
     }
 
-    async fn vens(&self) -> Result<Vec<VenRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.vens().await,
-            Self::Sqlite(s) => s.vens().await,
-        }
-    }
-
-    async fn ven(&self, ven_id: &VenId) -> Result<Option<VenRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.ven(ven_id).await,
-            Self::Sqlite(s) => s.ven(ven_id).await,
-        }
-    }
-
-    async fn loads(&self, ven_id: &VenId) -> Result<Vec<LoadRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.loads(ven_id).await,
-            Self::Sqlite(s) => s.loads(ven_id).await,
-        }
-    }
-
-    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.series(query).await,
-            Self::Sqlite(s) => s.series(query).await,
-        }
-    }
-
-    async fn network(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-        resolution: Resolution,
-    ) -> Result<Vec<NetworkPoint>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.network(from_ms, to_ms, resolution).await,
-            Self::Sqlite(s) => s.network(from_ms, to_ms, resolution).await,
-        }
-    }
-
-    async fn create_token(
-        &self,
-        name: &str,
-        role: Role,
-        hash: &[u8; 32],
-    ) -> Result<TokenRecord, StoreError> {
-        match self {
-            Self::Postgres(s) => s.create_token(name, role, hash).await,
-            Self::Sqlite(s) => s.create_token(name, role, hash).await,
-        }
-    }
-
-    async fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.token(hash).await,
-            Self::Sqlite(s) => s.token(hash).await,
-        }
-    }
-
-    async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
-        match self {
-            Self::Postgres(s) => s.enforce_retention(before_ms).await,
-            Self::Sqlite(s) => s.enforce_retention(before_ms).await,
-        }
-    }
-
-    async fn prepare_partitions(&self, now_ms: i64) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.prepare_partitions(now_ms).await,
-            Self::Sqlite(s) => s.prepare_partitions(now_ms).await,
-        }
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Self::Postgres(s) => s.ping().await,
-            Self::Sqlite(s) => s.ping().await,
-        }
+    /// Begins a write transaction: on SQLite on the one writer with `BEGIN
+    /// IMMEDIATE`, so it holds the write lock from its start and never has
+    /// to upgrade a read lock (which fails with `SQLITE_BUSY` whatever the
+    /// busy timeout).
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.db {
+            Db::Postgres(pg) => Db::Postgres(pg.pool.begin().await?),
+            Db::Sqlite(lite) => Db::Sqlite(lite.writer.begin_with("BEGIN IMMEDIATE").await?),
+        })
     }
 }
 
@@ -850,13 +983,6 @@ fn check_token_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Now, ms since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// SQLSTATEs that mean "the server cannot serve this now, retry later":
 /// class 08 (connection exception), 53 (insufficient resources: disk full,
 /// out of memory, too many connections), 57P01-57P05 (admin or crash
@@ -882,14 +1008,11 @@ fn is_transient_sqlite_code(code: i32) -> bool {
     matches!(code & 0xff, 5 | 6 | 10 | 13)
 }
 
-/// Sorts a sqlx error into [`StoreError::Unavailable`] (connection-level or
-/// transient: the caller retries the whole operation later, which is safe
-/// because nothing was committed) or [`StoreError::Database`].
-///
-/// Every sqlx error in this module goes through here; never convert with
-/// `?` (the `From` impl always gives `Database`).
-fn classify(error: sqlx::Error) -> StoreError {
-    let transient = match &error {
+/// Whether a sqlx error is connection-level or transient: the caller
+/// retries the whole operation later, which is safe because nothing was
+/// committed.
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
@@ -906,11 +1029,28 @@ fn classify(error: sqlx::Error) -> StoreError {
                 .is_some_and(is_transient_sqlite_code),
         },
         _ => false,
+    }
+}
+
+/// Sorts a sqlx error into the [`StoreError`] that says what happened:
+/// [`StoreError::Unavailable`] if [transient](is_transient), the
+/// constraint violations by kind, `NotFound` for a missing row, and
+/// [`StoreError::Database`] for the rest. `StoreError`'s `From<sqlx::Error>`
+/// calls it, so `?` sorts every database error.
+fn classify(error: sqlx::Error) -> StoreError {
+    if is_transient(&error) {
+        return StoreError::Unavailable(error);
+    }
+    let kind = match &error {
+        sqlx::Error::RowNotFound => return StoreError::NotFound(error),
+        sqlx::Error::Database(db) => db.kind(),
+        _ => return StoreError::Database(error),
     };
-    if transient {
-        StoreError::Unavailable(error)
-    } else {
-        StoreError::Database(error)
+    match kind {
+        sqlx::error::ErrorKind::UniqueViolation => StoreError::UniqueViolation(error),
+        sqlx::error::ErrorKind::ForeignKeyViolation => StoreError::ForeignKeyViolation(error),
+        sqlx::error::ErrorKind::CheckViolation => StoreError::CheckViolation(error),
+        _ => StoreError::Database(error),
     }
 }
 
@@ -918,10 +1058,7 @@ fn classify(error: sqlx::Error) -> StoreError {
 /// is [`StoreError::Unavailable`].
 fn classify_migrate(error: sqlx::migrate::MigrateError) -> StoreError {
     match error {
-        sqlx::migrate::MigrateError::Execute(e) => match classify(e) {
-            StoreError::Database(e) => StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)),
-            unavailable => unavailable,
-        },
+        sqlx::migrate::MigrateError::Execute(e) if is_transient(&e) => StoreError::Unavailable(e),
         other => StoreError::Migrate(other),
     }
 }
@@ -979,7 +1116,7 @@ mod tests {
         ));
         assert!(matches!(
             classify(sqlx::Error::RowNotFound),
-            StoreError::Database(_)
+            StoreError::NotFound(_)
         ));
     }
 

@@ -24,7 +24,7 @@ use std::future::Future;
 
 use gridlink_protocol::VenId;
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify};
+use super::{AnyStore, StoreError};
 
 /// The newest reading of a VEN's site meter (`active_power` / `total`).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,9 +45,9 @@ pub trait OverviewStore: Send + Sync {
 }
 
 /// The site-meter series of each VEN joined with its newest 1-minute
-/// bucket. `{order}` is the backend's byte-order collation clause.
+/// bucket, by VEN id.
 macro_rules! latest_site_power_sql {
-    ($order:literal) => {
+    () => {
         concat!(
             "SELECT s.ven_id, r.last_ts, r.last_value \
              FROM series s JOIN vens v ON v.ven_id = s.ven_id \
@@ -56,8 +56,7 @@ macro_rules! latest_site_power_sql {
              WHERE s.quantity = 0 AND s.phase = 0 \
                AND (s.meter = v.site_meter OR (v.site_meter IS NULL AND (SELECT count(*) FROM series o \
                  WHERE o.ven_id = s.ven_id AND o.quantity = 0 AND o.phase = 0) = 1)) \
-             ORDER BY s.ven_id",
-            $order
+             ORDER BY s.ven_id"
         )
     };
 }
@@ -76,32 +75,13 @@ fn rows_to_power(rows: Vec<(String, i64, f64)>) -> Result<Vec<SitePower>, StoreE
         .collect()
 }
 
-impl OverviewStore for PgStore {
-    async fn latest_site_power(&self) -> Result<Vec<SitePower>, StoreError> {
-        let rows: Vec<(String, i64, f64)> =
-            sqlx::query_as(latest_site_power_sql!(" COLLATE \"C\""))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
-        rows_to_power(rows)
-    }
-}
-
-impl OverviewStore for SqliteStore {
-    async fn latest_site_power(&self) -> Result<Vec<SitePower>, StoreError> {
-        let rows: Vec<(String, i64, f64)> = sqlx::query_as(latest_site_power_sql!(""))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        rows_to_power(rows)
-    }
-}
-
 impl OverviewStore for AnyStore {
     async fn latest_site_power(&self) -> Result<Vec<SitePower>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.latest_site_power().await,
-            Self::Sqlite(s) => s.latest_site_power().await,
-        }
+        let rows: Vec<(String, i64, f64)> = run!(self.reader(), |pool| sqlx::query_as(
+            sql!(pool; {latest_site_power_sql!()}, collate_c)
+        )
+        .fetch_all(pool)
+        .await)?;
+        rows_to_power(rows)
     }
 }

@@ -1,4 +1,7 @@
-//! The PostgreSQL store (production).
+//! What only PostgreSQL does (the production database): connecting,
+//! migrating, the bulk ingest path (`COPY` and `UNNEST` arrays), the daily
+//! partitions of `metrics` and retention by dropping them. Everything else
+//! is one body of SQL for both databases (see the `store` module).
 //!
 //! # Ingest
 //!
@@ -62,19 +65,14 @@ use std::str::FromStr as _;
 use std::sync::{Mutex, PoisonError};
 
 use gridlink_protocol::telemetry::{MAX_TS_MS, MIN_TS_MS};
-use gridlink_protocol::{LoadSnapshot, Status, VenId};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection as _, Postgres, Row as _, Transaction};
 
 use super::cache::{SeriesCache, SeriesKey, SeriesRow};
 use super::group::{self, Claim, Reading, VenUpdate};
 use super::network::{self, NetworkDelta, StoredRollup, Touched};
 use super::rollup::{self, Buckets};
-use super::{
-    ConnectOptions, IngestBatch, IngestOutcome, LoadRecord, NetworkPoint, Resolution, Role,
-    SeriesPoint, SeriesQuery, Store, StoreError, TokenRecord, VenRecord, VenRegistration,
-    check_token_name, classify, classify_migrate, now_ms, phase_code, quantity_code,
-};
+use super::{ConnectOptions, IngestBatch, IngestOutcome, Resolution, StoreError, classify_migrate};
 
 /// One UTC day in ms.
 const DAY_MS: i64 = 86_400_000;
@@ -90,10 +88,10 @@ const PARTITION_LOCK: i64 = 0x6772_6964_6c6e_6b01;
 /// How long retention waits for the lock that dropping a partition needs.
 const RETENTION_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '2s'";
 
-/// A PostgreSQL store: a connection pool plus the series-id and partition
-/// caches. Cheap to share behind an `Arc`.
+/// The PostgreSQL side of the store: a connection pool plus the series-id
+/// and partition caches.
 #[derive(Debug)]
-pub struct PgStore {
+pub(super) struct PgStore {
     pub(super) pool: PgPool,
     series: SeriesCache,
     /// Days (since the epoch) known to have a partition.
@@ -114,7 +112,7 @@ pub struct MetricsPartition {
 impl PgStore {
     /// Connects a pool of `options.max_connections` to `url`
     /// (`postgres://user:password@host:port/db?sslmode=...`).
-    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+    pub(super) async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Invalid(format!("PostgreSQL URL: {e}")))?
             .application_name("gridlink-cloud");
@@ -122,13 +120,12 @@ impl PgStore {
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(Self::from_pool(pool))
     }
 
     /// A store over an existing pool.
-    pub fn from_pool(pool: PgPool) -> Self {
+    fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
             series: SeriesCache::default(),
@@ -137,11 +134,10 @@ impl PgStore {
     }
 
     /// The partitions of `metrics`, oldest first.
-    pub async fn metric_partitions(&self) -> Result<Vec<MetricsPartition>, StoreError> {
+    pub(super) async fn metric_partitions(&self) -> Result<Vec<MetricsPartition>, StoreError> {
         let names: Vec<String> = sqlx::query_scalar(LIST_PARTITIONS)
             .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
+            .await?;
         let mut partitions: Vec<MetricsPartition> = names
             .into_iter()
             .filter_map(|name| {
@@ -177,7 +173,7 @@ impl PgStore {
         if missing.is_empty() {
             return Ok(());
         }
-        self.create_partitions(&missing).await.map_err(classify)?;
+        self.create_partitions(&missing).await?;
         self.known_partitions().extend(missing);
         Ok(())
     }
@@ -700,41 +696,6 @@ const fn merge_sql(resolution: Resolution) -> &'static str {
     }
 }
 
-/// The series id of `$1..$4` (ven, meter, quantity, phase), as a subquery.
-macro_rules! series_query {
-    ($select:literal, $table:literal, $ts:literal) => {
-        concat!(
-            "SELECT ", $select, " FROM ", $table,
-            " WHERE series_id = (SELECT id FROM series WHERE ven_id = $1 AND meter = $2 AND quantity = $3 AND phase = $4)",
-            " AND ", $ts, " >= $5 AND ", $ts, " < $6 ORDER BY ", $ts, " LIMIT $7"
-        )
-    };
-}
-
-/// The query reading `resolution`.
-const fn series_sql(resolution: Resolution) -> &'static str {
-    match resolution {
-        Resolution::Raw => {
-            series_query!("ts, 1::int8, value, value, value, value", "metrics", "ts")
-        }
-        Resolution::Minute => series_query!(
-            "bucket, count, sum, min, max, last_value",
-            "metrics_1m",
-            "bucket"
-        ),
-        Resolution::QuarterHour => series_query!(
-            "bucket, count, sum, min, max, last_value",
-            "metrics_15m",
-            "bucket"
-        ),
-        Resolution::Hour => series_query!(
-            "bucket, count, sum, min, max, last_value",
-            "metrics_1h",
-            "bucket"
-        ),
-    }
-}
-
 /// Whether `error` is PostgreSQL's "no partition of relation ... found for
 /// row" (a partition was dropped under us).
 fn is_missing_partition(error: &sqlx::Error) -> bool {
@@ -811,41 +772,21 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn ven_record(row: &PgRow) -> Result<VenRecord, StoreError> {
-    let ven_id: String = row.try_get("ven_id").map_err(classify)?;
-    Ok(VenRecord {
-        ven_id: VenId::new(ven_id)
-            .map_err(|e| StoreError::Invalid(format!("stored ven id: {e}")))?,
-        online: row.try_get("online").map_err(classify)?,
-        last_seen_ms: row.try_get("last_seen").map_err(classify)?,
-        last_reading_ms: row.try_get("last_reading").map_err(classify)?,
-        ingest_lag_ms: row.try_get("ingest_lag").map_err(classify)?,
-        agent_version: row.try_get("agent_version").map_err(classify)?,
-        site: row.try_get("site").map_err(classify)?,
-        site_meter: row.try_get("site_meter").map_err(classify)?,
-    })
-}
-
-/// The columns of a [`VenRecord`] (a macro, for `concat!`).
-macro_rules! select_vens {
-    () => {
-        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site, site_meter FROM vens"
-    };
-}
-
-impl Store for PgStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
+impl PgStore {
+    /// Applies the migrations of `migrations/postgres`.
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("migrations/postgres")
             .run(&self.pool)
             .await
             .map_err(classify_migrate)
     }
 
-    async fn ingest(&self, batches: &[IngestBatch]) -> Result<IngestOutcome, StoreError> {
-        if batches.is_empty() {
-            return Ok(IngestOutcome::default());
-        }
-        group::validate(batches)?;
+    /// Stores a group of checked batches (see the module docs): makes sure
+    /// their days have partitions, then one transaction.
+    pub(super) async fn ingest(
+        &self,
+        batches: &[IngestBatch],
+    ) -> Result<IngestOutcome, StoreError> {
         let days = days_of(batches);
         self.ensure_partitions(&days).await?;
         match self.ingest_once(batches).await {
@@ -855,304 +796,15 @@ impl Store for PgStore {
                 );
                 self.known_partitions().clear();
                 self.ensure_partitions(&days).await?;
-                self.ingest_once(batches).await.map_err(classify)
+                Ok(self.ingest_once(batches).await?)
             }
-            outcome => outcome.map_err(classify),
+            outcome => Ok(outcome?),
         }
     }
 
-    async fn record_status(&self, status: &Status, received_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO vens AS v (ven_id, online, last_seen, agent_version) \
-             VALUES ($1, $2, $3, NULLIF($4, '')) \
-             ON CONFLICT (ven_id) DO UPDATE SET online = excluded.online, \
-               last_seen = GREATEST(v.last_seen, excluded.last_seen), \
-               agent_version = COALESCE(excluded.agent_version, v.agent_version)",
-        )
-        .bind(status.ven_id.as_str())
-        .bind(status.online)
-        .bind(received_ms)
-        .bind(status.agent_version.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn register_ven(
-        &self,
-        ven_id: &VenId,
-        registration: &VenRegistration,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        registration
-            .check()
-            .map_err(|(field, reason)| StoreError::Invalid(format!("{field}: {reason}")))?;
-        let startup = serde_json::to_string(&gridlink_protocol::LoadChangeCause::Startup)
-            .map_err(|e| StoreError::Invalid(format!("load cause: {e}")))?;
-        let run = async {
-            let mut tx = self.pool.begin().await?;
-            // The VEN row lock serialises this with `record_loads` of the
-            // same VEN, so a snapshot is never overwritten by registered loads.
-            let no_snapshot: bool = sqlx::query_scalar(
-                "INSERT INTO vens AS v (ven_id, site, site_meter) VALUES ($1, $2, $3) \
-                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site, \
-                   site_meter = COALESCE(excluded.site_meter, v.site_meter) \
-                 RETURNING v.loads_at IS NULL",
-            )
-            .bind(ven_id.as_str())
-            .bind(registration.site.as_str())
-            .bind(registration.site_meter.as_deref())
-            .fetch_one(&mut *tx)
-            .await?;
-            if let Some(groups) = &registration.groups {
-                sqlx::query("DELETE FROM ven_groups WHERE ven_id = $1")
-                    .bind(ven_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO ven_groups (ven_id, group_name) \
-                     SELECT $1, value FROM json_array_elements_text($2::json) WHERE true \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(ven_id.as_str())
-                .bind(super::dr::json_list(groups.iter().map(String::as_str)))
-                .execute(&mut *tx)
-                .await?;
-            }
-            let unchanged = match (no_snapshot, &registration.loads) {
-                (true, Some(loads)) => {
-                    let stored: Vec<(String, Option<f64>, bool)> = sqlx::query_as(
-                        "SELECT name, power_w, controllable FROM loads WHERE ven_id = $1 \
-                         ORDER BY name COLLATE \"C\"",
-                    )
-                    .bind(ven_id.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    stored == super::registered_rows(loads)
-                }
-                _ => true,
-            };
-            // A repeat with the same loads changes nothing (not even their time).
-            if let (false, Some(loads)) = (unchanged, &registration.loads) {
-                sqlx::query("DELETE FROM loads WHERE ven_id = $1")
-                    .bind(ven_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO loads (ven_id, name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot) \
-                     SELECT $1, n, true, p, NULL, c, NULL, $5::text::jsonb, $6 \
-                     FROM UNNEST($2::text[], $3::float8[], $4::bool[]) AS u(n, p, c)",
-                )
-                .bind(ven_id.as_str())
-                .bind(loads.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
-                .bind(loads.iter().map(|l| l.rated_power_w).collect::<Vec<_>>())
-                .bind(loads.iter().map(|l| l.controllable).collect::<Vec<_>>())
-                .bind(startup.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await
-        };
-        run.await.map_err(classify)
-    }
-
-    async fn record_loads(
-        &self,
-        snapshot: &LoadSnapshot,
-        received_ms: i64,
-    ) -> Result<(), StoreError> {
-        let at = snapshot.at.unix_ms();
-        let causes = snapshot
-            .loads
-            .iter()
-            .map(|l| serde_json::to_string(&l.cause))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Invalid(format!("load cause: {e}")))?;
-        let run = async {
-            let mut tx = self.pool.begin().await?;
-            // Newer or equal snapshot time wins; the VEN row lock serialises
-            // concurrent snapshots of one VEN.
-            let applies: bool = sqlx::query_scalar(
-                "INSERT INTO vens AS v (ven_id, last_seen, loads_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (ven_id) DO UPDATE SET last_seen = GREATEST(v.last_seen, excluded.last_seen), \
-                   loads_at = GREATEST(v.loads_at, excluded.loads_at) \
-                 RETURNING loads_at = $3",
-            )
-            .bind(snapshot.ven_id.as_str())
-            .bind(received_ms)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-            if applies {
-                sqlx::query("DELETE FROM loads WHERE ven_id = $1")
-                    .bind(snapshot.ven_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO loads (ven_id, name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot) \
-                     SELECT $1, n, o, p, s, c, l, j::jsonb, $9 \
-                     FROM UNNEST($2::text[], $3::bool[], $4::float8[], $5::float8[], $6::bool[], $7::int8[], $8::text[]) \
-                       AS u(n, o, p, s, c, l, j)",
-                )
-                .bind(snapshot.ven_id.as_str())
-                .bind(snapshot.loads.iter().map(|l| l.name.as_str()).collect::<Vec<_>>())
-                .bind(snapshot.loads.iter().map(|l| l.on).collect::<Vec<_>>())
-                .bind(snapshot.loads.iter().map(|l| l.power_w).collect::<Vec<_>>())
-                .bind(snapshot.loads.iter().map(|l| l.setpoint).collect::<Vec<_>>())
-                .bind(snapshot.loads.iter().map(|l| l.controllable).collect::<Vec<_>>())
-                .bind(snapshot.loads.iter().map(|l| l.last_change.map(gridlink_protocol::Timestamp::unix_ms)).collect::<Vec<_>>())
-                .bind(&causes)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await
-        };
-        run.await.map_err(classify)
-    }
-
-    async fn vens(&self) -> Result<Vec<VenRecord>, StoreError> {
-        let rows = sqlx::query(concat!(select_vens!(), " ORDER BY ven_id COLLATE \"C\""))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        rows.iter().map(ven_record).collect()
-    }
-
-    async fn ven(&self, ven_id: &VenId) -> Result<Option<VenRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_vens!(), " WHERE ven_id = $1"))
-            .bind(ven_id.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?;
-        row.as_ref().map(ven_record).transpose()
-    }
-
-    async fn loads(&self, ven_id: &VenId) -> Result<Vec<LoadRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, is_on, power_w, setpoint, controllable, last_change, cause::text, snapshot \
-             FROM loads WHERE ven_id = $1 ORDER BY name COLLATE \"C\"",
-        )
-        .bind(ven_id.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                let cause: String = row.try_get(6).map_err(classify)?;
-                Ok(LoadRecord {
-                    name: row.try_get(0).map_err(classify)?,
-                    on: row.try_get(1).map_err(classify)?,
-                    power_w: row.try_get(2).map_err(classify)?,
-                    setpoint: row.try_get(3).map_err(classify)?,
-                    controllable: row.try_get(4).map_err(classify)?,
-                    last_change_ms: row.try_get(5).map_err(classify)?,
-                    cause: serde_json::from_str(&cause)
-                        .map_err(|e| StoreError::Invalid(format!("stored load cause: {e}")))?,
-                    snapshot_ms: row.try_get(7).map_err(classify)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
-        let rows: Vec<(i64, i64, f64, f64, f64, f64)> =
-            sqlx::query_as(series_sql(query.resolution))
-                .bind(query.ven_id.as_str())
-                .bind(query.meter.as_str())
-                .bind(quantity_code(query.quantity))
-                .bind(phase_code(query.phase))
-                .bind(query.from_ms)
-                .bind(query.to_ms)
-                .bind(i64::from(query.limit))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(ts_ms, count, sum, min, max, last)| SeriesPoint {
-                ts_ms,
-                avg: sum / count as f64,
-                min,
-                max,
-                last,
-                count: count as u64,
-            })
-            .collect())
-    }
-
-    async fn network(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-        resolution: Resolution,
-    ) -> Result<Vec<NetworkPoint>, StoreError> {
-        let bucket_ms = match resolution {
-            Resolution::Raw => Resolution::Minute.bucket_ms(),
-            rollup => rollup.bucket_ms(),
-        };
-        let rows: Vec<(i64, f64, f64, i64)> = sqlx::query_as(
-            "SELECT bucket, sum(import_w), sum(export_w), sum(vens_reporting)::int8 FROM network_stats \
-             WHERE bucket_ms = $1 AND bucket >= $2 AND bucket < $3 GROUP BY bucket ORDER BY bucket",
-        )
-        .bind(bucket_ms)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(ts_ms, import_w, export_w, vens)| NetworkPoint {
-                ts_ms,
-                import_w,
-                export_w,
-                vens_reporting: vens as u64,
-            })
-            .collect())
-    }
-
-    async fn create_token(
-        &self,
-        name: &str,
-        role: Role,
-        hash: &[u8; 32],
-    ) -> Result<TokenRecord, StoreError> {
-        check_token_name(name)?;
-        let created_ms = now_ms();
-        let id: i64 = sqlx::query_scalar("INSERT INTO api_tokens (name, role, hash, created) VALUES ($1, $2, $3, $4) RETURNING id")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(hash.as_slice())
-            .bind(created_ms)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(TokenRecord {
-            id,
-            name: name.to_owned(),
-            role,
-            created_ms,
-            expires_ms: None,
-            revoked_ms: None,
-        })
-    }
-
-    async fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let row: Option<super::tokens::TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM api_tokens WHERE hash = $1",
-            super::tokens::TOKEN_COLUMNS
-        )))
-        .bind(hash.as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?;
-        row.map(super::tokens::token_record).transpose()
-    }
-
-    async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
+    /// Drops the partitions ending at or before `before_ms`; returns their
+    /// row count.
+    pub(super) async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
         let mut deleted = 0;
         for partition in self.metric_partitions().await? {
             if partition.to_ms > before_ms {
@@ -1161,15 +813,13 @@ impl Store for PgStore {
             // Forget it first: if the drop fails half-way, ingest asks again.
             self.known_partitions()
                 .remove(&partition.from_ms.div_euclid(DAY_MS));
-            deleted += self
-                .drop_partition(&partition.name)
-                .await
-                .map_err(classify)?;
+            deleted += self.drop_partition(&partition.name).await?;
         }
         Ok(deleted)
     }
 
-    async fn prepare_partitions(&self, now_ms: i64) -> Result<(), StoreError> {
+    /// Creates the partitions of the previous UTC day to seven days ahead.
+    pub(super) async fn prepare_partitions(&self, now_ms: i64) -> Result<(), StoreError> {
         if !(MIN_TS_MS..=MAX_TS_MS).contains(&now_ms) {
             return Err(StoreError::Invalid(format!(
                 "now {now_ms} ms is outside 1970-01-01..9999-12-31"
@@ -1180,16 +830,8 @@ impl Store for PgStore {
             .filter(|day| (0..=MAX_TS_MS.div_euclid(DAY_MS)).contains(day))
             .collect();
         // Asks the catalog, not the cache: another process may have dropped one.
-        self.create_partitions(&days).await.map_err(classify)?;
+        self.create_partitions(&days).await?;
         self.known_partitions().extend(days);
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
         Ok(())
     }
 }
@@ -1254,7 +896,7 @@ mod tests {
                 .push(gridlink_protocol::Point { ts_ms, raw: 1 });
         }
         let batch = IngestBatch {
-            ven_id: VenId::new("v").unwrap(),
+            ven_id: gridlink_protocol::VenId::new("v").unwrap(),
             batch_seq: 1,
             received_ms: 0,
             series: vec![series],

@@ -27,8 +27,8 @@ use std::future::Future;
 use gridlink_protocol::{ObjectId, VenId};
 use sqlx::AssertSqlSafe;
 
-use super::dr::{SqlResult as _, json_list, object_id, ven_id};
-use super::{AnyStore, PgStore, SqliteStore, StoreError};
+use super::dr::{json_list, object_id, ven_id};
+use super::{AnyStore, Db, PgStore, SqliteStore, StoreError};
 use crate::model::projects::{
     DayRow, EnergySeries, FinanceKind, HourRow, MilestoneQuantity, ProjectKind, ProjectStatus,
 };
@@ -437,7 +437,7 @@ macro_rules! project_store {
                 if let Some(id) = only {
                     query = query.bind(id);
                 }
-                let rows = query.fetch_all(&self.$read).await.db()?;
+                let rows = query.fetch_all(&self.$read).await?;
                 if rows.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -446,7 +446,7 @@ macro_rules! project_store {
                 if let Some(id) = only {
                     query = query.bind(id);
                 }
-                let vens = query.fetch_all(&self.$read).await.db()?;
+                let vens = query.fetch_all(&self.$read).await?;
                 let text = sql(
                     $pg,
                     &format!(
@@ -458,7 +458,7 @@ macro_rules! project_store {
                 if let Some(id) = only {
                     query = query.bind(id);
                 }
-                let milestones = query.fetch_all(&self.$read).await.db()?;
+                let milestones = query.fetch_all(&self.$read).await?;
                 assemble(rows, vens, milestones)
             }
         }
@@ -469,7 +469,7 @@ macro_rules! project_store {
                 project: &ProjectWrite,
                 now_ms: i64,
             ) -> Result<ProjectRecord, StoreError> {
-                let mut tx = self.$write.begin().await.db()?;
+                let mut tx = self.$write.begin().await?;
                 let id: i64 = sqlx::query_scalar(sql(
                     $pg,
                     "INSERT INTO projects (name, kind, status, capacity_kw, latitude, longitude, \
@@ -486,10 +486,9 @@ macro_rules! project_store {
                 .bind(&project.currency)
                 .bind(now_ms)
                 .fetch_one(&mut *tx)
-                .await
-                .db()?;
+                .await?;
                 write_children!($pg, tx, id, project, &BTreeMap::new());
-                tx.commit().await.db()?;
+                tx.commit().await?;
                 self.project(id)
                     .await?
                     .ok_or_else(|| StoreError::Invalid(format!("project {id} vanished")))
@@ -501,7 +500,7 @@ macro_rules! project_store {
                 project: &ProjectWrite,
                 now_ms: i64,
             ) -> Result<Option<ProjectRecord>, StoreError> {
-                let mut tx = self.$write.begin().await.db()?;
+                let mut tx = self.$write.begin().await?;
                 let updated = sqlx::query(sql(
                     $pg,
                     "UPDATE projects SET name = $2, kind = $3, status = $4, capacity_kw = $5, \
@@ -519,8 +518,7 @@ macro_rules! project_store {
                 .bind(&project.currency)
                 .bind(now_ms)
                 .execute(&mut *tx)
-                .await
-                .db()?;
+                .await?;
                 if updated.rows_affected() == 0 {
                     return Ok(None);
                 }
@@ -531,8 +529,7 @@ macro_rules! project_store {
                 ))
                 .bind(id)
                 .fetch_all(&mut *tx)
-                .await
-                .db()?;
+                .await?;
                 // A milestone unchanged in name, quantity and threshold keeps
                 // when it was reached.
                 let keep: BTreeMap<String, (String, f64, Option<i64>)> = old
@@ -543,11 +540,10 @@ macro_rules! project_store {
                     sqlx::query(sql($pg, &format!("DELETE FROM {table} WHERE project_id = $1")))
                         .bind(id)
                         .execute(&mut *tx)
-                        .await
-                        .db()?;
+                        .await?;
                 }
                 write_children!($pg, tx, id, project, &keep);
-                tx.commit().await.db()?;
+                tx.commit().await?;
                 self.project(id).await
             }
 
@@ -574,8 +570,7 @@ macro_rules! project_store {
                 .bind(name)
                 .bind(reached_ms)
                 .execute(&self.$write)
-                .await
-                .db()?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -603,8 +598,7 @@ macro_rules! project_store {
                 .bind(entry.description.as_deref())
                 .bind(now_ms)
                 .fetch_optional(&self.$write)
-                .await
-                .db()?;
+                .await?;
                 row.map(finance_record).transpose()
             }
 
@@ -625,8 +619,7 @@ macro_rules! project_store {
                 .bind(from_ms)
                 .bind(to_ms)
                 .fetch_all(&self.$read)
-                .await
-                .db()?;
+                .await?;
                 rows.into_iter().map(finance_record).collect()
             }
 
@@ -642,8 +635,7 @@ macro_rules! project_store {
                 .bind(project_id)
                 .bind(entry_id)
                 .execute(&self.$write)
-                .await
-                .db()?;
+                .await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -658,8 +650,7 @@ macro_rules! project_store {
                 ))
                 .bind(&list)
                 .fetch_all(&self.$read)
-                .await
-                .db()?;
+                .await?;
                 let series: Vec<(String, i64, String, i16)> = sqlx::query_as(sql(
                     $pg,
                     "SELECT ven_id, id, meter, quantity FROM series \
@@ -668,8 +659,7 @@ macro_rules! project_store {
                 ))
                 .bind(&list)
                 .fetch_all(&self.$read)
-                .await
-                .db()?;
+                .await?;
                 meters
                     .into_iter()
                     .map(|(ven, site_meter)| {
@@ -707,8 +697,7 @@ macro_rules! project_store {
                 .bind(from_ms)
                 .bind(to_ms)
                 .fetch_all(&self.$read)
-                .await
-                .db()?;
+                .await?;
                 Ok(rows.into_iter().map(hour_row).collect())
             }
 
@@ -726,8 +715,7 @@ macro_rules! project_store {
                     .bind(from_ms)
                     .bind(to_ms)
                     .fetch_all(&self.$read)
-                    .await
-                    .db()?;
+                    .await?;
                 Ok(rows
                     .into_iter()
                     .map(|r| DayRow {
@@ -761,8 +749,7 @@ macro_rules! project_store {
                 .bind(id_list(series_ids))
                 .bind(before_ms)
                 .fetch_all(&self.$read)
-                .await
-                .db()?;
+                .await?;
                 Ok(rows.into_iter().map(hour_row).collect())
             }
 
@@ -783,8 +770,7 @@ macro_rules! project_store {
                 .bind(from_ms)
                 .bind(to_ms)
                 .fetch_all(&self.$read)
-                .await
-                .db()?;
+                .await?;
                 let mut out: Vec<ProjectEvent> = Vec::new();
                 for (event, ven) in rows {
                     let ven = ven_id(&ven)?;
@@ -818,8 +804,7 @@ macro_rules! write_children {
             .bind($id)
             .bind(json_list($project.ven_ids.iter().map(VenId::as_str)))
             .execute(&mut *$tx)
-            .await
-            .db()?;
+            .await?;
         }
         for (position, m) in $project.milestones.iter().enumerate() {
             let reached = keep.get(&m.name).and_then(|(q, t, r)| {
@@ -839,8 +824,7 @@ macro_rules! write_children {
             .bind(m.threshold_kwh)
             .bind(reached)
             .execute(&mut *$tx)
-            .await
-            .db()?;
+            .await?;
         }
     }};
 }
@@ -850,9 +834,9 @@ project_store!(SqliteStore, postgres: false, read: reader, write: writer);
 
 macro_rules! delegate {
     ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            AnyStore::Postgres($s) => $call.await,
-            AnyStore::Sqlite($s) => $call.await,
+        match &$self.db {
+            Db::Postgres($s) => $call.await,
+            Db::Sqlite($s) => $call.await,
         }
     };
 }

@@ -26,7 +26,7 @@ use std::future::Future;
 use gridlink_protocol::VenId;
 use gridlink_protocol::shadow::ShadowDocument;
 
-use super::{AnyStore, PgStore, SqliteStore, StoreError, classify};
+use super::{AnyStore, StoreError};
 
 /// What [`ShadowStore::save_shadow`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,106 +83,15 @@ const fn written(rows: u64) -> ShadowWrite {
     }
 }
 
-impl ShadowStore for PgStore {
-    async fn shadow(&self, ven_id: &VenId) -> Result<Option<ShadowDocument>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT document::text FROM shadows WHERE ven_id = $1")
-                .bind(ven_id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(classify)?;
-        row.map(|(json,)| from_json(ven_id, &json)).transpose()
-    }
-
-    async fn save_shadow(
-        &self,
-        ven_id: &VenId,
-        document: &ShadowDocument,
-        expected: u64,
-        updated_ms: i64,
-    ) -> Result<ShadowWrite, StoreError> {
-        let (json, version) = to_json(document)?;
-        let result = if expected == 0 {
-            sqlx::query(
-                "INSERT INTO shadows (ven_id, document, version, updated_at) \
-                 VALUES ($1, $2::jsonb, $3, $4) ON CONFLICT (ven_id) DO NOTHING",
-            )
-            .bind(ven_id.as_str())
-            .bind(json)
-            .bind(version)
-            .bind(updated_ms)
-            .execute(&self.pool)
-            .await
-        } else {
-            sqlx::query(
-                "UPDATE shadows SET document = $2::jsonb, version = $3, updated_at = $4 \
-                 WHERE ven_id = $1 AND version = $5",
-            )
-            .bind(ven_id.as_str())
-            .bind(json)
-            .bind(version)
-            .bind(updated_ms)
-            .bind(expected_version(expected)?)
-            .execute(&self.pool)
-            .await
-        };
-        Ok(written(result.map_err(classify)?.rows_affected()))
-    }
-}
-
-impl ShadowStore for SqliteStore {
-    async fn shadow(&self, ven_id: &VenId) -> Result<Option<ShadowDocument>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT document FROM shadows WHERE ven_id = ?1")
-                .bind(ven_id.as_str())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(classify)?;
-        row.map(|(json,)| from_json(ven_id, &json)).transpose()
-    }
-
-    async fn save_shadow(
-        &self,
-        ven_id: &VenId,
-        document: &ShadowDocument,
-        expected: u64,
-        updated_ms: i64,
-    ) -> Result<ShadowWrite, StoreError> {
-        let (json, version) = to_json(document)?;
-        let result = if expected == 0 {
-            sqlx::query(
-                "INSERT INTO shadows (ven_id, document, version, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (ven_id) DO NOTHING",
-            )
-            .bind(ven_id.as_str())
-            .bind(json)
-            .bind(version)
-            .bind(updated_ms)
-            .execute(&self.writer)
-            .await
-        } else {
-            sqlx::query(
-                "UPDATE shadows SET document = ?2, version = ?3, updated_at = ?4 \
-                 WHERE ven_id = ?1 AND version = ?5",
-            )
-            .bind(ven_id.as_str())
-            .bind(json)
-            .bind(version)
-            .bind(updated_ms)
-            .bind(expected_version(expected)?)
-            .execute(&self.writer)
-            .await
-        };
-        Ok(written(result.map_err(classify)?.rows_affected()))
-    }
-}
-
 impl ShadowStore for AnyStore {
     async fn shadow(&self, ven_id: &VenId) -> Result<Option<ShadowDocument>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.shadow(ven_id).await,
-            Self::Sqlite(s) => s.shadow(ven_id).await,
-        }
+        let row: Option<(String,)> = run!(self.reader(), |pool| sqlx::query_as(
+            sql!(pool; "SELECT ", [text "document"], " FROM shadows WHERE ven_id = $1")
+        )
+        .bind(ven_id.as_str())
+        .fetch_optional(pool)
+        .await)?;
+        row.map(|(json,)| from_json(ven_id, &json)).transpose()
     }
 
     async fn save_shadow(
@@ -192,9 +101,31 @@ impl ShadowStore for AnyStore {
         expected: u64,
         updated_ms: i64,
     ) -> Result<ShadowWrite, StoreError> {
-        match self {
-            Self::Postgres(s) => s.save_shadow(ven_id, document, expected, updated_ms).await,
-            Self::Sqlite(s) => s.save_shadow(ven_id, document, expected, updated_ms).await,
-        }
+        let (json, version) = to_json(document)?;
+        let result = if expected == 0 {
+            exec!(self.writer(), |pool| sqlx::query(sql!(pool;
+                "INSERT INTO shadows (ven_id, document, version, updated_at) VALUES ($1, ",
+                [either "$2::jsonb" "$2"], ", $3, $4) ON CONFLICT (ven_id) DO NOTHING"
+            ))
+            .bind(ven_id.as_str())
+            .bind(json)
+            .bind(version)
+            .bind(updated_ms)
+            .execute(pool)
+            .await)
+        } else {
+            exec!(self.writer(), |pool| sqlx::query(sql!(pool;
+                "UPDATE shadows SET document = ", [either "$2::jsonb" "$2"],
+                ", version = $3, updated_at = $4 WHERE ven_id = $1 AND version = $5"
+            ))
+            .bind(ven_id.as_str())
+            .bind(json)
+            .bind(version)
+            .bind(updated_ms)
+            .bind(expected_version(expected)?)
+            .execute(pool)
+            .await)
+        };
+        Ok(written(result?))
     }
 }

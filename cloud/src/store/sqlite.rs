@@ -1,5 +1,9 @@
-//! The SQLite store: the embedded default (`sqlite://gridlink.db`), for a
-//! single site or the demo.
+//! What only SQLite does (the embedded default, `sqlite://gridlink.db`, for
+//! a single site or the demo): connecting with its pragmas and the split
+//! between one writer and the readers, migrating, the ingest write path
+//! (multi-row statements instead of `COPY`) and retention by deleting rows.
+//! Everything else is one body of SQL for both databases (see the `store`
+//! module).
 //!
 //! The database runs in WAL mode, created if missing, with foreign keys on
 //! and a busy timeout. `PRAGMA synchronous` follows
@@ -26,7 +30,6 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr as _;
 use std::sync::LazyLock;
 
-use gridlink_protocol::{LoadSnapshot, Status, VenId};
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
     SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -38,10 +41,8 @@ use super::group::{self, Reading};
 use super::network::{self, StoredRollup, Touched};
 use super::rollup;
 use super::{
-    ConnectOptions, IngestBatch, IngestOutcome, LoadRecord, NetworkPoint, Resolution, Role,
-    SeriesPoint, SeriesQuery, SqliteDurability, Store, StoreError, TokenRecord, VenRecord,
-    VenRegistration, check_token_name, classify, classify_migrate, now_ms, phase_code,
-    quantity_code,
+    ConnectOptions, IngestBatch, IngestOutcome, Resolution, SqliteDurability, StoreError,
+    classify_migrate,
 };
 
 /// One UTC day in ms (retention deletes at most a day per statement).
@@ -146,9 +147,10 @@ static MERGE_1M: LazyLock<MultiRow> = LazyLock::new(|| merge_rollup("metrics_1m"
 static MERGE_15M: LazyLock<MultiRow> = LazyLock::new(|| merge_rollup("metrics_15m"));
 static MERGE_1H: LazyLock<MultiRow> = LazyLock::new(|| merge_rollup("metrics_1h"));
 
-/// A SQLite store. Cheap to share behind an `Arc`.
+/// The SQLite side of the store: the writer, the readers and the series-id
+/// cache.
 #[derive(Debug)]
-pub struct SqliteStore {
+pub(super) struct SqliteStore {
     /// The one write connection.
     pub(super) writer: SqlitePool,
     /// Read connections (the writer itself for an in-memory database).
@@ -159,7 +161,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database `url` names:
     /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`.
-    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
+    pub(super) async fn connect(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Invalid(format!("SQLite URL: {e}")))?
@@ -180,8 +182,7 @@ impl SqliteStore {
             .max_lifetime(None)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
-            .await
-            .map_err(classify)?;
+            .await?;
         let reader = if in_memory {
             writer.clone()
         } else {
@@ -189,8 +190,7 @@ impl SqliteStore {
                 .max_connections(options.max_connections.max(1))
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
-                .await
-                .map_err(classify)?
+                .await?
         };
         Ok(Self {
             writer,
@@ -420,382 +420,32 @@ async fn counted_rollups(
         .collect())
 }
 
-/// A series query over `$table`, whose time column is `$ts`.
-macro_rules! series_query {
-    ($select:literal, $table:literal, $ts:literal) => {
-        concat!(
-            "SELECT ", $select, " FROM ", $table,
-            " WHERE series_id = (SELECT id FROM series WHERE ven_id = ?1 AND meter = ?2 AND quantity = ?3 AND phase = ?4)",
-            " AND ", $ts, " >= ?5 AND ", $ts, " < ?6 ORDER BY ", $ts, " LIMIT ?7"
-        )
-    };
-}
-
-/// The query reading `resolution`.
-const fn series_sql(resolution: Resolution) -> &'static str {
-    match resolution {
-        Resolution::Raw => series_query!("ts, 1, value, value, value, value", "metrics", "ts"),
-        Resolution::Minute => series_query!(
-            "bucket, count, sum, min, max, last_value",
-            "metrics_1m",
-            "bucket"
-        ),
-        Resolution::QuarterHour => series_query!(
-            "bucket, count, sum, min, max, last_value",
-            "metrics_15m",
-            "bucket"
-        ),
-        Resolution::Hour => series_query!(
-            "bucket, count, sum, min, max, last_value",
-            "metrics_1h",
-            "bucket"
-        ),
-    }
-}
-
-/// The columns of a [`VenRecord`] (a macro, for `concat!`).
-macro_rules! select_vens {
-    () => {
-        "SELECT ven_id, online, last_seen, last_reading, ingest_lag, agent_version, site, site_meter FROM vens"
-    };
-}
-
-fn ven_record(row: &SqliteRow) -> Result<VenRecord, StoreError> {
-    let ven_id: String = row.try_get("ven_id").map_err(classify)?;
-    Ok(VenRecord {
-        ven_id: VenId::new(ven_id)
-            .map_err(|e| StoreError::Invalid(format!("stored ven id: {e}")))?,
-        online: row.try_get("online").map_err(classify)?,
-        last_seen_ms: row.try_get("last_seen").map_err(classify)?,
-        last_reading_ms: row.try_get("last_reading").map_err(classify)?,
-        ingest_lag_ms: row.try_get("ingest_lag").map_err(classify)?,
-        agent_version: row.try_get("agent_version").map_err(classify)?,
-        site: row.try_get("site").map_err(classify)?,
-        site_meter: row.try_get("site_meter").map_err(classify)?,
-    })
-}
-
-impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// Applies the migrations of `migrations/sqlite`.
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("migrations/sqlite")
             .run(&self.writer)
             .await
             .map_err(classify_migrate)
     }
 
-    async fn ingest(&self, batches: &[IngestBatch]) -> Result<IngestOutcome, StoreError> {
-        if batches.is_empty() {
-            return Ok(IngestOutcome::default());
-        }
-        group::validate(batches)?;
-        let (outcome, resolved) = self.ingest_tx(batches).await.map_err(classify)?;
+    /// Stores a group of checked batches in one `BEGIN IMMEDIATE`
+    /// transaction (see the module docs).
+    pub(super) async fn ingest(
+        &self,
+        batches: &[IngestBatch],
+    ) -> Result<IngestOutcome, StoreError> {
+        let (outcome, resolved) = self.ingest_tx(batches).await?;
         self.series.extend(resolved);
         Ok(outcome)
     }
 
-    async fn record_status(&self, status: &Status, received_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO vens (ven_id, online, last_seen, agent_version) VALUES (?1, ?2, ?3, NULLIF(?4, '')) \
-             ON CONFLICT (ven_id) DO UPDATE SET online = excluded.online, \
-               last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
-               agent_version = coalesce(excluded.agent_version, agent_version)",
-        )
-        .bind(status.ven_id.as_str())
-        .bind(status.online)
-        .bind(received_ms)
-        .bind(status.agent_version.as_str())
-        .execute(&self.writer)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn register_ven(
-        &self,
-        ven_id: &VenId,
-        registration: &VenRegistration,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        registration
-            .check()
-            .map_err(|(field, reason)| StoreError::Invalid(format!("{field}: {reason}")))?;
-        let startup = serde_json::to_string(&gridlink_protocol::LoadChangeCause::Startup)
-            .map_err(|e| StoreError::Invalid(format!("load cause: {e}")))?;
-        let loads_json = registration.loads.as_ref().map(|loads| {
-            serde_json::Value::Array(
-                loads
-                    .iter()
-                    .map(|l| {
-                        serde_json::json!({
-                            "name": l.name, "power_w": l.rated_power_w, "controllable": l.controllable
-                        })
-                    })
-                    .collect(),
-            )
-            .to_string()
-        });
-        let run = async {
-            // One writer: a snapshot of this VEN cannot land in between.
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let no_snapshot: bool = sqlx::query_scalar(
-                "INSERT INTO vens (ven_id, site, site_meter) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (ven_id) DO UPDATE SET site = excluded.site, \
-                   site_meter = coalesce(excluded.site_meter, site_meter) \
-                 RETURNING loads_at IS NULL",
-            )
-            .bind(ven_id.as_str())
-            .bind(registration.site.as_str())
-            .bind(registration.site_meter.as_deref())
-            .fetch_one(&mut *tx)
-            .await?;
-            if let Some(groups) = &registration.groups {
-                sqlx::query("DELETE FROM ven_groups WHERE ven_id = ?1")
-                    .bind(ven_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO ven_groups (ven_id, group_name) SELECT ?1, value FROM json_each(?2) WHERE true \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(ven_id.as_str())
-                .bind(super::dr::json_list(groups.iter().map(String::as_str)))
-                .execute(&mut *tx)
-                .await?;
-            }
-            let unchanged = match (no_snapshot, &registration.loads) {
-                (true, Some(loads)) => {
-                    let stored: Vec<(String, Option<f64>, bool)> = sqlx::query_as(
-                        "SELECT name, power_w, controllable FROM loads WHERE ven_id = ?1 ORDER BY name",
-                    )
-                    .bind(ven_id.as_str())
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    stored == super::registered_rows(loads)
-                }
-                _ => true,
-            };
-            // A repeat with the same loads changes nothing (not even their time).
-            if let (false, Some(loads)) = (unchanged, &loads_json) {
-                sqlx::query("DELETE FROM loads WHERE ven_id = ?1")
-                    .bind(ven_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "INSERT INTO loads (ven_id, name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot) \
-                     SELECT ?1, json_extract(value, '$.name'), 1, json_extract(value, '$.power_w'), NULL, \
-                       json_extract(value, '$.controllable'), NULL, ?3, ?4 \
-                     FROM json_each(?2)",
-                )
-                .bind(ven_id.as_str())
-                .bind(loads.as_str())
-                .bind(startup.as_str())
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await
-        };
-        run.await.map_err(classify)
-    }
-
-    async fn record_loads(
-        &self,
-        snapshot: &LoadSnapshot,
-        received_ms: i64,
-    ) -> Result<(), StoreError> {
-        let at = snapshot.at.unix_ms();
-        let causes = snapshot
-            .loads
-            .iter()
-            .map(|l| serde_json::to_string(&l.cause))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Invalid(format!("load cause: {e}")))?;
-        let run = async {
-            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-            let applies: bool = sqlx::query_scalar(
-                "INSERT INTO vens (ven_id, last_seen, loads_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (ven_id) DO UPDATE SET \
-                   last_seen = max(coalesce(last_seen, excluded.last_seen), excluded.last_seen), \
-                   loads_at = max(coalesce(loads_at, excluded.loads_at), excluded.loads_at) \
-                 RETURNING loads_at = ?3",
-            )
-            .bind(snapshot.ven_id.as_str())
-            .bind(received_ms)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-            if applies {
-                sqlx::query("DELETE FROM loads WHERE ven_id = ?1")
-                    .bind(snapshot.ven_id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                for (load, cause) in snapshot.loads.iter().zip(&causes) {
-                    sqlx::query(
-                        "INSERT INTO loads (ven_id, name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )
-                    .bind(snapshot.ven_id.as_str())
-                    .bind(load.name.as_str())
-                    .bind(load.on)
-                    .bind(load.power_w)
-                    .bind(load.setpoint)
-                    .bind(load.controllable)
-                    .bind(load.last_change.map(gridlink_protocol::Timestamp::unix_ms))
-                    .bind(cause.as_str())
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            tx.commit().await
-        };
-        run.await.map_err(classify)
-    }
-
-    async fn vens(&self) -> Result<Vec<VenRecord>, StoreError> {
-        let rows = sqlx::query(concat!(select_vens!(), " ORDER BY ven_id"))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(classify)?;
-        rows.iter().map(ven_record).collect()
-    }
-
-    async fn ven(&self, ven_id: &VenId) -> Result<Option<VenRecord>, StoreError> {
-        let row = sqlx::query(concat!(select_vens!(), " WHERE ven_id = ?1"))
-            .bind(ven_id.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(classify)?;
-        row.as_ref().map(ven_record).transpose()
-    }
-
-    async fn loads(&self, ven_id: &VenId) -> Result<Vec<LoadRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, is_on, power_w, setpoint, controllable, last_change, cause, snapshot \
-             FROM loads WHERE ven_id = ?1 ORDER BY name",
-        )
-        .bind(ven_id.as_str())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        rows.iter()
-            .map(|row| {
-                let cause: String = row.try_get(6).map_err(classify)?;
-                Ok(LoadRecord {
-                    name: row.try_get(0).map_err(classify)?,
-                    on: row.try_get(1).map_err(classify)?,
-                    power_w: row.try_get(2).map_err(classify)?,
-                    setpoint: row.try_get(3).map_err(classify)?,
-                    controllable: row.try_get(4).map_err(classify)?,
-                    last_change_ms: row.try_get(5).map_err(classify)?,
-                    cause: serde_json::from_str(&cause)
-                        .map_err(|e| StoreError::Invalid(format!("stored load cause: {e}")))?,
-                    snapshot_ms: row.try_get(7).map_err(classify)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn series(&self, query: &SeriesQuery) -> Result<Vec<SeriesPoint>, StoreError> {
-        let rows: Vec<(i64, i64, f64, f64, f64, f64)> =
-            sqlx::query_as(series_sql(query.resolution))
-                .bind(query.ven_id.as_str())
-                .bind(query.meter.as_str())
-                .bind(quantity_code(query.quantity))
-                .bind(phase_code(query.phase))
-                .bind(query.from_ms)
-                .bind(query.to_ms)
-                .bind(i64::from(query.limit))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(ts_ms, count, sum, min, max, last)| SeriesPoint {
-                ts_ms,
-                avg: sum / count as f64,
-                min,
-                max,
-                last,
-                count: count as u64,
-            })
-            .collect())
-    }
-
-    async fn network(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-        resolution: Resolution,
-    ) -> Result<Vec<NetworkPoint>, StoreError> {
-        let bucket_ms = match resolution {
-            Resolution::Raw => Resolution::Minute.bucket_ms(),
-            rollup => rollup.bucket_ms(),
-        };
-        let rows: Vec<(i64, f64, f64, i64)> = sqlx::query_as(
-            "SELECT bucket, sum(import_w), sum(export_w), sum(vens_reporting) FROM network_stats \
-             WHERE bucket_ms = ?1 AND bucket >= ?2 AND bucket < ?3 GROUP BY bucket ORDER BY bucket",
-        )
-        .bind(bucket_ms)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(classify)?;
-        Ok(rows
-            .into_iter()
-            .map(|(ts_ms, import_w, export_w, vens)| NetworkPoint {
-                ts_ms,
-                import_w,
-                export_w,
-                vens_reporting: vens as u64,
-            })
-            .collect())
-    }
-
-    async fn create_token(
-        &self,
-        name: &str,
-        role: Role,
-        hash: &[u8; 32],
-    ) -> Result<TokenRecord, StoreError> {
-        check_token_name(name)?;
-        let created_ms = now_ms();
-        let id: i64 = sqlx::query_scalar("INSERT INTO api_tokens (name, role, hash, created) VALUES (?1, ?2, ?3, ?4) RETURNING id")
-            .bind(name)
-            .bind(role.as_str())
-            .bind(hash.as_slice())
-            .bind(created_ms)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(classify)?;
-        Ok(TokenRecord {
-            id,
-            name: name.to_owned(),
-            role,
-            created_ms,
-            expires_ms: None,
-            revoked_ms: None,
-        })
-    }
-
-    async fn token(&self, hash: &[u8; 32]) -> Result<Option<TokenRecord>, StoreError> {
-        let row: Option<super::tokens::TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM api_tokens WHERE hash = ?1",
-            super::tokens::TOKEN_COLUMNS
-        )))
-        .bind(hash.as_slice())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(classify)?;
-        row.map(super::tokens::token_record).transpose()
-    }
-
-    async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
+    /// Deletes the readings before `before_ms`, a day of one series per
+    /// statement.
+    pub(super) async fn enforce_retention(&self, before_ms: i64) -> Result<u64, StoreError> {
         let series_ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM series ORDER BY id")
             .fetch_all(&self.writer)
-            .await
-            .map_err(classify)?;
+            .await?;
         let mut deleted = 0;
         // A day of one series per statement: the write lock is never held
         // long, so ingest keeps flowing between the statements.
@@ -805,8 +455,7 @@ impl Store for SqliteStore {
                     sqlx::query_scalar("SELECT min(ts) FROM metrics WHERE series_id = ?1")
                         .bind(series_id)
                         .fetch_one(&self.writer)
-                        .await
-                        .map_err(classify)?;
+                        .await?;
                 let Some(oldest) = oldest.filter(|&ts| ts < before_ms) else {
                     break;
                 };
@@ -815,24 +464,10 @@ impl Store for SqliteStore {
                     .bind(series_id)
                     .bind(end)
                     .execute(&self.writer)
-                    .await
-                    .map_err(classify)?
+                    .await?
                     .rows_affected();
             }
         }
         Ok(deleted)
-    }
-
-    async fn prepare_partitions(&self, _now_ms: i64) -> Result<(), StoreError> {
-        // One table, no partitions.
-        Ok(())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map_err(classify)?;
-        Ok(())
     }
 }

@@ -28,8 +28,7 @@
 
 use std::future::Future;
 
-use super::dr::SqlResult as _;
-use super::{AnyStore, PgStore, Role, SqliteStore, StoreError, TokenRecord, check_token_name};
+use super::{AnyStore, Role, StoreError, TokenRecord, check_token_name};
 
 /// The columns of a token, in the order of [`TokenRow`].
 pub(crate) const TOKEN_COLUMNS: &str = "id, name, role, created, expires, revoked";
@@ -80,119 +79,6 @@ pub trait TokenStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
 }
 
-/// The same SQL on both backends; `$lock` is appended to the query that
-/// reads the active admin tokens before a revocation.
-macro_rules! token_store {
-    ($store:ty, $read:ident, $write:ident, $lock:literal) => {
-        impl TokenStore for $store {
-            async fn create_expiring_token(
-                &self,
-                name: &str,
-                role: Role,
-                hash: &[u8; 32],
-                now_ms: i64,
-                expires_ms: Option<i64>,
-            ) -> Result<TokenRecord, StoreError> {
-                check_token_name(name)?;
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO api_tokens (name, role, hash, created, expires) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                )
-                .bind(name)
-                .bind(role.as_str())
-                .bind(hash.as_slice())
-                .bind(now_ms)
-                .bind(expires_ms)
-                .fetch_one(&self.$write)
-                .await
-                .db()?;
-                Ok(TokenRecord {
-                    id,
-                    name: name.to_owned(),
-                    role,
-                    created_ms: now_ms,
-                    expires_ms,
-                    revoked_ms: None,
-                })
-            }
-
-            async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-                let rows: Vec<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id"
-                )))
-                .fetch_all(&self.$read)
-                .await
-                .db()?;
-                rows.into_iter().map(token_record).collect()
-            }
-
-            async fn revoke_token(
-                &self,
-                id: i64,
-                now_ms: i64,
-            ) -> Result<Option<TokenRecord>, StoreError> {
-                let mut tx = self.$write.begin().await.db()?;
-                // Lock every admin token still unrevoked (PostgreSQL), so
-                // two admins revoking each other at once cannot both
-                // succeed.
-                let _: Vec<i64> = sqlx::query_scalar(concat!(
-                    "SELECT id FROM api_tokens WHERE role = 'admin' AND revoked IS NULL ORDER BY id ",
-                    $lock
-                ))
-                .fetch_all(&mut *tx)
-                .await
-                .db()?;
-                let row: Option<TokenRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1"
-                )))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await
-                .db()?;
-                let Some(row) = row else {
-                    return Ok(None);
-                };
-                let record = token_record(row)?;
-                if record.revoked_ms.is_some() {
-                    return Ok(Some(record));
-                }
-                if record.role == Role::Admin && record.is_active(now_ms) {
-                    let others: i64 = sqlx::query_scalar(
-                        "SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND id <> $1 \
-                         AND revoked IS NULL AND (expires IS NULL OR expires > $2)",
-                    )
-                    .bind(id)
-                    .bind(now_ms)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .db()?;
-                    if others == 0 {
-                        return Err(StoreError::Conflict(format!(
-                            "token {id} is the last active admin token; issue another admin \
-                             token before revoking it, or no one could manage tokens through \
-                             the API"
-                        )));
-                    }
-                }
-                sqlx::query("UPDATE api_tokens SET revoked = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(now_ms)
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
-                tx.commit().await.db()?;
-                Ok(Some(TokenRecord {
-                    revoked_ms: Some(now_ms),
-                    ..record
-                }))
-            }
-        }
-    };
-}
-
-token_store!(PgStore, pool, pool, "FOR UPDATE");
-token_store!(SqliteStore, reader, writer, "");
-
 impl TokenStore for AnyStore {
     async fn create_expiring_token(
         &self,
@@ -202,30 +88,90 @@ impl TokenStore for AnyStore {
         now_ms: i64,
         expires_ms: Option<i64>,
     ) -> Result<TokenRecord, StoreError> {
-        match self {
-            Self::Postgres(s) => {
-                s.create_expiring_token(name, role, hash, now_ms, expires_ms)
-                    .await
-            }
-            Self::Sqlite(s) => {
-                s.create_expiring_token(name, role, hash, now_ms, expires_ms)
-                    .await
-            }
-        }
+        check_token_name(name)?;
+        let id: i64 = run!(self.writer(), |pool| sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, role, hash, created, expires) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(hash.as_slice())
+        .bind(now_ms)
+        .bind(expires_ms)
+        .fetch_one(pool)
+        .await)?;
+        Ok(TokenRecord {
+            id,
+            name: name.to_owned(),
+            role,
+            created_ms: now_ms,
+            expires_ms,
+            revoked_ms: None,
+        })
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.tokens().await,
-            Self::Sqlite(s) => s.tokens().await,
-        }
+        let rows: Vec<TokenRow> = run!(self.reader(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id")
+        ))
+        .fetch_all(pool)
+        .await)?;
+        rows.into_iter().map(token_record).collect()
     }
 
     async fn revoke_token(&self, id: i64, now_ms: i64) -> Result<Option<TokenRecord>, StoreError> {
-        match self {
-            Self::Postgres(s) => s.revoke_token(id, now_ms).await,
-            Self::Sqlite(s) => s.revoke_token(id, now_ms).await,
+        let mut tx = self.begin().await?;
+        // Lock every admin token still unrevoked (PostgreSQL), so
+        // two admins revoking each other at once cannot both
+        // succeed.
+        let _: Vec<i64> = run!(tx.conn(), |c| sqlx::query_scalar(sql!(c;
+            "SELECT id FROM api_tokens WHERE role = 'admin' AND revoked IS NULL ORDER BY id",
+            for_update
+        ))
+        .fetch_all(c)
+        .await)?;
+        let row: Option<TokenRow> = run!(tx.conn(), |c| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = $1")
+        ))
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let record = token_record(row)?;
+        if record.revoked_ms.is_some() {
+            return Ok(Some(record));
         }
+        if record.role == Role::Admin && record.is_active(now_ms) {
+            let others: i64 = run!(tx.conn(), |c| sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND id <> $1 \
+                         AND revoked IS NULL AND (expires IS NULL OR expires > $2)",
+            )
+            .bind(id)
+            .bind(now_ms)
+            .fetch_one(c)
+            .await)?;
+            if others == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "token {id} is the last active admin token; issue another admin \
+                             token before revoking it, or no one could manage tokens through \
+                             the API"
+                )));
+            }
+        }
+        exec!(tx.conn(), |c| sqlx::query(
+            "UPDATE api_tokens SET revoked = $2 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(now_ms)
+        .execute(c)
+        .await)?;
+        tx.commit().await?;
+        Ok(Some(TokenRecord {
+            revoked_ms: Some(now_ms),
+            ..record
+        }))
     }
 }
 
