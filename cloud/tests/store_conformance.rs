@@ -17,15 +17,26 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use gridlink_cloud::model::projects::{
+    FinanceKind, HourRow, MilestoneQuantity, ProjectKind, ProjectStatus,
+};
+use gridlink_cloud::store::alerts::{
+    Alert, AlertFilter, AlertState, Channel, Cleared, Condition, DeliveryOutcome, Raised, Rule,
+    Severity, notification_payload,
+};
 use gridlink_cloud::store::dr::{
     AckOutcome, DrFilter, EventRecord, EventWrite, OutboxCommand, PowerMean, ProgramRecord,
     ProgramWrite,
 };
+use gridlink_cloud::store::projects::{
+    FinanceWrite, MilestoneWrite, ProjectEvent, ProjectRecord, ProjectWrite,
+};
 use gridlink_cloud::store::{
     AnyStore, AuditActor, AuditEntry, AuditQuery, ConnectOptions, Dialect, IngestBatch,
-    IngestOutcome, RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, Store, StoreError,
-    VenRegistration,
+    IngestOutcome, RegisteredLoad, Resolution, Role, SeriesPoint, SeriesQuery, ShadowWrite, Store,
+    StoreError, VenRegistration,
 };
+use gridlink_protocol::shadow::{ShadowDocument, ShadowUpdateRequest, ShadowUpdateState};
 use gridlink_protocol::telemetry::MAX_TS_MS;
 use gridlink_protocol::{
     AckState, Command, CommandAck, CommandAction, LoadChangeCause, LoadSnapshot, LoadState,
@@ -166,11 +177,22 @@ conformance!(
         api_keys_keep_their_vens_and_revocation,
         export_reads_what_was_ingested_and_leases_days,
         overview_shows_each_site_meters_latest_power,
+        dr_constraint_errors_are_classified_and_store_nothing,
+        outbox_keeps_commands_until_sent,
+        shadows_are_saved_only_at_the_expected_version,
+        projects_keep_their_vens_and_milestones,
+        project_finances_are_kept_per_project,
+        project_energy_reads_the_hourly_rollups,
+        alerts_open_once_and_resolve_after_their_hold_down,
+        alert_deliveries_are_claimed_leased_and_retried,
+        alert_rules_read_recent_readings,
     ],
     pair: [
         command_ids_survive_another_process,
         late_data_for_a_day_another_process_dropped,
         two_processes_ingest_overlapping_groups,
+        shadow_writers_never_lose_each_others_updates,
+        alert_claims_never_overlap_across_processes,
     ],
 );
 
@@ -2706,5 +2728,1515 @@ async fn overview_shows_each_site_meters_latest_power<S: Store>(s: &S) {
             ("ven-a".to_owned(), DAY0 + 1000, -4.0),
             ("ven-b".to_owned(), DAY0 + 3 * 60_000, 30.0)
         ]
+    );
+}
+
+// ---------------------------------------------------------------- demand response: errors and the outbox
+
+/// Constraint errors of DR writes are classified, and a refused write
+/// leaves nothing behind: no event, no queued command, no command id used.
+async fn dr_constraint_errors_are_classified_and_store_nothing<S: Store>(s: &S) {
+    s.set_ven_groups(&ven("ven-a"), &[]).await.unwrap();
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_program(&oid("p-2"), &program_write("P", &[]), 2)
+            .await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    assert!(matches!(
+        s.create_program(&oid("prog"), &program_write("Q", &[]), 2)
+            .await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    assert!(s.program(&oid("p-2")).await.unwrap().is_none());
+    assert_eq!(s.program(&oid("prog")).await.unwrap().unwrap().name, "P");
+    assert!(matches!(
+        s.create_event(
+            &oid("e0"),
+            &event_write("ghost", &["ven-a"], &["ven-a"], None),
+            3
+        )
+        .await,
+        Err(StoreError::ForeignKeyViolation(_))
+    ));
+    assert!(s.event(&oid("e0")).await.unwrap().is_none());
+    assert!(s.unsent_commands(10).await.unwrap().is_empty());
+    let (_, commands) = s
+        .create_event(
+            &oid("e1"),
+            &event_write("prog", &["ven-a"], &["ven-a"], None),
+            4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        commands_of(&commands),
+        [("ven-a".into(), 1, "event")],
+        "the refused event used no command id"
+    );
+    assert!(matches!(
+        s.create_event(
+            &oid("e1"),
+            &event_write("prog", &["ven-a"], &["ven-a"], None),
+            5
+        )
+        .await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    assert_eq!(s.unsent_commands(10).await.unwrap(), commands);
+    // Empty lists are no-ops, not errors.
+    assert!(s.resolve_targets(&[]).await.unwrap().is_empty());
+    assert!(s.site_power(&[], 0, DAY0).await.unwrap().is_empty());
+    s.mark_sent(&[], 6).await.unwrap();
+    assert!(s.ven_groups(&ven("never-seen")).await.unwrap().is_empty());
+}
+
+/// The outbox holds each command until it is marked sent, in creation
+/// order, with the event's payload; marking is idempotent and per
+/// (VEN, command id).
+async fn outbox_keeps_commands_until_sent<S: Store>(s: &S) {
+    for v in ["ven-a", "ven-b"] {
+        s.set_ven_groups(&ven(v), &["site".to_string()])
+            .await
+            .unwrap();
+    }
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    let (_, first) = s
+        .create_event(
+            &oid("e1"),
+            &event_write("prog", &["site"], &["ven-a", "ven-b"], Some(DAY0 + HOUR)),
+            10,
+        )
+        .await
+        .unwrap();
+    let (_, second) = s
+        .create_event(
+            &oid("e2"),
+            &event_write("prog", &["ven-a"], &["ven-a"], None),
+            20,
+        )
+        .await
+        .unwrap();
+    let unsent = s.unsent_commands(10).await.unwrap();
+    assert_eq!(unsent.len(), 3);
+    assert_eq!(
+        commands_of(&unsent[..2]),
+        commands_of(&first),
+        "oldest first"
+    );
+    assert_eq!(unsent[2..], second[..]);
+    assert_eq!(commands_of(&second), [("ven-a".into(), 2, "event")]);
+    for command in &unsent {
+        match decoded(command).action {
+            CommandAction::Event(e) => {
+                let want = if command.command_id == 2 { "e2" } else { "e1" };
+                assert_eq!(e.id.as_str(), want);
+            }
+            CommandAction::Cancel { .. } => panic!("expected events"),
+        }
+    }
+    // Marking ven-b's command 1 leaves ven-a's command 1 unsent.
+    s.mark_sent(&[(ven("ven-b"), 1), (ven("ghost"), 1)], 30)
+        .await
+        .unwrap();
+    let left: Vec<(VenId, u64)> = s
+        .unsent_commands(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.ven_id, c.command_id))
+        .collect();
+    assert_eq!(left, [(ven("ven-a"), 1), (ven("ven-a"), 2)]);
+    s.mark_sent(&left, 40).await.unwrap();
+    s.mark_sent(&left, 50).await.unwrap();
+    assert!(s.unsent_commands(10).await.unwrap().is_empty());
+    // A later command is queued again, with the next id.
+    let (_, cancel) = s.delete_event(&oid("e2"), 60).await.unwrap().unwrap();
+    assert_eq!(commands_of(&cancel), [("ven-a".into(), 3, "cancel")]);
+    assert_eq!(s.unsent_commands(10).await.unwrap(), cancel);
+}
+
+// ---------------------------------------------------------------- shadows
+
+fn shadow_update(
+    desired: Option<serde_json::Value>,
+    reported: Option<serde_json::Value>,
+    version: Option<u64>,
+) -> ShadowUpdateRequest {
+    ShadowUpdateRequest {
+        state: Some(ShadowUpdateState { desired, reported }),
+        client_token: None,
+        version,
+    }
+}
+
+fn section(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    serde_json::Value::Object(map.clone())
+}
+
+/// A shadow is written only at the version the writer read: creating one
+/// twice, or updating from a stale version, conflicts and keeps what is
+/// stored; what is saved (merges, deleted keys, nested values, numbers,
+/// text) reads back as saved.
+async fn shadows_are_saved_only_at_the_expected_version<S: Store>(s: &S) {
+    let a = ven("ven-a");
+    assert!(s.shadow(&a).await.unwrap().is_none());
+
+    let mut first = ShadowDocument::default();
+    first
+        .apply(
+            &shadow_update(
+                Some(serde_json::json!({
+                    "mode": "eco",
+                    "limits": { "import_w": 5000, "export_w": 3000 },
+                    "label": "Zürich ☀ \"north\""
+                })),
+                None,
+                None,
+            ),
+            1_000,
+        )
+        .unwrap();
+    assert_eq!(first.version, 1);
+    assert_eq!(
+        s.save_shadow(&a, &first, 0, 1_000_000).await.unwrap(),
+        ShadowWrite::Saved
+    );
+    assert_eq!(s.shadow(&a).await.unwrap().unwrap(), first);
+    assert_eq!(
+        s.save_shadow(&a, &first, 0, 1_000_001).await.unwrap(),
+        ShadowWrite::Conflict,
+        "a shadow exists: expected 0 conflicts"
+    );
+
+    // Version 2: desired keys merged and deleted, reported added.
+    let mut second = s.shadow(&a).await.unwrap().unwrap();
+    second
+        .apply(
+            &shadow_update(
+                Some(serde_json::json!({
+                    "mode": null,
+                    "limits": { "export_w": null },
+                    "setpoint": 21.5
+                })),
+                Some(serde_json::json!({
+                    "mode": "eco",
+                    "firmware": "1.2.3",
+                    "counters": { "boots": 18_446_744_073_709_551_615_u64, "temp": -3.25 }
+                })),
+                Some(1),
+            ),
+            2_000,
+        )
+        .unwrap();
+    assert_eq!(
+        s.save_shadow(&a, &second, 1, 2_000_000).await.unwrap(),
+        ShadowWrite::Saved
+    );
+    let stored = s.shadow(&a).await.unwrap().unwrap();
+    assert_eq!(stored, second);
+    assert_eq!((stored.version, stored.timestamp), (2, 2_000));
+    assert_eq!(
+        section(&stored.desired),
+        serde_json::json!({
+            "limits": { "import_w": 5000 },
+            "label": "Zürich ☀ \"north\"",
+            "setpoint": 21.5
+        })
+    );
+    assert_eq!(
+        section(&stored.reported),
+        serde_json::json!({
+            "mode": "eco",
+            "firmware": "1.2.3",
+            "counters": { "boots": 18_446_744_073_709_551_615_u64, "temp": -3.25 }
+        })
+    );
+
+    // A writer that read version 1 loses: nothing changes.
+    let mut stale = first.clone();
+    stale.desired.insert("mode".into(), "boost".into());
+    stale.version = 2;
+    assert_eq!(
+        s.save_shadow(&a, &stale, 1, 3_000_000).await.unwrap(),
+        ShadowWrite::Conflict
+    );
+    assert_eq!(
+        s.save_shadow(&a, &stale, 5, 3_000_000).await.unwrap(),
+        ShadowWrite::Conflict,
+        "a version ahead of the stored one conflicts too"
+    );
+    assert_eq!(s.shadow(&a).await.unwrap().unwrap(), second);
+
+    // Version 3: `desired: null` clears every desired key; reported stays.
+    let mut third = second.clone();
+    third
+        .apply(
+            &shadow_update(Some(serde_json::Value::Null), None, None),
+            3_000,
+        )
+        .unwrap();
+    assert_eq!(
+        s.save_shadow(&a, &third, 2, 3_000_000).await.unwrap(),
+        ShadowWrite::Saved
+    );
+    let stored = s.shadow(&a).await.unwrap().unwrap();
+    assert!(stored.desired.is_empty());
+    assert_eq!(stored.reported, second.reported);
+    assert_eq!(stored.version, 3);
+    assert_eq!(stored.delta(), None);
+
+    // Shadows are per VEN: updating one that has none conflicts and
+    // creates nothing.
+    let b = ven("ven-b");
+    assert_eq!(
+        s.save_shadow(&b, &third, 2, 0).await.unwrap(),
+        ShadowWrite::Conflict
+    );
+    assert!(s.shadow(&b).await.unwrap().is_none());
+    assert_eq!(
+        s.save_shadow(&b, &first, 0, 0).await.unwrap(),
+        ShadowWrite::Saved
+    );
+    assert_eq!(s.shadow(&b).await.unwrap().unwrap(), first);
+    assert_eq!(s.shadow(&a).await.unwrap().unwrap(), third);
+}
+
+/// Two processes that read the same version and write at once: exactly one
+/// wins; the loser reads the winner's document and its retry applies on top.
+async fn shadow_writers_never_lose_each_others_updates<S: Store>(s: &S, other: &S) {
+    let a = ven("ven-a");
+    let mut base = ShadowDocument::default();
+    base.apply(
+        &shadow_update(None, Some(serde_json::json!({ "n": 0 })), None),
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        s.save_shadow(&a, &base, 0, 1).await.unwrap(),
+        ShadowWrite::Saved
+    );
+    let mut mine = base.clone();
+    mine.apply(
+        &shadow_update(Some(serde_json::json!({ "from": "s" })), None, Some(1)),
+        2,
+    )
+    .unwrap();
+    let mut theirs = base.clone();
+    theirs
+        .apply(
+            &shadow_update(Some(serde_json::json!({ "other": "o" })), None, Some(1)),
+            2,
+        )
+        .unwrap();
+    let (one, two) = tokio::join!(
+        s.save_shadow(&a, &mine, 1, 2),
+        other.save_shadow(&a, &theirs, 1, 2)
+    );
+    let outcomes = [one.unwrap(), two.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|w| **w == ShadowWrite::Saved)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    let (winner, loser, loser_store) = if outcomes[0] == ShadowWrite::Saved {
+        (&mine, &theirs, other)
+    } else {
+        (&theirs, &mine, s)
+    };
+    let mut retry = loser_store.shadow(&a).await.unwrap().unwrap();
+    assert_eq!(&retry, winner);
+    retry
+        .apply(
+            &shadow_update(Some(section(&loser.desired)), None, Some(2)),
+            3,
+        )
+        .unwrap();
+    assert_eq!(
+        loser_store.save_shadow(&a, &retry, 2, 3).await.unwrap(),
+        ShadowWrite::Saved
+    );
+    let stored = s.shadow(&a).await.unwrap().unwrap();
+    assert_eq!(stored.version, 3);
+    assert_eq!(
+        section(&stored.desired),
+        serde_json::json!({ "from": "s", "other": "o" }),
+        "both updates survive"
+    );
+}
+
+// ---------------------------------------------------------------- projects
+
+fn milestone(name: &str, quantity: MilestoneQuantity, threshold_kwh: f64) -> MilestoneWrite {
+    MilestoneWrite {
+        name: name.into(),
+        quantity,
+        threshold_kwh,
+    }
+}
+
+fn solar_park(vens: &[&str], milestones: Vec<MilestoneWrite>) -> ProjectWrite {
+    ProjectWrite {
+        name: "Solar park".into(),
+        kind: ProjectKind::Renewable,
+        status: ProjectStatus::Operational,
+        capacity_kw: 1250.5,
+        latitude: 47.376_9,
+        longitude: -8.541_7,
+        address: Some("Bahnhofstrasse 1, Zürich".into()),
+        currency: "CHF".into(),
+        ven_ids: vens.iter().map(|v| ven(v)).collect(),
+        milestones,
+    }
+}
+
+fn milestones_of(record: &ProjectRecord) -> Vec<(String, MilestoneQuantity, f64, Option<i64>)> {
+    record
+        .milestones
+        .iter()
+        .map(|m| (m.name.clone(), m.quantity, m.threshold_kwh, m.reached_ms))
+        .collect()
+}
+
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
+async fn projects_keep_their_vens_and_milestones<S: Store>(s: &S) {
+    for v in ["ven-a", "ven-b", "ven-c"] {
+        s.set_ven_groups(&ven(v), &[]).await.unwrap();
+    }
+    assert!(s.projects().await.unwrap().is_empty());
+    let write = solar_park(
+        &["ven-b", "ven-a"],
+        vec![
+            milestone("first MWh", MilestoneQuantity::Generated, 1000.0),
+            milestone("consumed", MilestoneQuantity::Consumed, 50.25),
+        ],
+    );
+    let park = s.create_project(&write, 1_000).await.unwrap();
+    assert_eq!(
+        (
+            park.name.as_str(),
+            park.kind,
+            park.status,
+            park.capacity_kw,
+            park.latitude,
+            park.longitude,
+            park.address.as_deref(),
+            park.currency.as_str(),
+        ),
+        (
+            "Solar park",
+            ProjectKind::Renewable,
+            ProjectStatus::Operational,
+            1250.5,
+            47.376_9,
+            -8.541_7,
+            Some("Bahnhofstrasse 1, Zürich"),
+            "CHF",
+        )
+    );
+    assert_eq!(park.ven_ids, [ven("ven-a"), ven("ven-b")], "by id");
+    assert_eq!(
+        milestones_of(&park),
+        [
+            (
+                "first MWh".into(),
+                MilestoneQuantity::Generated,
+                1000.0,
+                None
+            ),
+            ("consumed".into(), MilestoneQuantity::Consumed, 50.25, None),
+        ],
+        "in the order given"
+    );
+    assert_eq!((park.created_ms, park.updated_ms), (1_000, 1_000));
+    assert_eq!(s.project(park.id).await.unwrap().unwrap(), park);
+
+    let flex = s
+        .create_project(
+            &ProjectWrite {
+                name: "Flex pool".into(),
+                kind: ProjectKind::Flexibility,
+                status: ProjectStatus::Planned,
+                capacity_kw: 0.0,
+                latitude: -90.0,
+                longitude: 180.0,
+                address: None,
+                currency: "EUR".into(),
+                ven_ids: vec![ven("ven-a")],
+                milestones: vec![],
+            },
+            2_000,
+        )
+        .await
+        .unwrap();
+    assert!(flex.id > park.id);
+    assert_eq!(flex.address, None);
+    assert!(flex.milestones.is_empty());
+    assert_eq!(s.projects().await.unwrap(), [park.clone(), flex.clone()]);
+    assert!(s.project(flex.id + 100).await.unwrap().is_none());
+
+    // Refused writes are classified and store nothing.
+    assert!(matches!(
+        s.create_project(&solar_park(&[], vec![]), 3_000).await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    let ghost = ProjectWrite {
+        name: "Ghost".into(),
+        ..solar_park(&["ven-a", "never-registered"], vec![])
+    };
+    assert!(matches!(
+        s.create_project(&ghost, 3_000).await,
+        Err(StoreError::ForeignKeyViolation(_))
+    ));
+    let repeated = ProjectWrite {
+        name: "Twice".into(),
+        ..solar_park(
+            &[],
+            vec![
+                milestone("m", MilestoneQuantity::Generated, 1.0),
+                milestone("m", MilestoneQuantity::Consumed, 2.0),
+            ],
+        )
+    };
+    assert!(matches!(
+        s.create_project(&repeated, 3_000).await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    let off_the_map = ProjectWrite {
+        name: "Off the map".into(),
+        latitude: 91.0,
+        ..solar_park(&[], vec![])
+    };
+    assert!(matches!(
+        s.create_project(&off_the_map, 3_000).await,
+        Err(StoreError::CheckViolation(_))
+    ));
+    assert_eq!(s.projects().await.unwrap(), [park.clone(), flex.clone()]);
+
+    // Milestones are recorded once.
+    assert!(
+        s.set_milestone_reached(park.id, "first MWh", 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_milestone_reached(park.id, "first MWh", 6_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_milestone_reached(park.id, "consumed", 5_500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_milestone_reached(park.id, "nope", 6_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_milestone_reached(flex.id, "first MWh", 6_000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        milestones_of(&s.project(park.id).await.unwrap().unwrap()),
+        [
+            (
+                "first MWh".into(),
+                MilestoneQuantity::Generated,
+                1000.0,
+                Some(5_000)
+            ),
+            (
+                "consumed".into(),
+                MilestoneQuantity::Consumed,
+                50.25,
+                Some(5_500)
+            ),
+        ]
+    );
+
+    // Replacing: VENs and milestones are replaced; an unchanged milestone
+    // keeps when it was reached, a changed one starts again.
+    let replaced = ProjectWrite {
+        name: "Solar park II".into(),
+        status: ProjectStatus::Decommissioned,
+        address: None,
+        ..solar_park(
+            &["ven-c", "ven-a"],
+            vec![
+                milestone("consumed", MilestoneQuantity::Consumed, 75.0),
+                milestone("10 MWh", MilestoneQuantity::Generated, 10_000.0),
+                milestone("first MWh", MilestoneQuantity::Generated, 1000.0),
+            ],
+        )
+    };
+    let updated = s
+        .update_project(park.id, &replaced, 7_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (updated.id, updated.created_ms, updated.updated_ms),
+        (park.id, 1_000, 7_000)
+    );
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.status,
+            updated.address.as_deref()
+        ),
+        ("Solar park II", ProjectStatus::Decommissioned, None)
+    );
+    assert_eq!(updated.ven_ids, [ven("ven-a"), ven("ven-c")]);
+    assert_eq!(
+        milestones_of(&updated),
+        [
+            ("consumed".into(), MilestoneQuantity::Consumed, 75.0, None),
+            (
+                "10 MWh".into(),
+                MilestoneQuantity::Generated,
+                10_000.0,
+                None
+            ),
+            (
+                "first MWh".into(),
+                MilestoneQuantity::Generated,
+                1000.0,
+                Some(5_000)
+            ),
+        ]
+    );
+    assert_eq!(s.project(park.id).await.unwrap().unwrap(), updated);
+    assert!(
+        s.update_project(flex.id + 100, &replaced, 8_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A refused replacement changes nothing.
+    let taken = ProjectWrite {
+        name: "Flex pool".into(),
+        ..replaced.clone()
+    };
+    assert!(matches!(
+        s.update_project(park.id, &taken, 8_000).await,
+        Err(StoreError::UniqueViolation(_))
+    ));
+    let unknown_ven = ProjectWrite {
+        ven_ids: vec![ven("ven-a"), ven("never-registered")],
+        ..replaced.clone()
+    };
+    assert!(matches!(
+        s.update_project(park.id, &unknown_ven, 8_000).await,
+        Err(StoreError::ForeignKeyViolation(_))
+    ));
+    assert_eq!(s.projects().await.unwrap(), [updated, flex]);
+}
+
+async fn project_finances_are_kept_per_project<S: Store>(s: &S) {
+    let park = s
+        .create_project(&solar_park(&[], vec![]), 1_000)
+        .await
+        .unwrap();
+    let other = s
+        .create_project(
+            &ProjectWrite {
+                name: "Other".into(),
+                ..solar_park(&[], vec![])
+            },
+            1_000,
+        )
+        .await
+        .unwrap();
+    let expense = FinanceWrite {
+        kind: FinanceKind::Expense,
+        amount_minor: 125_000,
+        currency: "CHF".into(),
+        at_ms: DAY0 + HOUR,
+        category: Some("maintenance".into()),
+        description: Some("inverter «B» replaced".into()),
+    };
+    let revenue = FinanceWrite {
+        kind: FinanceKind::Revenue,
+        amount_minor: 99,
+        currency: "CHF".into(),
+        at_ms: DAY0,
+        category: None,
+        description: None,
+    };
+    let e1 = s
+        .add_finance_entry(park.id, &expense, 2_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e1.project_id, &e1.entry, e1.created_ms),
+        (park.id, &expense, 2_000)
+    );
+    let e2 = s
+        .add_finance_entry(park.id, &revenue, 3_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let late = FinanceWrite {
+        at_ms: DAY0 + DAY,
+        ..revenue.clone()
+    };
+    let e3 = s
+        .add_finance_entry(park.id, &late, 4_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(e1.id < e2.id && e2.id < e3.id);
+    let o1 = s
+        .add_finance_entry(other.id, &revenue, 5_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        s.add_finance_entry(other.id + 100, &revenue, 5_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let negative = FinanceWrite {
+        amount_minor: -1,
+        ..revenue.clone()
+    };
+    assert!(matches!(
+        s.add_finance_entry(park.id, &negative, 5_000).await,
+        Err(StoreError::CheckViolation(_))
+    ));
+
+    assert_eq!(
+        s.finance_entries(park.id, DAY0, DAY0 + DAY).await.unwrap(),
+        [e2.clone(), e1.clone()],
+        "by time, the end excluded"
+    );
+    assert_eq!(
+        s.finance_entries(park.id, 0, i64::MAX).await.unwrap(),
+        [e2.clone(), e1.clone(), e3.clone()]
+    );
+    assert_eq!(
+        s.finance_entries(other.id, 0, i64::MAX).await.unwrap(),
+        [o1.clone()]
+    );
+    assert!(
+        !s.delete_finance_entry(other.id, e1.id).await.unwrap(),
+        "another project's"
+    );
+    assert!(s.delete_finance_entry(park.id, e1.id).await.unwrap());
+    assert!(!s.delete_finance_entry(park.id, e1.id).await.unwrap());
+    assert_eq!(
+        s.finance_entries(park.id, 0, i64::MAX).await.unwrap(),
+        [e2, e3]
+    );
+    assert_eq!(
+        s.finance_entries(other.id, 0, i64::MAX).await.unwrap(),
+        [o1]
+    );
+}
+
+fn counter(meter: &str, quantity: Quantity, points: &[(i64, i64)]) -> Series {
+    series(meter, quantity, Phase::Total, 0, points)
+}
+
+fn hour(series_id: i64, bucket: i64, count: i64, sum: f64, min: f64, last: (i64, f64)) -> HourRow {
+    HourRow {
+        series_id,
+        bucket,
+        count,
+        sum,
+        min,
+        last_ts: last.0,
+        last_value: last.1,
+    }
+}
+
+/// The reads behind a project's energy: its VENs' energy series, their
+/// 1-hour rollup rows as ingest stored them, days summed from those hours
+/// with the documented counter rules, and the events of its VENs.
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
+async fn project_energy_reads_the_hourly_rollups<S: Store>(s: &S) {
+    const MIN: i64 = 60_000;
+    s.ingest(&[
+        batch(
+            "ven-a",
+            1,
+            DAY0,
+            vec![
+                counter(
+                    "main",
+                    Quantity::EnergyImport,
+                    &[
+                        (DAY0, 1000),
+                        (DAY0 + 30 * MIN, 1100),
+                        (DAY0 + HOUR + 10 * MIN, 1300),
+                        (DAY0 + 2 * HOUR + 5 * MIN, 1600),
+                        (DAY0 + DAY + HOUR, 2000),
+                        (DAY0 + DAY + 2 * HOUR, 150),
+                    ],
+                ),
+                counter(
+                    "main",
+                    Quantity::ActivePower,
+                    &[(DAY0, -500), (DAY0 + MIN, -1500), (DAY0 + HOUR, 400)],
+                ),
+                // Not energy: another quantity, another phase.
+                counter("main", Quantity::ReactivePower, &[(DAY0, 7)]),
+                series("main", Quantity::EnergyImport, Phase::L1, 0, &[(DAY0, 7)]),
+            ],
+        ),
+        batch(
+            "ven-b",
+            1,
+            DAY0,
+            vec![counter("pv", Quantity::EnergyExport, &[(DAY0, 10)])],
+        ),
+    ])
+    .await
+    .unwrap();
+    s.register_ven(
+        &ven("ven-a"),
+        &VenRegistration {
+            site: "Site A".into(),
+            site_meter: Some("main".into()),
+            groups: None,
+            loads: None,
+        },
+        DAY0,
+    )
+    .await
+    .unwrap();
+
+    let found = s
+        .energy_series(&[ven("ven-b"), ven("ven-a"), ven("ven-z")])
+        .await
+        .unwrap();
+    let shape: Vec<(VenId, Option<String>, Vec<(String, i16)>)> = found
+        .iter()
+        .map(|(v, meter, list)| {
+            let mut list: Vec<_> = list.iter().map(|e| (e.meter.clone(), e.quantity)).collect();
+            list.sort_by_key(|e| e.1);
+            (v.clone(), meter.clone(), list)
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (
+                ven("ven-a"),
+                Some("main".into()),
+                vec![("main".into(), 0), ("main".into(), 7)]
+            ),
+            (ven("ven-b"), None, vec![("pv".into(), 8)]),
+        ],
+        "known VENs by id, their active_power and energy series on phase total"
+    );
+    let id_of = |v: usize, quantity: i16| {
+        found[v]
+            .2
+            .iter()
+            .find(|e| e.quantity == quantity)
+            .unwrap()
+            .series_id
+    };
+    let (import, power, export) = (id_of(0, 7), id_of(0, 0), id_of(1, 8));
+
+    let day0 = [
+        hour(import, DAY0, 2, 2100.0, 1000.0, (DAY0 + 30 * MIN, 1100.0)),
+        hour(
+            import,
+            DAY0 + HOUR,
+            1,
+            1300.0,
+            1300.0,
+            (DAY0 + HOUR + 10 * MIN, 1300.0),
+        ),
+        hour(
+            import,
+            DAY0 + 2 * HOUR,
+            1,
+            1600.0,
+            1600.0,
+            (DAY0 + 2 * HOUR + 5 * MIN, 1600.0),
+        ),
+    ];
+    assert_eq!(
+        s.hour_rows(&[import], DAY0, DAY0 + DAY).await.unwrap(),
+        day0
+    );
+    assert_eq!(
+        s.hour_rows(&[import], DAY0 + HOUR, DAY0 + 2 * HOUR)
+            .await
+            .unwrap(),
+        day0[1..2],
+        "the end excluded"
+    );
+    let power_rows = [
+        hour(power, DAY0, 2, -2000.0, -1500.0, (DAY0 + MIN, -1500.0)),
+        hour(power, DAY0 + HOUR, 1, 400.0, 400.0, (DAY0 + HOUR, 400.0)),
+    ];
+    let both = s
+        .hour_rows(&[power, import], DAY0, DAY0 + DAY)
+        .await
+        .unwrap();
+    let mut want: Vec<HourRow> = day0.iter().chain(&power_rows).copied().collect();
+    want.sort_by_key(|r| (r.series_id, r.bucket));
+    assert_eq!(both, want, "by series then bucket");
+    assert!(s.hour_rows(&[], 0, i64::MAX).await.unwrap().is_empty());
+
+    let mut before = s
+        .hour_rows_before(&[import, power, export], DAY0 + DAY)
+        .await
+        .unwrap();
+    before.sort_by_key(|r| r.series_id);
+    let mut want = vec![
+        day0[2],
+        power_rows[1],
+        hour(export, DAY0, 1, 10.0, 10.0, (DAY0, 10.0)),
+    ];
+    want.sort_by_key(|r| r.series_id);
+    assert_eq!(before, want);
+    assert!(
+        s.hour_rows_before(&[import], DAY0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Days: each hour rises from the previous hour's last value (that hour
+    // may be before `from_ms`), the first from its own smallest; a counter
+    // that went down rises from its smallest value.
+    let both_days = s
+        .day_rows(&[import, power], DAY0, DAY0 + 2 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        both_days
+            .iter()
+            .map(|d| (
+                d.series_id,
+                d.day,
+                d.rise,
+                d.positive_wh,
+                d.negative_wh,
+                d.last_ts
+            ))
+            .collect::<Vec<_>>(),
+        {
+            let mut want = vec![
+                (
+                    import,
+                    DAY0,
+                    600.0,
+                    1050.0 + 1300.0 + 1600.0,
+                    0.0,
+                    DAY0 + 2 * HOUR + 5 * MIN,
+                ),
+                (
+                    import,
+                    DAY0 + DAY,
+                    400.0,
+                    2000.0 + 150.0,
+                    0.0,
+                    DAY0 + DAY + 2 * HOUR,
+                ),
+                (power, DAY0, 1900.0, 400.0, 1000.0, DAY0 + HOUR),
+            ];
+            want.sort_by_key(|d| (d.0, d.1));
+            want
+        }
+    );
+    let second_day = s
+        .day_rows(&[import], DAY0 + DAY, DAY0 + 2 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(second_day.len(), 1);
+    assert_eq!(
+        (second_day[0].day, second_day[0].rise),
+        (DAY0 + DAY, 400.0),
+        "the first hour rises from the last hour of the day before"
+    );
+    assert!(
+        s.day_rows(&[import], DAY0 + 2 * DAY, DAY0 + 3 * DAY)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.day_rows(&[], 0, DAY0).await.unwrap().is_empty());
+
+    // Events of the project's VENs: by end then id, only the VENs they
+    // still go to, not deleted, ending in the range.
+    s.set_ven_groups(&ven("ven-c"), &[]).await.unwrap();
+    s.create_program(&oid("prog"), &program_write("P", &[]), 1)
+        .await
+        .unwrap();
+    let event = |id: &str, vens: &[&str], end_ms: Option<i64>| {
+        (oid(id), event_write("prog", vens, vens, end_ms))
+    };
+    for (id, write) in [
+        event("e1", &["ven-a", "ven-b"], Some(DAY0 + HOUR)),
+        event("e0", &["ven-b"], Some(DAY0 + HOUR)),
+        event("e2", &["ven-c"], Some(DAY0 + 2 * HOUR)),
+        event("e3", &["ven-a"], None),
+        event("e4", &["ven-b"], Some(DAY0 + DAY)),
+        event("e5", &["ven-a"], Some(DAY0 + HOUR)),
+        event("e6", &["ven-a", "ven-c"], Some(DAY0 + 30 * MIN)),
+    ] {
+        s.create_event(&id, &write, 1).await.unwrap();
+    }
+    s.delete_event(&oid("e5"), 2).await.unwrap().unwrap();
+    let (_, retargeted) = event("e6", &["ven-c"], Some(DAY0 + 30 * MIN));
+    s.update_event(&oid("e6"), &retargeted, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    let events = |list: Vec<ProjectEvent>| {
+        list.into_iter()
+            .map(|e| {
+                (
+                    e.event_id.to_string(),
+                    e.vens.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let pair = |id: &str, vens: &[&str]| {
+        (
+            id.to_string(),
+            vens.iter().map(|v| (*v).to_string()).collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        events(
+            s.project_events(&[ven("ven-b"), ven("ven-a")], DAY0, DAY0 + DAY)
+                .await
+                .unwrap()
+        ),
+        [pair("e0", &["ven-b"]), pair("e1", &["ven-a", "ven-b"])]
+    );
+    assert_eq!(
+        events(
+            s.project_events(
+                &[ven("ven-a"), ven("ven-b"), ven("ven-c")],
+                DAY0,
+                DAY0 + DAY + 1
+            )
+            .await
+            .unwrap()
+        ),
+        [
+            pair("e6", &["ven-c"]),
+            pair("e0", &["ven-b"]),
+            pair("e1", &["ven-a", "ven-b"]),
+            pair("e2", &["ven-c"]),
+            pair("e4", &["ven-b"]),
+        ]
+    );
+    assert!(s.project_events(&[], 0, i64::MAX).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- alerts
+
+fn offline(ven_id: &str) -> Condition {
+    Condition {
+        ven_id: Some(ven(ven_id)),
+        details: serde_json::json!({ "last_seen_ms": 123, "site": "Zürich" }),
+        ..Condition::new(
+            Rule::VenOffline,
+            ven_id,
+            Severity::Critical,
+            format!("{ven_id} is offline"),
+        )
+    }
+}
+
+fn alert_filter(limit: u32) -> AlertFilter {
+    AlertFilter {
+        limit,
+        ..AlertFilter::default()
+    }
+}
+
+/// An alert opens once per rule and subject after its hold-down; raising
+/// it again does not open another; it resolves after the condition was
+/// clear long enough (a raise meanwhile restarts that), is acknowledged
+/// without resolving, and a later raise opens a new one.
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
+async fn alerts_open_once_and_resolve_after_their_hold_down<S: Store>(s: &S) {
+    let channels = [Channel::Webhook, Channel::Email];
+    let cond = offline("ven-a");
+    assert_eq!(
+        s.raise_alert(&cond, 1_000, 60_000, &channels)
+            .await
+            .unwrap(),
+        Raised::Pending { since_ms: 1_000 }
+    );
+    assert_eq!(
+        s.raise_alert(&cond, 30_000, 60_000, &channels)
+            .await
+            .unwrap(),
+        Raised::Pending { since_ms: 1_000 },
+        "pending since it was first seen"
+    );
+    assert_eq!(
+        s.active_alert_keys().await.unwrap(),
+        [(Rule::VenOffline, "ven-a".to_string())]
+    );
+    assert!(s.alerts(&alert_filter(50)).await.unwrap().is_empty());
+
+    let Raised::Opened(alert) = s
+        .raise_alert(&cond, 61_000, 60_000, &channels)
+        .await
+        .unwrap()
+    else {
+        panic!("the hold-down is over: the alert opens");
+    };
+    assert_eq!(
+        *alert,
+        Alert {
+            id: alert.id,
+            rule: Rule::VenOffline,
+            severity: Severity::Critical,
+            subject: "ven-a".into(),
+            ven_id: Some("ven-a".into()),
+            event_id: None,
+            project_id: None,
+            state: AlertState::Open,
+            opened_ms: 61_000,
+            resolved_ms: None,
+            acknowledged_ms: None,
+            acknowledged_by: None,
+            message: "ven-a is offline".into(),
+            details: serde_json::json!({ "last_seen_ms": 123, "site": "Zürich" }),
+        }
+    );
+    let again = Condition {
+        message: "still offline".into(),
+        ..cond.clone()
+    };
+    assert_eq!(
+        s.raise_alert(&again, 62_000, 0, &channels).await.unwrap(),
+        Raised::AlreadyOpen(alert.id)
+    );
+    assert_eq!(s.alerts(&alert_filter(50)).await.unwrap(), [*alert.clone()]);
+    assert_eq!(
+        s.alert_deliveries(alert.id).await.unwrap(),
+        [
+            ("opened".into(), Channel::Webhook, false, 0),
+            ("opened".into(), Channel::Email, false, 0),
+        ],
+        "one notification per channel, once"
+    );
+
+    let acked = s
+        .acknowledge_alert(alert.id, "ops dashboard", Some("on it"), 63_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            acked.state,
+            acked.acknowledged_ms,
+            acked.acknowledged_by.as_deref()
+        ),
+        (AlertState::Open, Some(63_000), Some("ops dashboard"))
+    );
+    assert_eq!(s.alert(alert.id).await.unwrap().unwrap(), acked);
+    assert!(
+        s.acknowledge_alert(alert.id + 100, "x", None, 63_000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let clear = |now_ms| s.clear_alert(Rule::VenOffline, "ven-a", now_ms, 60_000, &channels);
+    assert_eq!(
+        clear(70_000).await.unwrap(),
+        Cleared::Clearing {
+            id: alert.id,
+            since_ms: 70_000
+        }
+    );
+    assert_eq!(
+        clear(100_000).await.unwrap(),
+        Cleared::Clearing {
+            id: alert.id,
+            since_ms: 70_000
+        }
+    );
+    assert_eq!(
+        s.raise_alert(&cond, 110_000, 60_000, &channels)
+            .await
+            .unwrap(),
+        Raised::AlreadyOpen(alert.id),
+        "raised again: the resolve hold-down restarts"
+    );
+    assert_eq!(
+        clear(120_000).await.unwrap(),
+        Cleared::Clearing {
+            id: alert.id,
+            since_ms: 120_000
+        }
+    );
+    let Cleared::Resolved(resolved) = clear(180_000).await.unwrap() else {
+        panic!("clear for 60 s: resolved");
+    };
+    assert_eq!(
+        *resolved,
+        Alert {
+            state: AlertState::Resolved,
+            resolved_ms: Some(180_000),
+            ..acked.clone()
+        }
+    );
+    assert_eq!(clear(190_000).await.unwrap(), Cleared::NotOpen);
+    assert_eq!(
+        s.alert_deliveries(alert.id).await.unwrap(),
+        [
+            ("opened".into(), Channel::Webhook, false, 0),
+            ("opened".into(), Channel::Email, false, 0),
+            ("resolved".into(), Channel::Webhook, false, 0),
+            ("resolved".into(), Channel::Email, false, 0),
+        ]
+    );
+    assert!(s.active_alert_keys().await.unwrap().is_empty());
+
+    // A new occurrence is a new alert; filters and order.
+    let Raised::Opened(second) = s.raise_alert(&cond, 200_000, 0, &[]).await.unwrap() else {
+        panic!("resolved before: a new alert opens");
+    };
+    assert_ne!(second.id, alert.id);
+    assert!(s.alert_deliveries(second.id).await.unwrap().is_empty());
+    let gap = Condition {
+        ven_id: Some(ven("ven-b")),
+        project_id: Some(7),
+        event_id: Some("e1".into()),
+        ..Condition::new(
+            Rule::DataGap,
+            "ven-b/main/active_power/total",
+            Severity::Warning,
+            "no data",
+        )
+    };
+    let Raised::Opened(gap_alert) = s.raise_alert(&gap, 210_000, 0, &[]).await.unwrap() else {
+        panic!("opens at once");
+    };
+    assert_eq!(
+        (
+            gap_alert.project_id,
+            gap_alert.event_id.as_deref(),
+            gap_alert.severity
+        ),
+        (Some(7), Some("e1"), Severity::Warning)
+    );
+    let ids = |list: Vec<Alert>| list.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.alerts(&alert_filter(50)).await.unwrap()),
+        [gap_alert.id, second.id, alert.id],
+        "newest first"
+    );
+    let open = AlertFilter {
+        state: Some(AlertState::Open),
+        ..alert_filter(50)
+    };
+    assert_eq!(
+        ids(s.alerts(&open).await.unwrap()),
+        [gap_alert.id, second.id]
+    );
+    let closed = AlertFilter {
+        state: Some(AlertState::Resolved),
+        ..alert_filter(50)
+    };
+    assert_eq!(s.alerts(&closed).await.unwrap(), [*resolved]);
+    let of_ven = AlertFilter {
+        ven_id: Some(ven("ven-a")),
+        ..alert_filter(50)
+    };
+    assert_eq!(ids(s.alerts(&of_ven).await.unwrap()), [second.id, alert.id]);
+    let of_rule = AlertFilter {
+        rule: Some(Rule::DataGap),
+        ..alert_filter(50)
+    };
+    assert_eq!(ids(s.alerts(&of_rule).await.unwrap()), [gap_alert.id]);
+    assert_eq!(
+        ids(s.alerts(&alert_filter(1)).await.unwrap()),
+        [gap_alert.id]
+    );
+    assert!(s.alert(gap_alert.id + 100).await.unwrap().is_none());
+
+    // A pending condition that clears is forgotten.
+    let spike = Condition::new(Rule::PowerSpike, "ven-c/main", Severity::Info, "spike");
+    assert_eq!(
+        s.raise_alert(&spike, 300_000, 60_000, &[]).await.unwrap(),
+        Raised::Pending { since_ms: 300_000 }
+    );
+    let mut keys = s.active_alert_keys().await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            (Rule::VenOffline, "ven-a".to_string()),
+            (Rule::PowerSpike, "ven-c/main".to_string()),
+            (Rule::DataGap, "ven-b/main/active_power/total".to_string()),
+        ]
+    );
+    assert_eq!(
+        s.clear_alert(Rule::PowerSpike, "ven-c/main", 310_000, 0, &[])
+            .await
+            .unwrap(),
+        Cleared::NotOpen
+    );
+    assert_eq!(
+        s.raise_alert(&spike, 320_000, 60_000, &[]).await.unwrap(),
+        Raised::Pending { since_ms: 320_000 },
+        "the hold-down starts again"
+    );
+
+    let nameless = Condition::new(Rule::PowerSpike, "", Severity::Info, "x");
+    assert!(matches!(
+        s.raise_alert(&nameless, 1, 0, &[]).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// The delivery outbox: claims lease rows (counting an attempt) so they are
+/// not claimed again until finished or the lease expires; a retry waits for
+/// its time; delivered and given-up rows are never claimed again.
+async fn alert_deliveries_are_claimed_leased_and_retried<S: Store>(s: &S) {
+    let channels = [Channel::Webhook, Channel::Email, Channel::Sns];
+    let Raised::Opened(alert) = s
+        .raise_alert(&offline("ven-a"), 1_000, 0, &channels)
+        .await
+        .unwrap()
+    else {
+        panic!("opens at once");
+    };
+    let first = s.claim_deliveries(1_000, 30_000, 2).await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|d| (d.alert_id, d.kind.as_str(), d.channel, d.attempts))
+            .collect::<Vec<_>>(),
+        [
+            (alert.id, "opened", Channel::Webhook, 1),
+            (alert.id, "opened", Channel::Email, 1),
+        ],
+        "oldest first, up to the limit"
+    );
+    let payload: serde_json::Value = serde_json::from_str(&first[0].payload).unwrap();
+    assert_eq!(payload["event"], "opened");
+    assert_eq!(payload["alert"]["id"], alert.id);
+    assert_eq!(payload["alert"]["message"], "ven-a is offline");
+    assert_eq!(
+        first[0].payload,
+        notification_payload("opened", &alert).unwrap()
+    );
+    let second = s.claim_deliveries(1_001, 30_000, 10).await.unwrap();
+    assert_eq!(
+        second.iter().map(|d| d.channel).collect::<Vec<_>>(),
+        [Channel::Sns],
+        "leased rows are not claimed again"
+    );
+    assert!(
+        s.claim_deliveries(1_002, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    s.finish_delivery(first[0].id, &DeliveryOutcome::Delivered, 2_000)
+        .await
+        .unwrap();
+    s.finish_delivery(
+        first[1].id,
+        &DeliveryOutcome::Retry {
+            next_attempt_ms: 50_000,
+            error: "smtp timeout".into(),
+        },
+        2_000,
+    )
+    .await
+    .unwrap();
+    s.finish_delivery(
+        second[0].id,
+        &DeliveryOutcome::GiveUp {
+            error: "403".into(),
+        },
+        2_000,
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.claim_deliveries(49_999, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the retry is not due yet"
+    );
+    let retry = s.claim_deliveries(50_000, 30_000, 10).await.unwrap();
+    assert_eq!(
+        retry.iter().map(|d| (d.id, d.attempts)).collect::<Vec<_>>(),
+        [(first[1].id, 2)]
+    );
+    // Its process dies: the lease expires and another claim takes it.
+    assert!(
+        s.claim_deliveries(79_999, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let after_lease = s.claim_deliveries(80_000, 30_000, 10).await.unwrap();
+    assert_eq!(
+        after_lease
+            .iter()
+            .map(|d| (d.id, d.attempts))
+            .collect::<Vec<_>>(),
+        [(first[1].id, 3)]
+    );
+    s.finish_delivery(first[1].id, &DeliveryOutcome::Delivered, 80_001)
+        .await
+        .unwrap();
+    assert!(
+        s.claim_deliveries(i64::MAX / 2, 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.alert_deliveries(alert.id).await.unwrap(),
+        [
+            ("opened".into(), Channel::Webhook, true, 1),
+            ("opened".into(), Channel::Email, true, 3),
+            ("opened".into(), Channel::Sns, false, 1),
+        ]
+    );
+}
+
+/// Two processes claiming at once never get the same delivery.
+async fn alert_claims_never_overlap_across_processes<S: Store>(s: &S, other: &S) {
+    let Raised::Opened(alert) = s
+        .raise_alert(&offline("ven-a"), 1_000, 0, &Channel::ALL)
+        .await
+        .unwrap()
+    else {
+        panic!("opens at once");
+    };
+    let Raised::Opened(other_alert) = other
+        .raise_alert(&offline("ven-b"), 1_000, 0, &Channel::ALL)
+        .await
+        .unwrap()
+    else {
+        panic!("opens at once");
+    };
+    let (mine, theirs) = tokio::join!(
+        s.claim_deliveries(2_000, 30_000, 4),
+        other.claim_deliveries(2_000, 30_000, 4)
+    );
+    let mut claimed: Vec<i64> = mine
+        .unwrap()
+        .iter()
+        .chain(&theirs.unwrap())
+        .map(|d| d.id)
+        .collect();
+    let total = claimed.len();
+    claimed.sort_unstable();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "no delivery claimed twice");
+    let rest = s.claim_deliveries(2_001, 30_000, 10).await.unwrap();
+    assert_eq!(total + rest.len(), 6, "all six claimed once");
+    for id in [alert.id, other_alert.id] {
+        assert!(
+            s.alert_deliveries(id)
+                .await
+                .unwrap()
+                .iter()
+                .all(|(_, _, delivered, attempts)| !delivered && *attempts == 1)
+        );
+    }
+}
+
+/// The raw readings a rule looks back on: newest first, before the time,
+/// of exactly the series asked for.
+async fn alert_rules_read_recent_readings<S: Store>(s: &S) {
+    s.ingest(&[batch(
+        "ven-a",
+        1,
+        DAY0,
+        vec![
+            power(&[(DAY0, 10), (DAY0 + 1_000, -20), (DAY0 + 2_000, 30)]),
+            series(
+                "main",
+                Quantity::ActivePower,
+                Phase::L1,
+                0,
+                &[(DAY0 + 500, 99)],
+            ),
+            series(
+                "pv",
+                Quantity::ActivePower,
+                Phase::Total,
+                3,
+                &[(DAY0 + 500, 7)],
+            ),
+        ],
+    )])
+    .await
+    .unwrap();
+    let a = ven("ven-a");
+    let read = |meter: &'static str, phase, before_ms, limit| {
+        s.readings_before(
+            &a,
+            meter,
+            Quantity::ActivePower,
+            phase,
+            before_ms,
+            limit,
+        )
+    };
+    assert_eq!(
+        read("main", Phase::Total, DAY0 + 2_000, 10).await.unwrap(),
+        [(DAY0 + 1_000, -20.0), (DAY0, 10.0)]
+    );
+    assert_eq!(
+        read("main", Phase::Total, DAY0 + 5_000, 2).await.unwrap(),
+        [(DAY0 + 2_000, 30.0), (DAY0 + 1_000, -20.0)]
+    );
+    assert_eq!(
+        read("main", Phase::L1, DAY0 + 5_000, 10).await.unwrap(),
+        [(DAY0 + 500, 99.0)]
+    );
+    assert_eq!(
+        read("pv", Phase::Total, DAY0 + 5_000, 10).await.unwrap(),
+        [(DAY0 + 500, 7_000.0)]
+    );
+    assert!(
+        read("main", Phase::Total, DAY0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.readings_before(
+            &ven("ven-z"),
+            "main",
+            Quantity::ActivePower,
+            Phase::Total,
+            i64::MAX,
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
     );
 }
