@@ -2882,6 +2882,7 @@ fn section(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Valu
 /// twice, or updating from a stale version, conflicts and keeps what is
 /// stored; what is saved (merges, deleted keys, nested values, numbers,
 /// text) reads back as saved.
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn shadows_are_saved_only_at_the_expected_version<S: Store>(s: &S) {
     let a = ven("ven-a");
     assert!(s.shadow(&a).await.unwrap().is_none());
@@ -3342,6 +3343,7 @@ async fn projects_keep_their_vens_and_milestones<S: Store>(s: &S) {
     assert_eq!(s.projects().await.unwrap(), [updated, flex]);
 }
 
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn project_finances_are_kept_per_project<S: Store>(s: &S) {
     let park = s
         .create_project(&solar_park(&[], vec![]), 1_000)
@@ -3428,7 +3430,7 @@ async fn project_finances_are_kept_per_project<S: Store>(s: &S) {
     );
     assert_eq!(
         s.finance_entries(other.id, 0, i64::MAX).await.unwrap(),
-        [o1.clone()]
+        std::slice::from_ref(&o1)
     );
     assert!(
         !s.delete_finance_entry(other.id, e1.id).await.unwrap(),
@@ -3445,6 +3447,9 @@ async fn project_finances_are_kept_per_project<S: Store>(s: &S) {
         [o1]
     );
 }
+
+/// A VEN, its site meter, and its energy series as (meter, quantity code).
+type EnergyShape = (VenId, Option<String>, Vec<(String, i16)>);
 
 fn counter(meter: &str, quantity: Quantity, points: &[(i64, i64)]) -> Series {
     series(meter, quantity, Phase::Total, 0, points)
@@ -3522,7 +3527,7 @@ async fn project_energy_reads_the_hourly_rollups<S: Store>(s: &S) {
         .energy_series(&[ven("ven-b"), ven("ven-a"), ven("ven-z")])
         .await
         .unwrap();
-    let shape: Vec<(VenId, Option<String>, Vec<(String, i16)>)> = found
+    let shape: Vec<EnergyShape> = found
         .iter()
         .map(|(v, meter, list)| {
             let mut list: Vec<_> = list.iter().map(|e| (e.meter.clone(), e.quantity)).collect();
@@ -4013,6 +4018,7 @@ async fn alerts_open_once_and_resolve_after_their_hold_down<S: Store>(s: &S) {
 /// The delivery outbox: claims lease rows (counting an attempt) so they are
 /// not claimed again until finished or the lease expires; a retry waits for
 /// its time; delivered and given-up rows are never claimed again.
+#[expect(clippy::too_many_lines, reason = "one scenario, step by step")]
 async fn alert_deliveries_are_claimed_leased_and_retried<S: Store>(s: &S) {
     let channels = [Channel::Webhook, Channel::Email, Channel::Sns];
     let Raised::Opened(alert) = s
@@ -4195,14 +4201,7 @@ async fn alert_rules_read_recent_readings<S: Store>(s: &S) {
     .unwrap();
     let a = ven("ven-a");
     let read = |meter: &'static str, phase, before_ms, limit| {
-        s.readings_before(
-            &a,
-            meter,
-            Quantity::ActivePower,
-            phase,
-            before_ms,
-            limit,
-        )
+        s.readings_before(&a, meter, Quantity::ActivePower, phase, before_ms, limit)
     };
     assert_eq!(
         read("main", Phase::Total, DAY0 + 2_000, 10).await.unwrap(),
