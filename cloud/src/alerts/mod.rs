@@ -51,9 +51,10 @@ pub use metrics::AlertMetrics;
 
 pub(crate) use crate::model::clock::now_ms;
 use crate::store::StoreError;
-pub use crate::store::alerts::{
-    Alert, AlertFilter, AlertState, AlertStore, Channel, Cleared, Condition, Raised, Rule, Severity,
+pub use crate::model::alerts::{
+    Alert, AlertFilter, AlertState, Channel, Cleared, Condition, Raised, Rule, Severity,
 };
+pub use crate::store::alerts::AlertStore;
 
 /// The hold-down of one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::params::{self, QueryParams};
 use crate::api::auth::Caller;
 use crate::store::Store;
-use crate::store::alerts::{Alert, AlertFilter, AlertState, Rule};
+use crate::model::alerts::{Alert, AlertFilter, AlertState, Rule};
 
 /// Default `limit` of the list.
 pub const DEFAULT_LIMIT: u32 = 100;
