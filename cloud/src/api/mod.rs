@@ -28,7 +28,7 @@ mod error;
 mod event_status;
 mod groups;
 mod health;
-mod ingest_http;
+mod ingest;
 mod live;
 mod me;
 mod openadr;
@@ -56,7 +56,7 @@ pub use api_keys::{
 };
 pub use audit::{DEFAULT_AUDIT_LIMIT, MAX_SUMMARY_BYTES};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
-pub use ingest_http::decode_body as decode_ingest_body;
+pub use self::ingest::decode_body as decode_ingest_body;
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
@@ -518,7 +518,7 @@ impl Operation {
             Self::CreateApiKey => on(filter, api_keys::create::<S>),
             Self::ListApiKeys => on(filter, api_keys::list::<S>),
             Self::RevokeApiKey => on(filter, api_keys::revoke::<S>),
-            Self::Ingest => on(filter, ingest_http::ingest::<S>),
+            Self::Ingest => on(filter, self::ingest::ingest::<S>),
             Self::ListAlerts => on(filter, alerts::list::<S>),
             Self::GetAlert => on(filter, alerts::one::<S>),
             Self::AckAlert => on(filter, alerts::acknowledge::<S>),
