@@ -46,7 +46,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use config::{AlertsConfig, ENV_VARS};
+pub use config::{AlertsConfig, AlertsConfigError, ENV_VARS};
 pub use engine::AlertEngine;
 
 pub(crate) use crate::model::clock::now_ms;

@@ -133,15 +133,29 @@ impl fmt::Debug for IssuedToken {
 #[error("the system random number generator failed")]
 pub struct RandomError;
 
+/// Why a token's (or API key's) name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenNameError {
+    /// Empty or only spaces.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than [`MAX_TOKEN_NAME_LEN`] characters.
+    #[error("at most {MAX_TOKEN_NAME_LEN} characters")]
+    TooLong,
+    /// Holds a control character.
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
 /// Checks a token's name before it is stored: 1 to 128 characters, not
 /// only spaces, no control characters.
-pub fn check_token_name(name: &str) -> Result<(), String> {
+pub fn check_token_name(name: &str) -> Result<(), TokenNameError> {
     if name.trim().is_empty() {
-        Err("must not be empty".into())
+        Err(TokenNameError::Empty)
     } else if name.chars().count() > MAX_TOKEN_NAME_LEN {
-        Err(format!("at most {MAX_TOKEN_NAME_LEN} characters"))
+        Err(TokenNameError::TooLong)
     } else if name.chars().any(char::is_control) {
-        Err("must not contain control characters".into())
+        Err(TokenNameError::ControlCharacter)
     } else {
         Ok(())
     }
