@@ -1119,6 +1119,60 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn setting_errors_render_the_operators_text() {
+        let cases = [
+            (
+                env_int::<u16>("x", 1, 65_535).unwrap_err(),
+                "invalid integer \"x\" (expected 1 to 65535)",
+            ),
+            (
+                env_int::<u16>("0", 1, 65_535).unwrap_err(),
+                "0 is out of range: expected 1 to 65535",
+            ),
+            (
+                env_bool("yes").unwrap_err(),
+                "invalid boolean \"yes\" (expected true or false)",
+            ),
+            (
+                check_database_url("mysql://u:secret@h/db").unwrap_err(),
+                "unsupported database URL scheme \"mysql\": use postgres://... or sqlite://...",
+            ),
+            (check_host("a b").unwrap_err(), "invalid host name \"a b\""),
+            (
+                check_id("client id", "a b", 23).unwrap_err(),
+                "invalid client id \"a b\": expected 1 to 23 of A-Z a-z 0-9 _ . : -",
+            ),
+            (
+                SettingError::InvalidSocketAddress { value: "x".into() },
+                "invalid socket address \"x\" (expected e.g. 127.0.0.1:8080)",
+            ),
+            (
+                crate::export::ExportConfigError::EmptyOutput.into(),
+                "empty output: use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                crate::alerts::AlertsConfigError::NoRecipient.into(),
+                "needs at least one recipient with alerts.email.host",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+        let env = ConfigError::Env {
+            var: "GRIDLINK_MQTT_PORT",
+            message: SettingError::OutOfRange {
+                value: 0,
+                min: 1,
+                max: 65_535,
+            },
+        };
+        assert_eq!(
+            env.to_string(),
+            "GRIDLINK_MQTT_PORT: 0 is out of range: expected 1 to 65535"
+        );
+    }
+
     fn no_env(_: &str) -> Option<String> {
         None
     }

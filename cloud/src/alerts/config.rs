@@ -882,6 +882,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_render_the_operators_text() {
+        let cases = [
+            (
+                env_int::<u32>("-3", 0, 9).unwrap_err(),
+                "invalid value \"-3\": expected an integer from 0 to 9",
+            ),
+            (
+                env_bool("yes").unwrap_err(),
+                "invalid boolean \"yes\" (expected true or false)",
+            ),
+            (
+                check_http_url("ftp://x").unwrap_err(),
+                "invalid URL \"ftp://x\": expected http://... or https://...",
+            ),
+            (
+                check_address("nobody").unwrap_err(),
+                "invalid e-mail address \"nobody\": expected name@domain",
+            ),
+            (
+                check_meter_entry("a b").unwrap_err(),
+                "invalid meter \"a b\": expected a meter name or ven/meter (A-Z a-z 0-9 _ . : -)",
+            ),
+            (
+                AlertsConfigError::WebhookSecretMissing,
+                "is required with alerts.webhook.url",
+            ),
+            (
+                AlertsConfigError::NoRecipient,
+                "needs at least one recipient with alerts.email.host",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+    }
+
+    #[test]
     fn alerts_config_parses_with_defaults() {
         let c: AlertsConfig = toml::from_str("").unwrap();
         assert_eq!(c, AlertsConfig::default());

@@ -350,6 +350,18 @@ mod tests {
         assert!(check_token_name("a\nb").is_err());
         assert!(check_token_name(&"é".repeat(128)).is_ok());
         assert!(check_token_name(&"x".repeat(129)).is_err());
+        assert_eq!(
+            check_token_name(" ").unwrap_err().to_string(),
+            "must not be empty"
+        );
+        assert_eq!(
+            check_token_name(&"x".repeat(129)).unwrap_err().to_string(),
+            "at most 128 characters"
+        );
+        assert_eq!(
+            check_token_name("a\nb").unwrap_err().to_string(),
+            "must not contain control characters"
+        );
     }
 
     #[test]

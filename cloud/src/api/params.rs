@@ -232,6 +232,68 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reasons_render_the_clients_text() {
+        let cases = [
+            (
+                ParamError::NotEpochMs("9".repeat(20)),
+                "\"99999999999999999999\" is not a time in ms since the Unix epoch",
+            ),
+            (
+                ParamError::StepTooLong("9".repeat(21)),
+                "\"999999999999999999999\" is too long a step",
+            ),
+            (ParamError::ZeroStep, "must be longer than zero"),
+            (ParamError::StepOverMax, "must be at most P366D"),
+            (
+                ParamError::UnknownAlertState,
+                "expected open, resolved or all",
+            ),
+            (
+                ParamError::AlertLimit(1000),
+                "expected an integer from 1 to 1000",
+            ),
+            (
+                ParamError::AuditText,
+                "must be 1 to 256 characters without control characters",
+            ),
+            (ParamError::TokenIdOutOfRange, "a token id out of range"),
+            (ParamError::Skip, "an integer from 0"),
+            (ParamError::AuditLimit(500), "an integer from 1 to 500"),
+            (
+                ParamError::NotMeterName {
+                    value: "a b".into(),
+                    max: 64,
+                },
+                "\"a b\" is not a meter name (1 to 64 of A-Z a-z 0-9 _ . : -)",
+            ),
+            (
+                ParamError::MeterName(64),
+                "must be a meter name: 1 to 64 characters, each A-Z a-z 0-9 or one of _.:-",
+            ),
+            (
+                ParamError::NotIntegerMs,
+                "must be integer ms since the Unix epoch",
+            ),
+            (
+                ParamError::NotTimeValue,
+                "must be an RFC 3339 date or time, or integer ms since the Unix epoch",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
+        assert_eq!(
+            ven_id("a b").unwrap_err().to_string(),
+            VenId::new("a b").unwrap_err().to_string()
+        );
+        assert!(
+            ParamError::UnknownRule
+                .to_string()
+                .starts_with("unknown rule; expected one of ven_offline, ")
+        );
+    }
+
+    #[test]
     fn times_parse_as_rfc3339_or_ms() {
         assert_eq!(time("2026-01-01T00:00:00Z"), Ok(1_767_225_600_000));
         assert_eq!(time("2026-01-01T01:00:00+01:00"), Ok(1_767_225_600_000));

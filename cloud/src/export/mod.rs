@@ -702,6 +702,80 @@ mod tests {
     use super::*;
 
     #[test]
+    fn config_errors_render_the_operators_text() {
+        let cases: [(ExportConfigError, &str); 12] = [
+            (
+                ExportConfigError::UnknownFormat {
+                    format: "xml".into(),
+                },
+                "unknown export format \"xml\": expected parquet or csv.gz",
+            ),
+            (
+                ExportConfigError::InvalidPrefix {
+                    prefix: "a//b/".into(),
+                },
+                "invalid S3 key prefix \"a//b/\": no control characters or empty segments",
+            ),
+            (
+                ExportConfigError::InvalidFileUrl {
+                    url: "file://x".into(),
+                },
+                "invalid file URL \"file://x\": expected file:///absolute/path",
+            ),
+            (
+                ExportConfigError::UnsupportedScheme {
+                    scheme: "gs".into(),
+                },
+                "unsupported output scheme \"gs\": use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                ExportConfigError::EmptyOutput,
+                "empty output: use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                ExportConfigError::InvalidBucket {
+                    bucket: "ab".into(),
+                },
+                "invalid S3 bucket name \"ab\": expected 3 to 63 of a-z 0-9 . - (starting and ending with a letter or digit)",
+            ),
+            (
+                ExportConfigError::InvalidDay { text: "x".into() },
+                "invalid day \"x\": expected YYYY-MM-DD (a real date) or yesterday",
+            ),
+            (
+                ExportConfigError::NoDayBefore,
+                "no day before the first one",
+            ),
+            (
+                ExportConfigError::NoDayDue,
+                "no day to export before the first one",
+            ),
+            (
+                ExportConfigError::TimeOutOfRange { ms: i64::MAX },
+                "9223372036854775807 ms is out of range",
+            ),
+            (
+                ExportConfigError::InvalidTime {
+                    text: "25:00".into(),
+                },
+                "invalid time \"25:00\": expected HH:MM (UTC, 00:00 to 23:59)",
+            ),
+            (
+                ExportConfigError::GapFactorOutOfRange { value: 1 },
+                "1 is out of range: expected 2 to 1000",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+            assert_eq!(ExportError::from(error).to_string(), text);
+        }
+        assert_eq!(
+            ExportDay::containing(i64::MAX).unwrap_err(),
+            ExportConfigError::TimeOutOfRange { ms: i64::MAX }
+        );
+    }
+
+    #[test]
     fn days_parse_and_bound() {
         let day = ExportDay::parse("2025-11-20", 0).unwrap();
         assert_eq!(day.to_string(), "2025-11-20");

@@ -782,6 +782,51 @@ pub async fn refresh_all_milestones<S: crate::store::Store>(
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_render_the_clients_text() {
+        let cases: [(String, &str); 9] = [
+            (
+                SourceError::NoSeries.to_string(),
+                "no active_power, energy_import or energy_export series",
+            ),
+            (
+                SourceError::SeveralMeters(vec!["main".into(), "pv".into()]).to_string(),
+                "several meters (main, pv) and no registered site_meter: register one with PUT /api/v1/vens/{id}",
+            ),
+            (
+                SourceError::NoSeriesOnMeter("grid".into()).to_string(),
+                "meter \"grid\" has no active_power, energy_import or energy_export series",
+            ),
+            (
+                AmountError::NotNumber.to_string(),
+                "must be a number (or a decimal string) like 1234.56",
+            ),
+            (
+                AmountError::Malformed("1e3".into()).to_string(),
+                "\"1e3\" is not an amount like 1234.56 (at least 0, at most 2 decimals)",
+            ),
+            (
+                AmountError::TooManyDecimals("1.234".into()).to_string(),
+                "\"1.234\" has more than 2 decimals",
+            ),
+            (
+                AmountError::TooLarge("1e300".into()).to_string(),
+                "\"1e300\" is too large; at most 1000000000000",
+            ),
+            (
+                PriceError::NotPerEnergy("KW".into()).to_string(),
+                "PRICE units \"KW\" are not per energy (expected KWH, MWH or WH)",
+            ),
+            (
+                PriceError::NoPrice.to_string(),
+                "no price: the event's intervals have no PRICE payload and the program's attributes no PRICE entry",
+            ),
+        ];
+        for (rendered, text) in cases {
+            assert_eq!(rendered, text);
+        }
+    }
     use serde_json::json;
 
     const DAY: i64 = 86_400_000;

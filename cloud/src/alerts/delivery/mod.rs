@@ -279,3 +279,68 @@ fn alert_of(notification: &serde_json::Value) -> Result<Alert, DeliveryError> {
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|&stop| stop).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_render_the_stored_text() {
+        let cases = [
+            (
+                DeliveryError::NotConfigured,
+                "the channel is not configured (any more)",
+            ),
+            (
+                DeliveryError::BadAlert("id"),
+                "stored notification: bad alert.id",
+            ),
+            (
+                DeliveryError::SmtpTimeout(std::time::Duration::from_secs(10)),
+                "SMTP timed out after 10s",
+            ),
+            (
+                DeliveryError::SmtpConnect {
+                    host: "mx".into(),
+                    port: 25,
+                    source: std::io::Error::other("refused"),
+                },
+                "cannot connect to mx:25: refused",
+            ),
+            (
+                DeliveryError::SmtpIo {
+                    step: "EHLO",
+                    source: std::io::Error::other("reset"),
+                },
+                "SMTP EHLO: reset",
+            ),
+            (
+                DeliveryError::SmtpClosed("DATA"),
+                "SMTP DATA: the server closed the connection",
+            ),
+            (
+                DeliveryError::SmtpRefused {
+                    step: "RCPT TO",
+                    reply: "550 no such user".into(),
+                },
+                "SMTP RCPT TO refused: 550 no such user",
+            ),
+            (
+                DeliveryError::WebhookStatus(reqwest::StatusCode::BAD_GATEWAY),
+                "the webhook answered 502 Bad Gateway",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+        let not_json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let expected = format!("stored notification is not JSON: {not_json}");
+        assert_eq!(DeliveryError::NotJson(not_json).to_string(), expected);
+        assert_eq!(
+            alert_of(&serde_json::json!({"alert": {}}))
+                .unwrap_err()
+                .to_string(),
+            "stored notification: bad alert.id"
+        );
+    }
+}
