@@ -518,7 +518,7 @@ pub enum ConfigError {
         /// The variable.
         var: &'static str,
         /// What is wrong.
-        message: String,
+        message: SettingError,
     },
     /// A combination of settings that would lose data.
     #[error("{setting}: {reason}")]
@@ -538,6 +538,74 @@ pub enum ConfigError {
     },
 }
 
+/// A setting's value that does not fit, from the file or an environment
+/// variable (named beside it, in [`ConfigError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    /// Not a socket address (`http.listen`).
+    #[error("invalid socket address {value:?} (expected e.g. 127.0.0.1:8080)")]
+    InvalidSocketAddress {
+        /// The value as given.
+        value: String,
+    },
+    /// Not an integer.
+    #[error("invalid integer {value:?} (expected {min} to {max})")]
+    InvalidInteger {
+        /// The value as given.
+        value: String,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// An integer outside the setting's range.
+    #[error("{value} is out of range: expected {min} to {max}")]
+    OutOfRange {
+        /// The value.
+        value: i64,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// Neither `true`/`1` nor `false`/`0`.
+    #[error("invalid boolean {value:?} (expected true or false)")]
+    InvalidBoolean {
+        /// The value as given.
+        value: String,
+    },
+    /// A database URL that is neither PostgreSQL nor SQLite.
+    #[error("unsupported database URL scheme {scheme:?}: use postgres://... or sqlite://...")]
+    UnsupportedDatabaseScheme {
+        /// The scheme only (at most 32 characters): the rest may hold a
+        /// password.
+        scheme: String,
+    },
+    /// Not a host name (`mqtt.host`).
+    #[error("invalid host name {host:?}")]
+    InvalidHost {
+        /// The value as given.
+        host: String,
+    },
+    /// An MQTT client id or share group with characters the broker may
+    /// refuse, or of the wrong length.
+    #[error("invalid {what} {id:?}: expected 1 to {max} of A-Z a-z 0-9 _ . : -")]
+    InvalidId {
+        /// What the id names (`client id`, `share group`).
+        what: &'static str,
+        /// The value as given.
+        id: String,
+        /// The longest accepted.
+        max: usize,
+    },
+    /// A bad `[export]` value.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportConfigError),
+    /// A bad `[alerts]` value, or `[alerts]` settings that cannot work.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertsConfigError),
+}
+
 /// One environment variable and the setting it overrides.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvVar {
@@ -545,7 +613,7 @@ pub struct EnvVar {
     pub name: &'static str,
     /// The setting, as a TOML path, e.g. `http.listen`.
     pub setting: &'static str,
-    apply: fn(&mut CloudConfig, &str) -> Result<(), String>,
+    apply: fn(&mut CloudConfig, &str) -> Result<(), SettingError>,
 }
 
 /// Every environment variable, one per setting, in file order.
@@ -563,9 +631,9 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "GRIDLINK_HTTP_LISTEN",
         setting: "http.listen",
         apply: |c, v| {
-            c.http.listen = v.parse().map_err(|_| {
-                format!("invalid socket address {v:?} (expected e.g. 127.0.0.1:8080)")
-            })?;
+            c.http.listen = v
+                .parse()
+                .map_err(|_| SettingError::InvalidSocketAddress { value: v.into() })?;
             Ok(())
         },
     },
@@ -702,7 +770,7 @@ pub const ENV_VARS: &[EnvVar] = &[
             c.shadow.enabled = match v.trim() {
                 "true" | "1" => true,
                 "false" | "0" => false,
-                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+                _ => return Err(SettingError::InvalidBoolean { value: v.into() }),
             };
             Ok(())
         },
@@ -714,7 +782,7 @@ pub const ENV_VARS: &[EnvVar] = &[
             c.export.enabled = match v.trim() {
                 "true" | "1" => true,
                 "false" | "0" => false,
-                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+                _ => return Err(SettingError::InvalidBoolean { value: v.into() }),
             };
             Ok(())
         },
@@ -832,7 +900,10 @@ impl CloudConfig {
         config
             .alerts
             .check()
-            .map_err(|(var, message)| ConfigError::Env { var, message })?;
+            .map_err(|(var, message)| ConfigError::Env {
+                var,
+                message: message.into(),
+            })?;
         Ok(config)
     }
 
@@ -849,7 +920,10 @@ impl CloudConfig {
         }
         self.alerts
             .apply_env(&env)
-            .map_err(|(var, message)| ConfigError::Env { var, message })?;
+            .map_err(|(var, message)| ConfigError::Env {
+                var,
+                message: message.into(),
+            })?;
         Ok(())
     }
 
@@ -943,29 +1017,33 @@ where
     in_range(value, MIN, MAX).map_err(D::Error::custom)
 }
 
-fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, String> {
+fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, SettingError> {
     u64::try_from(value)
         .ok()
         .filter(|v| (min..=max).contains(v))
         .and_then(|v| T::try_from(v).ok())
-        .ok_or_else(|| format!("{value} is out of range: expected {min} to {max}"))
+        .ok_or(SettingError::OutOfRange { value, min, max })
 }
 
-fn env_bool(value: &str) -> Result<bool, String> {
+fn env_bool(value: &str) -> Result<bool, SettingError> {
     match value.trim() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!(
-            "invalid boolean {value:?} (expected true or false)"
-        )),
+        _ => Err(SettingError::InvalidBoolean {
+            value: value.to_owned(),
+        }),
     }
 }
 
-fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, String> {
+fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, SettingError> {
     let parsed: i64 = value
         .trim()
         .parse()
-        .map_err(|_| format!("invalid integer {value:?} (expected {min} to {max})"))?;
+        .map_err(|_| SettingError::InvalidInteger {
+            value: value.to_owned(),
+            min,
+            max,
+        })?;
     in_range(parsed, min, max)
 }
 
@@ -975,7 +1053,7 @@ fn database_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
     Ok(url)
 }
 
-fn check_database_url(url: &str) -> Result<(), String> {
+fn check_database_url(url: &str) -> Result<(), SettingError> {
     if ["postgres://", "postgresql://", "sqlite:"]
         .iter()
         .any(|prefix| url.starts_with(prefix))
@@ -985,9 +1063,7 @@ fn check_database_url(url: &str) -> Result<(), String> {
         // Only the scheme is repeated: the rest may hold a password.
         let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
         let scheme: String = scheme.chars().take(32).collect();
-        Err(format!(
-            "unsupported database URL scheme {scheme:?}: use postgres://... or sqlite://..."
-        ))
+        Err(SettingError::UnsupportedDatabaseScheme { scheme })
     }
 }
 
@@ -997,9 +1073,11 @@ fn host<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D:
     Ok(Some(host))
 }
 
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), SettingError> {
     if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c == '/') {
-        Err(format!("invalid host name {host:?}"))
+        Err(SettingError::InvalidHost {
+            host: host.to_owned(),
+        })
     } else {
         Ok(())
     }
@@ -1023,11 +1101,13 @@ const fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
 
-fn check_id(what: &str, id: &str, max: usize) -> Result<(), String> {
+fn check_id(what: &'static str, id: &str, max: usize) -> Result<(), SettingError> {
     if id.is_empty() || id.len() > max || !id.chars().all(is_id_char) {
-        Err(format!(
-            "invalid {what} {id:?}: expected 1 to {max} of A-Z a-z 0-9 _ . : -"
-        ))
+        Err(SettingError::InvalidId {
+            what,
+            id: id.to_owned(),
+            max,
+        })
     } else {
         Ok(())
     }
@@ -1038,6 +1118,60 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn setting_errors_render_the_operators_text() {
+        let cases = [
+            (
+                env_int::<u16>("x", 1, 65_535).unwrap_err(),
+                "invalid integer \"x\" (expected 1 to 65535)",
+            ),
+            (
+                env_int::<u16>("0", 1, 65_535).unwrap_err(),
+                "0 is out of range: expected 1 to 65535",
+            ),
+            (
+                env_bool("yes").unwrap_err(),
+                "invalid boolean \"yes\" (expected true or false)",
+            ),
+            (
+                check_database_url("mysql://u:secret@h/db").unwrap_err(),
+                "unsupported database URL scheme \"mysql\": use postgres://... or sqlite://...",
+            ),
+            (check_host("a b").unwrap_err(), "invalid host name \"a b\""),
+            (
+                check_id("client id", "a b", 23).unwrap_err(),
+                "invalid client id \"a b\": expected 1 to 23 of A-Z a-z 0-9 _ . : -",
+            ),
+            (
+                SettingError::InvalidSocketAddress { value: "x".into() },
+                "invalid socket address \"x\" (expected e.g. 127.0.0.1:8080)",
+            ),
+            (
+                crate::export::ExportConfigError::EmptyOutput.into(),
+                "empty output: use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                crate::alerts::AlertsConfigError::NoRecipient.into(),
+                "needs at least one recipient with alerts.email.host",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+        let env = ConfigError::Env {
+            var: "GRIDLINK_MQTT_PORT",
+            message: SettingError::OutOfRange {
+                value: 0,
+                min: 1,
+                max: 65_535,
+            },
+        };
+        assert_eq!(
+            env.to_string(),
+            "GRIDLINK_MQTT_PORT: 0 is out of range: expected 1 to 65535"
+        );
+    }
 
     fn no_env(_: &str) -> Option<String> {
         None

@@ -45,7 +45,7 @@ pub mod rules;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use config::{AlertsConfig, ENV_VARS};
+pub use config::{AlertsConfig, AlertsConfigError, ENV_VARS};
 pub use engine::AlertEngine;
 pub use metrics::AlertMetrics;
 
