@@ -223,14 +223,14 @@ async fn project_write<S: Store>(
     check(
         kind.as_ref()
             .map(|_| ())
-            .map_err(|e| InvalidParam::new("kind", e)),
+            .map_err(|e| InvalidParam::new("kind", e.to_string())),
     );
     let status = ProjectStatus::from_name(&request.status);
     check(
         status
             .as_ref()
             .map(|_| ())
-            .map_err(|e| InvalidParam::new("status", e)),
+            .map_err(|e| InvalidParam::new("status", e.to_string())),
     );
     if !request.capacity_kw.is_finite() || request.capacity_kw < 0.0 {
         check(Err(InvalidParam::new(
@@ -293,7 +293,7 @@ async fn project_write<S: Store>(
             )));
         }
         let quantity = MilestoneQuantity::from_name(&m.quantity)
-            .map_err(|e| InvalidParam::new(format!("milestones[{i}].quantity"), e));
+            .map_err(|e| InvalidParam::new(format!("milestones[{i}].quantity"), e.to_string()));
         if !m.threshold_kwh.is_finite() || m.threshold_kwh <= 0.0 {
             check(Err(InvalidParam::new(
                 format!("milestones[{i}].threshold_kwh"),
@@ -699,7 +699,7 @@ pub(crate) async fn add_entry<S: Store>(
         .ok_or_else(|| unknown_project(id))?;
     let mut errors = Vec::new();
     let kind = FinanceKind::from_name(&request.kind)
-        .map_err(|e| errors.push(InvalidParam::new("kind", e)))
+        .map_err(|e| errors.push(InvalidParam::new("kind", e.to_string())))
         .ok();
     let amount = calc::parse_amount(&request.amount)
         .map_err(|e| errors.push(InvalidParam::new("amount", e.to_string())))

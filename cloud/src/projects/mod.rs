@@ -873,6 +873,7 @@ mod tests {
         assert!(
             ProjectKind::from_name("wind")
                 .unwrap_err()
+                .to_string()
                 .contains("renewable")
         );
     }

@@ -313,7 +313,7 @@ const FINANCE_COLUMNS: &str =
     "id, project_id, kind, amount_minor, currency, at, category, description, created";
 const HOUR_COLUMNS: &str = "series_id, bucket, count, sum, min, last_ts, last_value";
 
-fn stored<T>(what: &str, parsed: Result<T, String>) -> Result<T, StoreError> {
+fn stored<T, E: std::fmt::Display>(what: &str, parsed: Result<T, E>) -> Result<T, StoreError> {
     parsed.map_err(|e| StoreError::Invalid(format!("stored {what}: {e}")))
 }
 
