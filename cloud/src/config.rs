@@ -31,15 +31,21 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::api::config::{HttpConfig, default_http_listen, default_max_points};
 use crate::ingest::IngestSettings;
+pub use crate::ingest::config::{
+    HttpIngestConfig, IngestConfig, default_ingest_burst, default_ingest_max_body_bytes,
+    default_ingest_rate_per_s, default_max_batches, default_max_delay_ms,
+};
+use crate::model::setting::{self, OutOfRange, bounded};
 use crate::mqtt::MqttSettings;
+pub use crate::shadow::config::{ShadowConfig, default_shadow_enabled};
 
 /// The whole `cloud.toml`. Every table is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -94,44 +100,6 @@ impl Default for CloudConfig {
             shadow: ShadowConfig::default(),
             export: crate::export::ExportConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
-        }
-    }
-}
-
-/// `[http]`: the API server.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address and port to listen on. Default `127.0.0.1:8080` (local
-    /// only; use `0.0.0.0:8080` behind a load balancer).
-    /// Env `GRIDLINK_HTTP_LISTEN`.
-    #[serde(default = "default_http_listen")]
-    pub listen: SocketAddr,
-    /// Most points one `/api/v1/series` or `/api/v1/network` answer may
-    /// hold, 10 to 1000000; a longer range needs a larger `step`. Default
-    /// 10000. Env `GRIDLINK_HTTP_MAX_POINTS`.
-    #[serde(
-        default = "default_max_points",
-        deserialize_with = "bounded::<_, u32, 10, 1_000_000>"
-    )]
-    pub max_points: u32,
-}
-
-/// Default of [`HttpConfig::listen`].
-pub const fn default_http_listen() -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)
-}
-
-/// Default of [`HttpConfig::max_points`].
-pub const fn default_max_points() -> u32 {
-    crate::api::DEFAULT_MAX_POINTS
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_http_listen(),
-            max_points: default_max_points(),
         }
     }
 }
@@ -317,51 +285,6 @@ impl Default for MqttConfig {
     }
 }
 
-/// `[ingest]`: grouping of telemetry messages into database transactions.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestConfig {
-    /// Most telemetry messages (batches) written in one transaction, 1 to
-    /// 10000. Default 50. Env `GRIDLINK_INGEST_MAX_BATCHES`.
-    #[serde(
-        default = "default_max_batches",
-        deserialize_with = "bounded::<_, usize, 1, 10_000>"
-    )]
-    pub max_batches: usize,
-    /// Longest a message waits for its group to fill before it is written,
-    /// in ms, 0 to 60000. Default 200. Env `GRIDLINK_INGEST_MAX_DELAY_MS`.
-    #[serde(
-        default = "default_max_delay_ms",
-        deserialize_with = "bounded::<_, u64, 0, 60_000>"
-    )]
-    pub max_delay_ms: u64,
-    /// Drop (and count) telemetry of VENs the store does not know instead
-    /// of registering them on first contact. Default false.
-    /// Env `GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS`.
-    #[serde(default)]
-    pub refuse_unknown_vens: bool,
-}
-
-/// Default of [`IngestConfig::max_batches`].
-pub const fn default_max_batches() -> usize {
-    50
-}
-
-/// Default of [`IngestConfig::max_delay_ms`].
-pub const fn default_max_delay_ms() -> u64 {
-    200
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        Self {
-            max_batches: default_max_batches(),
-            max_delay_ms: default_max_delay_ms(),
-            refuse_unknown_vens: false,
-        }
-    }
-}
-
 /// `[retention]`: how long raw readings are kept. Rollups (1 min, 15 min,
 /// 1 h) are kept forever. Enforced at start and hourly by `serve`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -393,99 +316,6 @@ impl RetentionConfig {
     /// How long raw readings are kept; `None` for forever.
     pub fn raw_max_age(&self) -> Option<Duration> {
         (self.raw_days > 0).then(|| Duration::from_secs(u64::from(self.raw_days) * 86_400))
-    }
-}
-
-/// `[shadow]`: the device shadow service (`crate::shadow`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowConfig {
-    /// Answer the AWS IoT shadow topics (`$aws/things/+/shadow/update` and
-    /// `/get`) and serve `PATCH /api/v1/vens/{id}/shadow`. Turn it off
-    /// where the broker runs the shadow itself (AWS IoT Core). Default
-    /// true. Env `GRIDLINK_SHADOW_ENABLED`.
-    #[serde(default = "default_shadow_enabled")]
-    pub enabled: bool,
-}
-
-/// Default of [`ShadowConfig::enabled`]: on, as Mosquitto has no shadow.
-pub const fn default_shadow_enabled() -> bool {
-    true
-}
-
-impl Default for ShadowConfig {
-    fn default() -> Self {
-        Self {
-            enabled: default_shadow_enabled(),
-        }
-    }
-}
-
-/// `[http_ingest]`: `POST /api/v1/ingest`, where customers without a
-/// gateway send readings with an API key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpIngestConfig {
-    /// Largest request body in bytes, 1024 to 67108864; a larger one is
-    /// answered 413 without being read. Default 1048576 (1 MiB).
-    /// Env `GRIDLINK_HTTP_INGEST_MAX_BODY_BYTES`.
-    #[serde(
-        default = "default_ingest_max_body_bytes",
-        deserialize_with = "bounded::<_, usize, 1024, 67_108_864>"
-    )]
-    pub max_body_bytes: usize,
-    /// Requests per second one API key may send, sustained, 1 to 100000
-    /// (a token bucket per key in each `serve` process). Default 10.
-    /// Env `GRIDLINK_HTTP_INGEST_RATE_PER_S`.
-    #[serde(
-        default = "default_ingest_rate_per_s",
-        deserialize_with = "bounded::<_, u32, 1, 100_000>"
-    )]
-    pub rate_per_s: u32,
-    /// Requests one API key may send at once (the bucket's size), 1 to
-    /// 100000. Default 20. Env `GRIDLINK_HTTP_INGEST_BURST`.
-    #[serde(
-        default = "default_ingest_burst",
-        deserialize_with = "bounded::<_, u32, 1, 100_000>"
-    )]
-    pub burst: u32,
-}
-
-/// Default of [`HttpIngestConfig::max_body_bytes`]: 1 MiB.
-pub const fn default_ingest_max_body_bytes() -> usize {
-    crate::ingest::http::DEFAULT_MAX_BODY_BYTES
-}
-
-/// Default of [`HttpIngestConfig::rate_per_s`].
-pub const fn default_ingest_rate_per_s() -> u32 {
-    crate::ingest::http::DEFAULT_RATE_PER_S
-}
-
-/// Default of [`HttpIngestConfig::burst`].
-pub const fn default_ingest_burst() -> u32 {
-    crate::ingest::http::DEFAULT_BURST
-}
-
-impl HttpIngestConfig {
-    /// HTTP ingest's state with these limits.
-    pub fn http_ingest(&self) -> crate::ingest::HttpIngest {
-        crate::ingest::HttpIngest::new(
-            self.max_body_bytes,
-            crate::ingest::ratelimit::RateLimit {
-                per_second: self.rate_per_s,
-                burst: self.burst,
-            },
-        )
-    }
-}
-
-impl Default for HttpIngestConfig {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: default_ingest_max_body_bytes(),
-            rate_per_s: default_ingest_rate_per_s(),
-            burst: default_ingest_burst(),
-        }
     }
 }
 
@@ -559,15 +389,8 @@ pub enum SettingError {
         max: u64,
     },
     /// An integer outside the setting's range.
-    #[error("{value} is out of range: expected {min} to {max}")]
-    OutOfRange {
-        /// The value.
-        value: i64,
-        /// The smallest value accepted.
-        min: u64,
-        /// The largest value accepted.
-        max: u64,
-    },
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
     /// Neither `true`/`1` nor `false`/`0`.
     #[error("invalid boolean {value:?} (expected true or false)")]
     InvalidBoolean {
@@ -1007,22 +830,8 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     )
 }
 
-/// An integer setting in `MIN..=MAX` (serde `deserialize_with`).
-fn bounded<'de, D, T, const MIN: u64, const MAX: u64>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    let value = i64::deserialize(deserializer)?;
-    in_range(value, MIN, MAX).map_err(D::Error::custom)
-}
-
 fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, SettingError> {
-    u64::try_from(value)
-        .ok()
-        .filter(|v| (min..=max).contains(v))
-        .and_then(|v| T::try_from(v).ok())
-        .ok_or(SettingError::OutOfRange { value, min, max })
+    Ok(setting::in_range(value, min, max)?)
 }
 
 fn env_bool(value: &str) -> Result<bool, SettingError> {
@@ -1161,11 +970,11 @@ mod tests {
         }
         let env = ConfigError::Env {
             var: "GRIDLINK_MQTT_PORT",
-            message: SettingError::OutOfRange {
+            message: SettingError::OutOfRange(OutOfRange {
                 value: 0,
                 min: 1,
                 max: 65_535,
-            },
+            }),
         };
         assert_eq!(
             env.to_string(),

@@ -49,11 +49,11 @@ pub use config::{AlertsConfig, AlertsConfigError, ENV_VARS};
 pub use engine::AlertEngine;
 pub use metrics::AlertMetrics;
 
-pub(crate) use crate::model::clock::now_ms;
-use crate::store::StoreError;
 pub use crate::model::alerts::{
     Alert, AlertFilter, AlertState, Channel, Cleared, Condition, Raised, Rule, Severity,
 };
+pub(crate) use crate::model::clock::now_ms;
+use crate::store::StoreError;
 pub use crate::store::alerts::AlertStore;
 
 /// The hold-down of one rule.

@@ -11,8 +11,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::params::{self, ParamError, QueryParams};
 use crate::api::auth::Caller;
-use crate::store::Store;
 use crate::model::alerts::{Alert, AlertFilter, AlertState, Rule};
+use crate::store::Store;
 
 /// Default `limit` of the list.
 pub const DEFAULT_LIMIT: u32 = 100;

@@ -3,7 +3,7 @@
 //! the notification channels and one claimed notification. The rules are
 //! in `crate::alerts`; their storage in `crate::store::alerts`.
 
-use gridlink_protocol::{Phase, Quantity, VenId};
+use gridlink_protocol::VenId;
 use serde::Serialize;
 
 /// What an alert is about: one rule of `crate::alerts`.

@@ -4,3 +4,4 @@
 pub mod alerts;
 pub mod clock;
 pub mod projects;
+pub mod setting;

@@ -22,12 +22,12 @@
 use std::future::Future;
 
 use gridlink_protocol::{Phase, Quantity, VenId};
-use serde::Serialize;
 
 use super::{AnyStore, StoreError, phase_code, quantity_code};
 
 pub use crate::model::alerts::{
-    MAX_SUBJECT_LEN, Alert, AlertFilter, AlertState, Channel, Cleared, Condition, Delivery, DeliveryOutcome, Raised, Rule, Severity,
+    Alert, AlertFilter, AlertState, Channel, Cleared, Condition, Delivery, DeliveryOutcome,
+    MAX_SUBJECT_LEN, Raised, Rule, Severity,
 };
 
 /// The outbox of one alert: `(kind, channel, delivered, attempts)` per row.
