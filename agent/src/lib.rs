@@ -8,6 +8,7 @@
 //! shadow ([`shadow`]). [`service`] wires the tasks together.
 
 pub mod acquisition;
+pub mod blocking;
 pub mod buffer;
 pub mod channels;
 pub mod check;

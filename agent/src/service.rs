@@ -165,7 +165,8 @@ pub async fn run_with(
     let dr_store = {
         let buffer = Arc::clone(&buffer);
         Arc::new(
-            tokio::task::block_in_place(|| DrStore::open(buffer))
+            crate::blocking::off_the_runtime(move || DrStore::open(buffer))
+                .await
                 .context("opening the DR store")?,
         )
     };

@@ -31,15 +31,21 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::api::config::{HttpConfig, default_http_listen, default_max_points};
 use crate::ingest::IngestSettings;
+pub use crate::ingest::config::{
+    HttpIngestConfig, IngestConfig, default_ingest_burst, default_ingest_max_body_bytes,
+    default_ingest_rate_per_s, default_max_batches, default_max_delay_ms,
+};
+use crate::model::setting::{self, OutOfRange, bounded};
 use crate::mqtt::MqttSettings;
+pub use crate::shadow::config::{ShadowConfig, default_shadow_enabled};
 
 /// The whole `cloud.toml`. Every table is optional.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -94,44 +100,6 @@ impl Default for CloudConfig {
             shadow: ShadowConfig::default(),
             export: crate::export::ExportConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
-        }
-    }
-}
-
-/// `[http]`: the API server.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address and port to listen on. Default `127.0.0.1:8080` (local
-    /// only; use `0.0.0.0:8080` behind a load balancer).
-    /// Env `GRIDLINK_HTTP_LISTEN`.
-    #[serde(default = "default_http_listen")]
-    pub listen: SocketAddr,
-    /// Most points one `/api/v1/series` or `/api/v1/network` answer may
-    /// hold, 10 to 1000000; a longer range needs a larger `step`. Default
-    /// 10000. Env `GRIDLINK_HTTP_MAX_POINTS`.
-    #[serde(
-        default = "default_max_points",
-        deserialize_with = "bounded::<_, u32, 10, 1_000_000>"
-    )]
-    pub max_points: u32,
-}
-
-/// Default of [`HttpConfig::listen`].
-pub const fn default_http_listen() -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)
-}
-
-/// Default of [`HttpConfig::max_points`].
-pub const fn default_max_points() -> u32 {
-    crate::api::DEFAULT_MAX_POINTS
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_http_listen(),
-            max_points: default_max_points(),
         }
     }
 }
@@ -317,51 +285,6 @@ impl Default for MqttConfig {
     }
 }
 
-/// `[ingest]`: grouping of telemetry messages into database transactions.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct IngestConfig {
-    /// Most telemetry messages (batches) written in one transaction, 1 to
-    /// 10000. Default 50. Env `GRIDLINK_INGEST_MAX_BATCHES`.
-    #[serde(
-        default = "default_max_batches",
-        deserialize_with = "bounded::<_, usize, 1, 10_000>"
-    )]
-    pub max_batches: usize,
-    /// Longest a message waits for its group to fill before it is written,
-    /// in ms, 0 to 60000. Default 200. Env `GRIDLINK_INGEST_MAX_DELAY_MS`.
-    #[serde(
-        default = "default_max_delay_ms",
-        deserialize_with = "bounded::<_, u64, 0, 60_000>"
-    )]
-    pub max_delay_ms: u64,
-    /// Drop (and count) telemetry of VENs the store does not know instead
-    /// of registering them on first contact. Default false.
-    /// Env `GRIDLINK_INGEST_REFUSE_UNKNOWN_VENS`.
-    #[serde(default)]
-    pub refuse_unknown_vens: bool,
-}
-
-/// Default of [`IngestConfig::max_batches`].
-pub const fn default_max_batches() -> usize {
-    50
-}
-
-/// Default of [`IngestConfig::max_delay_ms`].
-pub const fn default_max_delay_ms() -> u64 {
-    200
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        Self {
-            max_batches: default_max_batches(),
-            max_delay_ms: default_max_delay_ms(),
-            refuse_unknown_vens: false,
-        }
-    }
-}
-
 /// `[retention]`: how long raw readings are kept. Rollups (1 min, 15 min,
 /// 1 h) are kept forever. Enforced at start and hourly by `serve`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -396,99 +319,6 @@ impl RetentionConfig {
     }
 }
 
-/// `[shadow]`: the device shadow service (`crate::shadow`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShadowConfig {
-    /// Answer the AWS IoT shadow topics (`$aws/things/+/shadow/update` and
-    /// `/get`) and serve `PATCH /api/v1/vens/{id}/shadow`. Turn it off
-    /// where the broker runs the shadow itself (AWS IoT Core). Default
-    /// true. Env `GRIDLINK_SHADOW_ENABLED`.
-    #[serde(default = "default_shadow_enabled")]
-    pub enabled: bool,
-}
-
-/// Default of [`ShadowConfig::enabled`]: on, as Mosquitto has no shadow.
-pub const fn default_shadow_enabled() -> bool {
-    true
-}
-
-impl Default for ShadowConfig {
-    fn default() -> Self {
-        Self {
-            enabled: default_shadow_enabled(),
-        }
-    }
-}
-
-/// `[http_ingest]`: `POST /api/v1/ingest`, where customers without a
-/// gateway send readings with an API key.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpIngestConfig {
-    /// Largest request body in bytes, 1024 to 67108864; a larger one is
-    /// answered 413 without being read. Default 1048576 (1 MiB).
-    /// Env `GRIDLINK_HTTP_INGEST_MAX_BODY_BYTES`.
-    #[serde(
-        default = "default_ingest_max_body_bytes",
-        deserialize_with = "bounded::<_, usize, 1024, 67_108_864>"
-    )]
-    pub max_body_bytes: usize,
-    /// Requests per second one API key may send, sustained, 1 to 100000
-    /// (a token bucket per key in each `serve` process). Default 10.
-    /// Env `GRIDLINK_HTTP_INGEST_RATE_PER_S`.
-    #[serde(
-        default = "default_ingest_rate_per_s",
-        deserialize_with = "bounded::<_, u32, 1, 100_000>"
-    )]
-    pub rate_per_s: u32,
-    /// Requests one API key may send at once (the bucket's size), 1 to
-    /// 100000. Default 20. Env `GRIDLINK_HTTP_INGEST_BURST`.
-    #[serde(
-        default = "default_ingest_burst",
-        deserialize_with = "bounded::<_, u32, 1, 100_000>"
-    )]
-    pub burst: u32,
-}
-
-/// Default of [`HttpIngestConfig::max_body_bytes`]: 1 MiB.
-pub const fn default_ingest_max_body_bytes() -> usize {
-    crate::ingest::http::DEFAULT_MAX_BODY_BYTES
-}
-
-/// Default of [`HttpIngestConfig::rate_per_s`].
-pub const fn default_ingest_rate_per_s() -> u32 {
-    crate::ingest::http::DEFAULT_RATE_PER_S
-}
-
-/// Default of [`HttpIngestConfig::burst`].
-pub const fn default_ingest_burst() -> u32 {
-    crate::ingest::http::DEFAULT_BURST
-}
-
-impl HttpIngestConfig {
-    /// HTTP ingest's state with these limits.
-    pub fn http_ingest(&self) -> crate::ingest::HttpIngest {
-        crate::ingest::HttpIngest::new(
-            self.max_body_bytes,
-            crate::ingest::ratelimit::RateLimit {
-                per_second: self.rate_per_s,
-                burst: self.burst,
-            },
-        )
-    }
-}
-
-impl Default for HttpIngestConfig {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: default_ingest_max_body_bytes(),
-            rate_per_s: default_ingest_rate_per_s(),
-            burst: default_ingest_burst(),
-        }
-    }
-}
-
 /// Why the configuration was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -518,7 +348,7 @@ pub enum ConfigError {
         /// The variable.
         var: &'static str,
         /// What is wrong.
-        message: String,
+        message: SettingError,
     },
     /// A combination of settings that would lose data.
     #[error("{setting}: {reason}")]
@@ -538,6 +368,67 @@ pub enum ConfigError {
     },
 }
 
+/// A setting's value that does not fit, from the file or an environment
+/// variable (named beside it, in [`ConfigError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    /// Not a socket address (`http.listen`).
+    #[error("invalid socket address {value:?} (expected e.g. 127.0.0.1:8080)")]
+    InvalidSocketAddress {
+        /// The value as given.
+        value: String,
+    },
+    /// Not an integer.
+    #[error("invalid integer {value:?} (expected {min} to {max})")]
+    InvalidInteger {
+        /// The value as given.
+        value: String,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// An integer outside the setting's range.
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    /// Neither `true`/`1` nor `false`/`0`.
+    #[error("invalid boolean {value:?} (expected true or false)")]
+    InvalidBoolean {
+        /// The value as given.
+        value: String,
+    },
+    /// A database URL that is neither PostgreSQL nor SQLite.
+    #[error("unsupported database URL scheme {scheme:?}: use postgres://... or sqlite://...")]
+    UnsupportedDatabaseScheme {
+        /// The scheme only (at most 32 characters): the rest may hold a
+        /// password.
+        scheme: String,
+    },
+    /// Not a host name (`mqtt.host`).
+    #[error("invalid host name {host:?}")]
+    InvalidHost {
+        /// The value as given.
+        host: String,
+    },
+    /// An MQTT client id or share group with characters the broker may
+    /// refuse, or of the wrong length.
+    #[error("invalid {what} {id:?}: expected 1 to {max} of A-Z a-z 0-9 _ . : -")]
+    InvalidId {
+        /// What the id names (`client id`, `share group`).
+        what: &'static str,
+        /// The value as given.
+        id: String,
+        /// The longest accepted.
+        max: usize,
+    },
+    /// A bad `[export]` value.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportConfigError),
+    /// A bad `[alerts]` value, or `[alerts]` settings that cannot work.
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertsConfigError),
+}
+
 /// One environment variable and the setting it overrides.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvVar {
@@ -545,7 +436,7 @@ pub struct EnvVar {
     pub name: &'static str,
     /// The setting, as a TOML path, e.g. `http.listen`.
     pub setting: &'static str,
-    apply: fn(&mut CloudConfig, &str) -> Result<(), String>,
+    apply: fn(&mut CloudConfig, &str) -> Result<(), SettingError>,
 }
 
 /// Every environment variable, one per setting, in file order.
@@ -563,9 +454,9 @@ pub const ENV_VARS: &[EnvVar] = &[
         name: "GRIDLINK_HTTP_LISTEN",
         setting: "http.listen",
         apply: |c, v| {
-            c.http.listen = v.parse().map_err(|_| {
-                format!("invalid socket address {v:?} (expected e.g. 127.0.0.1:8080)")
-            })?;
+            c.http.listen = v
+                .parse()
+                .map_err(|_| SettingError::InvalidSocketAddress { value: v.into() })?;
             Ok(())
         },
     },
@@ -702,7 +593,7 @@ pub const ENV_VARS: &[EnvVar] = &[
             c.shadow.enabled = match v.trim() {
                 "true" | "1" => true,
                 "false" | "0" => false,
-                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+                _ => return Err(SettingError::InvalidBoolean { value: v.into() }),
             };
             Ok(())
         },
@@ -714,7 +605,7 @@ pub const ENV_VARS: &[EnvVar] = &[
             c.export.enabled = match v.trim() {
                 "true" | "1" => true,
                 "false" | "0" => false,
-                _ => return Err(format!("invalid boolean {v:?} (expected true or false)")),
+                _ => return Err(SettingError::InvalidBoolean { value: v.into() }),
             };
             Ok(())
         },
@@ -832,7 +723,10 @@ impl CloudConfig {
         config
             .alerts
             .check()
-            .map_err(|(var, message)| ConfigError::Env { var, message })?;
+            .map_err(|(var, message)| ConfigError::Env {
+                var,
+                message: message.into(),
+            })?;
         Ok(config)
     }
 
@@ -849,7 +743,10 @@ impl CloudConfig {
         }
         self.alerts
             .apply_env(&env)
-            .map_err(|(var, message)| ConfigError::Env { var, message })?;
+            .map_err(|(var, message)| ConfigError::Env {
+                var,
+                message: message.into(),
+            })?;
         Ok(())
     }
 
@@ -933,39 +830,29 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     )
 }
 
-/// An integer setting in `MIN..=MAX` (serde `deserialize_with`).
-fn bounded<'de, D, T, const MIN: u64, const MAX: u64>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    let value = i64::deserialize(deserializer)?;
-    in_range(value, MIN, MAX).map_err(D::Error::custom)
+fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, SettingError> {
+    Ok(setting::in_range(value, min, max)?)
 }
 
-fn in_range<T: TryFrom<u64>>(value: i64, min: u64, max: u64) -> Result<T, String> {
-    u64::try_from(value)
-        .ok()
-        .filter(|v| (min..=max).contains(v))
-        .and_then(|v| T::try_from(v).ok())
-        .ok_or_else(|| format!("{value} is out of range: expected {min} to {max}"))
-}
-
-fn env_bool(value: &str) -> Result<bool, String> {
+fn env_bool(value: &str) -> Result<bool, SettingError> {
     match value.trim() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!(
-            "invalid boolean {value:?} (expected true or false)"
-        )),
+        _ => Err(SettingError::InvalidBoolean {
+            value: value.to_owned(),
+        }),
     }
 }
 
-fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, String> {
+fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, SettingError> {
     let parsed: i64 = value
         .trim()
         .parse()
-        .map_err(|_| format!("invalid integer {value:?} (expected {min} to {max})"))?;
+        .map_err(|_| SettingError::InvalidInteger {
+            value: value.to_owned(),
+            min,
+            max,
+        })?;
     in_range(parsed, min, max)
 }
 
@@ -975,7 +862,7 @@ fn database_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D:
     Ok(url)
 }
 
-fn check_database_url(url: &str) -> Result<(), String> {
+fn check_database_url(url: &str) -> Result<(), SettingError> {
     if ["postgres://", "postgresql://", "sqlite:"]
         .iter()
         .any(|prefix| url.starts_with(prefix))
@@ -985,9 +872,7 @@ fn check_database_url(url: &str) -> Result<(), String> {
         // Only the scheme is repeated: the rest may hold a password.
         let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
         let scheme: String = scheme.chars().take(32).collect();
-        Err(format!(
-            "unsupported database URL scheme {scheme:?}: use postgres://... or sqlite://..."
-        ))
+        Err(SettingError::UnsupportedDatabaseScheme { scheme })
     }
 }
 
@@ -997,9 +882,11 @@ fn host<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D:
     Ok(Some(host))
 }
 
-fn check_host(host: &str) -> Result<(), String> {
+fn check_host(host: &str) -> Result<(), SettingError> {
     if host.is_empty() || host.len() > 253 || host.chars().any(|c| c.is_whitespace() || c == '/') {
-        Err(format!("invalid host name {host:?}"))
+        Err(SettingError::InvalidHost {
+            host: host.to_owned(),
+        })
     } else {
         Ok(())
     }
@@ -1023,11 +910,13 @@ const fn is_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')
 }
 
-fn check_id(what: &str, id: &str, max: usize) -> Result<(), String> {
+fn check_id(what: &'static str, id: &str, max: usize) -> Result<(), SettingError> {
     if id.is_empty() || id.len() > max || !id.chars().all(is_id_char) {
-        Err(format!(
-            "invalid {what} {id:?}: expected 1 to {max} of A-Z a-z 0-9 _ . : -"
-        ))
+        Err(SettingError::InvalidId {
+            what,
+            id: id.to_owned(),
+            max,
+        })
     } else {
         Ok(())
     }
@@ -1038,6 +927,60 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn setting_errors_render_the_operators_text() {
+        let cases = [
+            (
+                env_int::<u16>("x", 1, 65_535).unwrap_err(),
+                "invalid integer \"x\" (expected 1 to 65535)",
+            ),
+            (
+                env_int::<u16>("0", 1, 65_535).unwrap_err(),
+                "0 is out of range: expected 1 to 65535",
+            ),
+            (
+                env_bool("yes").unwrap_err(),
+                "invalid boolean \"yes\" (expected true or false)",
+            ),
+            (
+                check_database_url("mysql://u:secret@h/db").unwrap_err(),
+                "unsupported database URL scheme \"mysql\": use postgres://... or sqlite://...",
+            ),
+            (check_host("a b").unwrap_err(), "invalid host name \"a b\""),
+            (
+                check_id("client id", "a b", 23).unwrap_err(),
+                "invalid client id \"a b\": expected 1 to 23 of A-Z a-z 0-9 _ . : -",
+            ),
+            (
+                SettingError::InvalidSocketAddress { value: "x".into() },
+                "invalid socket address \"x\" (expected e.g. 127.0.0.1:8080)",
+            ),
+            (
+                crate::export::ExportConfigError::EmptyOutput.into(),
+                "empty output: use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                crate::alerts::AlertsConfigError::NoRecipient.into(),
+                "needs at least one recipient with alerts.email.host",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+        let env = ConfigError::Env {
+            var: "GRIDLINK_MQTT_PORT",
+            message: SettingError::OutOfRange(OutOfRange {
+                value: 0,
+                min: 1,
+                max: 65_535,
+            }),
+        };
+        assert_eq!(
+            env.to_string(),
+            "GRIDLINK_MQTT_PORT: 0 is out of range: expected 1 to 65535"
+        );
+    }
 
     fn no_env(_: &str) -> Option<String> {
         None

@@ -193,59 +193,56 @@ enum Job {
     ),
 }
 
-fn export_day(text: &str) -> Result<gridlink_cloud::export::ExportDay, String> {
-    gridlink_cloud::export::ExportDay::parse_now(text)
+fn export_day(text: &str) -> anyhow::Result<gridlink_cloud::export::ExportDay> {
+    Ok(gridlink_cloud::export::ExportDay::parse_now(text)?)
 }
 
-fn export_output(text: &str) -> Result<gridlink_cloud::export::Output, String> {
-    text.parse()
+fn export_output(text: &str) -> anyhow::Result<gridlink_cloud::export::Output> {
+    Ok(text.parse()?)
 }
 
-fn export_format(text: &str) -> Result<gridlink_cloud::export::ExportFormat, String> {
-    text.parse()
+fn export_format(text: &str) -> anyhow::Result<gridlink_cloud::export::ExportFormat> {
+    Ok(text.parse()?)
 }
 
 /// A token lifetime: an ISO 8601 duration or integer seconds, 1 s to
 /// `api::MAX_TOKEN_LIFETIME_S`; the answer is in seconds.
-fn token_lifetime(text: &str) -> Result<u64, String> {
+fn token_lifetime(text: &str) -> anyhow::Result<u64> {
     use std::str::FromStr as _;
     let seconds = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        text.parse::<u64>().map_err(|e| e.to_string())?
+        text.parse::<u64>()?
     } else {
-        gridlink_protocol::IsoDuration::from_str(text)
-            .map_err(|e| e.to_string())?
+        gridlink_protocol::IsoDuration::from_str(text)?
             .millis()
             .map_or(u64::MAX, |ms| ms / 1000)
     };
     if (1..=gridlink_cloud::api::MAX_TOKEN_LIFETIME_S).contains(&seconds) {
         Ok(seconds)
     } else {
-        Err(format!(
+        anyhow::bail!(
             "must be 1 second to {} seconds (10 years)",
             gridlink_cloud::api::MAX_TOKEN_LIFETIME_S
-        ))
+        )
     }
 }
 
-fn token_name(name: &str) -> Result<String, String> {
-    check_token_name(name).map(|()| name.to_string())
+fn token_name(name: &str) -> anyhow::Result<String> {
+    check_token_name(name)?;
+    Ok(name.to_string())
 }
 
-fn customer_name(name: &str) -> Result<String, String> {
+fn customer_name(name: &str) -> anyhow::Result<String> {
     if name.trim().is_empty()
         || name.chars().count() > MAX_CUSTOMER_LEN
         || name.chars().any(char::is_control)
     {
-        Err(format!(
-            "must be 1 to {MAX_CUSTOMER_LEN} characters without control characters"
-        ))
-    } else {
-        Ok(name.to_string())
+        anyhow::bail!("must be 1 to {MAX_CUSTOMER_LEN} characters without control characters")
     }
+    Ok(name.to_string())
 }
 
-fn ven_id(id: &str) -> Result<VenId, String> {
-    VenId::new(id).map_err(|e| e.to_string())
+fn ven_id(id: &str) -> anyhow::Result<VenId> {
+    Ok(VenId::new(id)?)
 }
 
 /// What `command` asks for, with everything it needs from the config
@@ -589,11 +586,11 @@ async fn wait_for_signal() {
 
 /// GETs `url` (plain `http://host:port/path`) with a 3 s time-out; `Ok`
 /// with the status line if the answer is 200.
-fn health_probe(url: &str) -> Result<String, String> {
+fn health_probe(url: &str) -> anyhow::Result<String> {
     use std::io::{Read as _, Write as _};
     let rest = url
         .strip_prefix("http://")
-        .ok_or("only http:// URLs are probed")?;
+        .ok_or_else(|| anyhow::anyhow!("only http:// URLs are probed"))?;
     let (authority, path) = rest.split_once('/').map_or((rest, "/"), |(a, p)| (a, p));
     let path = if path.starts_with('/') {
         path.to_owned()
@@ -601,26 +598,26 @@ fn health_probe(url: &str) -> Result<String, String> {
         format!("/{path}")
     };
     let address = std::net::ToSocketAddrs::to_socket_addrs(authority)
-        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .map_err(|e| anyhow::anyhow!("cannot resolve {authority}: {e}"))?
         .next()
-        .ok_or_else(|| format!("{authority} resolves to no address"))?;
+        .ok_or_else(|| anyhow::anyhow!("{authority} resolves to no address"))?;
     let timeout = Duration::from_secs(3);
     let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)
-        .map_err(|e| format!("cannot connect: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot connect: {e}"))?;
     let _ = stream.set_read_timeout(Some(timeout));
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| format!("cannot send the request: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("cannot send the request: {e}"))?;
     let mut answer = String::new();
     let _ = stream.take(64 * 1024).read_to_string(&mut answer);
     let status = answer.lines().next().unwrap_or_default().to_owned();
     if status.split_whitespace().nth(1) == Some("200") {
         Ok(status)
     } else if status.is_empty() {
-        Err("no answer".into())
+        anyhow::bail!("no answer")
     } else {
-        Err(format!("unhealthy: {status}"))
+        anyhow::bail!("unhealthy: {status}")
     }
 }

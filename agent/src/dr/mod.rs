@@ -18,6 +18,7 @@ pub mod loads;
 pub mod store;
 pub mod timeline;
 
+use crate::blocking::off_the_runtime;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -414,19 +415,6 @@ fn publish(
         Err(error) => tracing::error!(%error, "load snapshot does not encode"),
     }
     *last = Some((now, key(&loads)));
-}
-
-/// Runs blocking work (sled) on tokio's blocking pool and waits for it
-/// without holding an async worker; a panic in it resumes here.
-async fn off_the_runtime<T, F>(work: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => value,
-        Err(error) => std::panic::resume_unwind(error.into_panic()),
-    }
 }
 
 /// Cuts a reason to what an acknowledgement may carry.

@@ -36,7 +36,7 @@ pub enum StoreError {
 }
 
 /// The durable DR state and acknowledgement outbox. Blocking (sled): call
-/// from `spawn_blocking` or `block_in_place`.
+/// from `crate::blocking::off_the_runtime`.
 #[derive(Debug)]
 pub struct DrStore {
     buffer: Arc<Buffer>,

@@ -5,6 +5,7 @@
 //! `tokio::task::spawn_blocking` (sled blocks on disk I/O), metrics, and
 //! the waits the rate limits ask for.
 
+use crate::blocking::off_the_runtime;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -348,19 +349,6 @@ impl Io<'_> {
             MqttEvent::Incoming(Packet::PubAck(ack)) => state.handle(Event::PubAck(ack.pkid)),
             _ => {}
         }
-    }
-}
-
-/// Runs blocking work (sled) on tokio's blocking pool and waits for it
-/// without holding an async worker; a panic in it resumes here.
-async fn off_the_runtime<T, F>(work: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce() -> T + Send + 'static,
-{
-    match tokio::task::spawn_blocking(work).await {
-        Ok(value) => value,
-        Err(error) => std::panic::resume_unwind(error.into_panic()),
     }
 }
 

@@ -408,18 +408,15 @@ const fn ms(seconds: u32) -> i64 {
 impl AlertsConfig {
     /// Checks what serde cannot see field by field: a webhook needs a
     /// secret, e-mail needs recipients. The error names the setting.
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    pub fn check(&self) -> Result<(), (&'static str, AlertsConfigError)> {
         if self.webhook.url.is_some() && self.webhook.secret.as_deref().is_none_or(str::is_empty) {
             return Err((
                 "alerts.webhook.secret",
-                "is required with alerts.webhook.url".into(),
+                AlertsConfigError::WebhookSecretMissing,
             ));
         }
         if self.email.host.is_some() && self.email.to.is_empty() {
-            return Err((
-                "alerts.email.to",
-                "needs at least one recipient with alerts.email.host".into(),
-            ));
+            return Err(("alerts.email.to", AlertsConfigError::NoRecipient));
         }
         Ok(())
     }
@@ -498,7 +495,7 @@ impl AlertsConfig {
     pub fn apply_env(
         &mut self,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<(), (&'static str, String)> {
+    ) -> Result<(), (&'static str, AlertsConfigError)> {
         for var in ENV_VARS {
             if let Some(value) = env(var.name).filter(|v| !v.is_empty()) {
                 (var.apply)(self, &value).map_err(|message| (var.name, message))?;
@@ -515,26 +512,77 @@ pub struct AlertEnvVar {
     pub name: &'static str,
     /// The setting, as a TOML path, e.g. `alerts.spike_w`.
     pub setting: &'static str,
-    apply: fn(&mut AlertsConfig, &str) -> Result<(), String>,
+    apply: fn(&mut AlertsConfig, &str) -> Result<(), AlertsConfigError>,
 }
 
-fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, String> {
+/// A bad `[alerts]` value (from the file or a `GRIDLINK_ALERTS_*`
+/// variable), or a combination of settings that cannot work. The setting
+/// or variable it belongs to is named beside it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlertsConfigError {
+    /// Not an integer, or outside the setting's range.
+    #[error("invalid value {value:?}: expected an integer from {min} to {max}")]
+    InvalidInteger {
+        /// The value as given.
+        value: String,
+        /// The smallest value accepted.
+        min: u64,
+        /// The largest value accepted.
+        max: u64,
+    },
+    /// Neither `true`/`1` nor `false`/`0`.
+    #[error("invalid boolean {value:?} (expected true or false)")]
+    InvalidBoolean {
+        /// The value as given.
+        value: String,
+    },
+    /// Not an `http://` or `https://` URL.
+    #[error("invalid URL {url:?}: expected http://... or https://...")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// Not a plain `name@domain` e-mail address.
+    #[error("invalid e-mail address {address:?}: expected name@domain")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+    },
+    /// Neither a meter name nor `ven/meter`.
+    #[error("invalid meter {entry:?}: expected a meter name or ven/meter (A-Z a-z 0-9 _ . : -)")]
+    InvalidMeter {
+        /// The entry as given.
+        entry: String,
+    },
+    /// `alerts.webhook.url` is set without `alerts.webhook.secret`.
+    #[error("is required with alerts.webhook.url")]
+    WebhookSecretMissing,
+    /// `alerts.email.host` is set without any `alerts.email.to`.
+    #[error("needs at least one recipient with alerts.email.host")]
+    NoRecipient,
+}
+
+fn env_int<T: TryFrom<u64>>(value: &str, min: u64, max: u64) -> Result<T, AlertsConfigError> {
     value
         .trim()
         .parse::<u64>()
         .ok()
         .filter(|v| (min..=max).contains(v))
         .and_then(|v| T::try_from(v).ok())
-        .ok_or_else(|| format!("invalid value {value:?}: expected an integer from {min} to {max}"))
+        .ok_or_else(|| AlertsConfigError::InvalidInteger {
+            value: value.to_owned(),
+            min,
+            max,
+        })
 }
 
-fn env_bool(value: &str) -> Result<bool, String> {
+fn env_bool(value: &str) -> Result<bool, AlertsConfigError> {
     match value.trim() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(format!(
-            "invalid boolean {value:?} (expected true or false)"
-        )),
+        _ => Err(AlertsConfigError::InvalidBoolean {
+            value: value.to_owned(),
+        }),
     }
 }
 
@@ -750,16 +798,16 @@ fn opt_secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D
     secs::<0, MAX_HOLD_S, D>(deserializer).map(Some)
 }
 
-fn check_http_url(url: &str) -> Result<(), String> {
+fn check_http_url(url: &str) -> Result<(), AlertsConfigError> {
     if (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() > "https://".len()
         && !url.chars().any(char::is_whitespace)
     {
         Ok(())
     } else {
-        Err(format!(
-            "invalid URL {url:?}: expected http://... or https://..."
-        ))
+        Err(AlertsConfigError::InvalidUrl {
+            url: url.to_owned(),
+        })
     }
 }
 
@@ -769,7 +817,7 @@ fn http_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>
     Ok(Some(url))
 }
 
-fn check_address(address: &str) -> Result<(), String> {
+fn check_address(address: &str) -> Result<(), AlertsConfigError> {
     let ok = address.split_once('@').is_some_and(|(local, domain)| {
         !local.is_empty() && !domain.is_empty() && !domain.contains('@')
     }) && !address
@@ -778,9 +826,9 @@ fn check_address(address: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid e-mail address {address:?}: expected name@domain"
-        ))
+        Err(AlertsConfigError::InvalidAddress {
+            address: address.to_owned(),
+        })
     }
 }
 
@@ -798,7 +846,7 @@ fn addresses<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, 
     Ok(list)
 }
 
-fn check_meter_entry(entry: &str) -> Result<(), String> {
+fn check_meter_entry(entry: &str) -> Result<(), AlertsConfigError> {
     let valid = |name: &str| {
         !name.is_empty()
             && name.len() <= 64
@@ -813,9 +861,9 @@ fn check_meter_entry(entry: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid meter {entry:?}: expected a meter name or ven/meter (A-Z a-z 0-9 _ . : -)"
-        ))
+        Err(AlertsConfigError::InvalidMeter {
+            entry: entry.to_owned(),
+        })
     }
 }
 
@@ -832,6 +880,43 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    #[test]
+    fn errors_render_the_operators_text() {
+        let cases = [
+            (
+                env_int::<u32>("-3", 0, 9).unwrap_err(),
+                "invalid value \"-3\": expected an integer from 0 to 9",
+            ),
+            (
+                env_bool("yes").unwrap_err(),
+                "invalid boolean \"yes\" (expected true or false)",
+            ),
+            (
+                check_http_url("ftp://x").unwrap_err(),
+                "invalid URL \"ftp://x\": expected http://... or https://...",
+            ),
+            (
+                check_address("nobody").unwrap_err(),
+                "invalid e-mail address \"nobody\": expected name@domain",
+            ),
+            (
+                check_meter_entry("a b").unwrap_err(),
+                "invalid meter \"a b\": expected a meter name or ven/meter (A-Z a-z 0-9 _ . : -)",
+            ),
+            (
+                AlertsConfigError::WebhookSecretMissing,
+                "is required with alerts.webhook.url",
+            ),
+            (
+                AlertsConfigError::NoRecipient,
+                "needs at least one recipient with alerts.email.host",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+        }
+    }
 
     #[test]
     fn alerts_config_parses_with_defaults() {

@@ -264,7 +264,7 @@ impl<S: Store> AlertEngine<S> {
                     continue;
                 };
                 let mut subject = format!("project-{}/{}", project.id, milestone.name);
-                let mut cut = subject.len().min(crate::store::alerts::MAX_SUBJECT_LEN);
+                let mut cut = subject.len().min(crate::model::alerts::MAX_SUBJECT_LEN);
                 while !subject.is_char_boundary(cut) {
                     cut -= 1;
                 }

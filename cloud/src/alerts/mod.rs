@@ -45,15 +45,16 @@ pub mod rules;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use config::{AlertsConfig, ENV_VARS};
+pub use config::{AlertsConfig, AlertsConfigError, ENV_VARS};
 pub use engine::AlertEngine;
 pub use metrics::AlertMetrics;
 
+pub use crate::model::alerts::{
+    Alert, AlertFilter, AlertState, Channel, Cleared, Condition, Raised, Rule, Severity,
+};
 pub(crate) use crate::model::clock::now_ms;
 use crate::store::StoreError;
-pub use crate::store::alerts::{
-    Alert, AlertFilter, AlertState, AlertStore, Channel, Cleared, Condition, Raised, Rule, Severity,
-};
+pub use crate::store::alerts::AlertStore;
 
 /// The hold-down of one rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

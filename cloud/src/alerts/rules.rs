@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use crate::model::alerts::Rule;
 use crate::store::VenRecord;
-use crate::store::alerts::Rule;
 
 /// A rule's finding about one subject: the alert's message and details.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,10 +9,10 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use super::params::{self, QueryParams};
+use super::params::{self, ParamError, QueryParams};
 use crate::api::auth::Caller;
+use crate::model::alerts::{Alert, AlertFilter, AlertState, Rule};
 use crate::store::Store;
-use crate::store::alerts::{Alert, AlertFilter, AlertState, Rule};
 
 /// Default `limit` of the list.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -27,28 +27,25 @@ pub(crate) struct AlertList {
     alerts: Vec<Alert>,
 }
 
-fn state(value: &str) -> Result<Option<AlertState>, String> {
+fn state(value: &str) -> Result<Option<AlertState>, ParamError> {
     match value {
         "open" => Ok(Some(AlertState::Open)),
         "resolved" => Ok(Some(AlertState::Resolved)),
         "all" => Ok(None),
-        _ => Err("expected open, resolved or all".into()),
+        _ => Err(ParamError::UnknownAlertState),
     }
 }
 
-fn rule(value: &str) -> Result<Rule, String> {
-    Rule::from_name(value).ok_or_else(|| {
-        let names: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
-        format!("unknown rule; expected one of {}", names.join(", "))
-    })
+fn rule(value: &str) -> Result<Rule, ParamError> {
+    Rule::from_name(value).ok_or(ParamError::UnknownRule)
 }
 
-fn limit(value: &str) -> Result<u32, String> {
+fn limit(value: &str) -> Result<u32, ParamError> {
     value
         .parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_ALERT_LIMIT).contains(n))
-        .ok_or_else(|| format!("expected an integer from 1 to {MAX_ALERT_LIMIT}"))
+        .ok_or(ParamError::AlertLimit(MAX_ALERT_LIMIT))
 }
 
 /// `GET /api/v1/alerts?state=open|resolved|all&ven_id=..&rule=..&limit=..`.

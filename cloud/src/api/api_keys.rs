@@ -204,7 +204,7 @@ pub(crate) struct ApiKeyList {
 fn check(request: ApiKeyRequest) -> Result<(String, String, Vec<VenId>), ApiError> {
     let mut errors = Vec::new();
     if let Err(reason) = check_token_name(&request.name) {
-        errors.push(InvalidParam::new("name", reason));
+        errors.push(InvalidParam::new("name", reason.to_string()));
     }
     if request.customer.trim().is_empty()
         || request.customer.chars().count() > MAX_CUSTOMER_LEN

@@ -37,7 +37,7 @@ use axum::response::{IntoResponse as _, Response};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::params::{self, QueryParams};
+use super::params::{self, ParamError, QueryParams};
 use super::request_id::RequestId;
 use super::{ApiError, AppState, Operation, now_ms};
 use crate::api::auth::Caller;
@@ -350,39 +350,39 @@ const LIST_PARAMS: [&str; 8] = [
     "limit",
 ];
 
-fn text(value: &str) -> Result<String, String> {
+fn text(value: &str) -> Result<String, ParamError> {
     if value.is_empty() || value.chars().count() > 256 || value.chars().any(char::is_control) {
-        Err("must be 1 to 256 characters without control characters".into())
+        Err(ParamError::AuditText)
     } else {
         Ok(value.to_owned())
     }
 }
 
-fn actor(value: &str) -> Result<AuditActor, String> {
+fn actor(value: &str) -> Result<AuditActor, ParamError> {
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         value
             .parse()
             .map(AuditActor::TokenId)
-            .map_err(|_| "a token id out of range".into())
+            .map_err(|_| ParamError::TokenIdOutOfRange)
     } else {
         text(value).map(AuditActor::TokenName)
     }
 }
 
-fn skip(value: &str) -> Result<u32, String> {
+fn skip(value: &str) -> Result<u32, ParamError> {
     value
         .parse::<u32>()
         .ok()
         .filter(|n| i32::try_from(*n).is_ok())
-        .ok_or_else(|| "an integer from 0".into())
+        .ok_or(ParamError::Skip)
 }
 
-fn limit(value: &str) -> Result<u32, String> {
+fn limit(value: &str) -> Result<u32, ParamError> {
     value
         .parse::<u32>()
         .ok()
         .filter(|n| (1..=MAX_AUDIT_LIMIT).contains(n))
-        .ok_or_else(|| format!("an integer from 1 to {MAX_AUDIT_LIMIT}"))
+        .ok_or(ParamError::AuditLimit(MAX_AUDIT_LIMIT))
 }
 
 /// `GET /api/v1/audit?from=..&to=..&actor=..&action=..&object_type=..&object_id=..&skip=..&limit=..`:

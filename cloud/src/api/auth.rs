@@ -133,15 +133,29 @@ impl fmt::Debug for IssuedToken {
 #[error("the system random number generator failed")]
 pub struct RandomError;
 
+/// Why a token's (or API key's) name is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenNameError {
+    /// Empty or only spaces.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than [`MAX_TOKEN_NAME_LEN`] characters.
+    #[error("at most {MAX_TOKEN_NAME_LEN} characters")]
+    TooLong,
+    /// Holds a control character.
+    #[error("must not contain control characters")]
+    ControlCharacter,
+}
+
 /// Checks a token's name before it is stored: 1 to 128 characters, not
 /// only spaces, no control characters.
-pub fn check_token_name(name: &str) -> Result<(), String> {
+pub fn check_token_name(name: &str) -> Result<(), TokenNameError> {
     if name.trim().is_empty() {
-        Err("must not be empty".into())
+        Err(TokenNameError::Empty)
     } else if name.chars().count() > MAX_TOKEN_NAME_LEN {
-        Err(format!("at most {MAX_TOKEN_NAME_LEN} characters"))
+        Err(TokenNameError::TooLong)
     } else if name.chars().any(char::is_control) {
-        Err("must not contain control characters".into())
+        Err(TokenNameError::ControlCharacter)
     } else {
         Ok(())
     }
@@ -336,6 +350,18 @@ mod tests {
         assert!(check_token_name("a\nb").is_err());
         assert!(check_token_name(&"é".repeat(128)).is_ok());
         assert!(check_token_name(&"x".repeat(129)).is_err());
+        assert_eq!(
+            check_token_name(" ").unwrap_err().to_string(),
+            "must not be empty"
+        );
+        assert_eq!(
+            check_token_name(&"x".repeat(129)).unwrap_err().to_string(),
+            "at most 128 characters"
+        );
+        assert_eq!(
+            check_token_name("a\nb").unwrap_err().to_string(),
+            "must not contain control characters"
+        );
     }
 
     #[test]

@@ -23,12 +23,13 @@ mod api_keys;
 mod audit;
 pub mod auth;
 mod body;
+pub mod config;
 mod dashboard;
 mod error;
 mod event_status;
 mod groups;
 mod health;
-mod ingest_http;
+mod ingest;
 mod live;
 mod me;
 mod openadr;
@@ -51,12 +52,12 @@ use axum::http::{Method, Uri};
 use axum::middleware;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
+pub use self::ingest::decode_body as decode_ingest_body;
 pub use api_keys::{
     API_KEY_HEADER, API_KEY_PREFIX, ApiKeySecret, authenticate_api_key, parse_api_key,
 };
 pub use audit::{DEFAULT_AUDIT_LIMIT, MAX_SUMMARY_BYTES};
 pub use error::{ApiError, InvalidParam, PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX};
-pub use ingest_http::decode_body as decode_ingest_body;
 pub use live::KEEP_ALIVE as LIVE_KEEP_ALIVE;
 pub use openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 pub use openapi::openapi_document;
@@ -518,7 +519,7 @@ impl Operation {
             Self::CreateApiKey => on(filter, api_keys::create::<S>),
             Self::ListApiKeys => on(filter, api_keys::list::<S>),
             Self::RevokeApiKey => on(filter, api_keys::revoke::<S>),
-            Self::Ingest => on(filter, ingest_http::ingest::<S>),
+            Self::Ingest => on(filter, self::ingest::ingest::<S>),
             Self::ListAlerts => on(filter, alerts::list::<S>),
             Self::GetAlert => on(filter, alerts::one::<S>),
             Self::AckAlert => on(filter, alerts::acknowledge::<S>),

@@ -27,7 +27,7 @@ use serde_json::Value;
 use super::AppState;
 use super::body::JsonBody;
 use super::error::{ApiError, InvalidParam, quoted};
-use super::params::{self, QueryParams};
+use super::params::{self, ParamError, QueryParams};
 use crate::dispatch::response::measure;
 use crate::model::clock::now_ms;
 use crate::projects::{
@@ -223,14 +223,14 @@ async fn project_write<S: Store>(
     check(
         kind.as_ref()
             .map(|_| ())
-            .map_err(|e| InvalidParam::new("kind", e)),
+            .map_err(|e| InvalidParam::new("kind", e.to_string())),
     );
     let status = ProjectStatus::from_name(&request.status);
     check(
         status
             .as_ref()
             .map(|_| ())
-            .map_err(|e| InvalidParam::new("status", e)),
+            .map_err(|e| InvalidParam::new("status", e.to_string())),
     );
     if !request.capacity_kw.is_finite() || request.capacity_kw < 0.0 {
         check(Err(InvalidParam::new(
@@ -266,7 +266,7 @@ async fn project_write<S: Store>(
     for (i, id) in request.ven_ids.iter().enumerate() {
         let name = format!("ven_ids[{i}]");
         match params::ven_id(id) {
-            Err(reason) => check(Err(InvalidParam::new(&name, reason))),
+            Err(reason) => check(Err(InvalidParam::new(&name, reason.to_string()))),
             Ok(ven) if ven_ids.contains(&ven) => {
                 check(Err(InvalidParam::new(
                     &name,
@@ -293,7 +293,7 @@ async fn project_write<S: Store>(
             )));
         }
         let quantity = MilestoneQuantity::from_name(&m.quantity)
-            .map_err(|e| InvalidParam::new(format!("milestones[{i}].quantity"), e));
+            .map_err(|e| InvalidParam::new(format!("milestones[{i}].quantity"), e.to_string()));
         if !m.threshold_kwh.is_finite() || m.threshold_kwh <= 0.0 {
             check(Err(InvalidParam::new(
                 format!("milestones[{i}].threshold_kwh"),
@@ -611,7 +611,9 @@ pub(crate) async fn energy<S: Store>(
     }))
 }
 
-fn energy_source((ven_id, chosen): (VenId, Result<calc::VenSources, String>)) -> EnergySource {
+fn energy_source(
+    (ven_id, chosen): (VenId, Result<calc::VenSources, calc::SourceError>),
+) -> EnergySource {
     match chosen {
         Ok(sources) => {
             let mut consumed_from = None;
@@ -646,7 +648,7 @@ fn energy_source((ven_id, chosen): (VenId, Result<calc::VenSources, String>)) ->
             meter: None,
             consumed_from: None,
             generated_from: None,
-            unmeasured_reason: Some(reason),
+            unmeasured_reason: Some(reason.to_string()),
         },
     }
 }
@@ -697,10 +699,10 @@ pub(crate) async fn add_entry<S: Store>(
         .ok_or_else(|| unknown_project(id))?;
     let mut errors = Vec::new();
     let kind = FinanceKind::from_name(&request.kind)
-        .map_err(|e| errors.push(InvalidParam::new("kind", e)))
+        .map_err(|e| errors.push(InvalidParam::new("kind", e.to_string())))
         .ok();
     let amount = calc::parse_amount(&request.amount)
-        .map_err(|e| errors.push(InvalidParam::new("amount", e)))
+        .map_err(|e| errors.push(InvalidParam::new("amount", e.to_string())))
         .ok();
     let currency = request.currency.unwrap_or_else(|| project.currency.clone());
     if let Err(e) = check_currency("currency", &currency) {
@@ -714,12 +716,12 @@ pub(crate) async fn add_entry<S: Store>(
     let at = match &request.at {
         Value::Number(n) => n
             .as_i64()
-            .ok_or_else(|| "must be integer ms since the Unix epoch".to_owned())
+            .ok_or(ParamError::NotIntegerMs)
             .and_then(|ms| params::time(&ms.to_string())),
         Value::String(s) => params::time(s),
-        _ => Err("must be an RFC 3339 date or time, or integer ms since the Unix epoch".into()),
+        _ => Err(ParamError::NotTimeValue),
     }
-    .map_err(|e| errors.push(InvalidParam::new("at", e)))
+    .map_err(|e| errors.push(InvalidParam::new("at", e.to_string())))
     .ok();
     for (name, text) in [
         ("category", &request.category),
@@ -961,7 +963,7 @@ async fn dr_revenue<S: Store>(
         row.shed_w = Some(shed_w);
         row.shed_kwh = Some(kwh);
         match price {
-            Err(reason) => row.reason = Some(reason),
+            Err(reason) => row.reason = Some(reason.to_string()),
             Ok(p) => {
                 let minor = calc::revenue_minor(kwh, p.per_kwh);
                 row.amount = Some(calc::minor_to_decimal(minor));

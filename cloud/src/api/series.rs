@@ -25,7 +25,7 @@ use gridlink_protocol::{IsoDuration, Phase, Quantity, Timestamp, VenId};
 use serde::Serialize;
 
 use super::error::ApiError;
-use super::params::{self, QueryParams};
+use super::params::{self, ParamError, QueryParams};
 use super::{AppState, now_ms};
 use crate::store::{NetworkPoint, Resolution, SeriesPoint, SeriesQuery, Store};
 
@@ -287,7 +287,7 @@ pub(crate) struct SeriesAnswer {
     points: Vec<SeriesPointBody>,
 }
 
-fn meter_name(value: &str) -> Result<String, String> {
+fn meter_name(value: &str) -> Result<String, ParamError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_METER_NAME_LEN
         && value
@@ -296,10 +296,10 @@ fn meter_name(value: &str) -> Result<String, String> {
     if ok {
         Ok(value.to_string())
     } else {
-        Err(format!(
-            "{} is not a meter name (1 to {MAX_METER_NAME_LEN} of A-Z a-z 0-9 _ . : -)",
-            super::error::quoted(value)
-        ))
+        Err(ParamError::NotMeterName {
+            value: value.to_owned(),
+            max: MAX_METER_NAME_LEN,
+        })
     }
 }
 

@@ -36,7 +36,7 @@ use crate::store::{Store, StoreError};
 fn path_ven_id(path: Result<Path<String>, PathRejection>) -> Result<VenId, ApiError> {
     let Path(id) =
         path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
-    params::ven_id(&id).map_err(|reason| ApiError::invalid_param("id", reason))
+    params::ven_id(&id).map_err(|reason| ApiError::invalid_param("id", reason.to_string()))
 }
 
 fn now_s() -> i64 {

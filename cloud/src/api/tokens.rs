@@ -138,7 +138,7 @@ pub(crate) async fn create<S: Store>(
 ) -> Result<Response, ApiError> {
     let mut errors = Vec::new();
     if let Err(reason) = check_token_name(&request.name) {
-        errors.push(InvalidParam::new("name", reason));
+        errors.push(InvalidParam::new("name", reason.to_string()));
     }
     let role = Role::from_name(&request.role);
     if role.is_none() {

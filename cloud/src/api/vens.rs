@@ -87,7 +87,7 @@ pub(crate) struct LoadList {
 pub(crate) fn path_ven_id(path: Result<Path<String>, PathRejection>) -> Result<VenId, ApiError> {
     let Path(id) =
         path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
-    params::ven_id(&id).map_err(|reason| ApiError::invalid_param("id", reason))
+    params::ven_id(&id).map_err(|reason| ApiError::invalid_param("id", reason.to_string()))
 }
 
 /// `GET /api/v1/vens`.

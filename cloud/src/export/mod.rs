@@ -25,12 +25,10 @@
 //! # async fn demo(store: gridlink_cloud::store::AnyStore) -> Result<(), gridlink_cloud::export::ExportError> {
 //! use gridlink_cloud::export::{Destination, ExportDay, ExportFormat, ExportJob, Output};
 //!
-//! let output: Output = "/var/lib/gridlink/export".parse().map_err(|e: String| {
-//!     gridlink_cloud::export::ExportError::Invalid(e)
-//! })?;
+//! let output: Output = "/var/lib/gridlink/export".parse()?;
 //! let destination = Destination::open(&output, "").await?;
 //! let job = ExportJob {
-//!     day: ExportDay::parse("2025-11-20", 0).map_err(gridlink_cloud::export::ExportError::Invalid)?,
+//!     day: ExportDay::parse("2025-11-20", 0)?,
 //!     format: ExportFormat::Parquet,
 //!     gap_factor: 3,
 //!     holder: "ops".into(),
@@ -50,8 +48,8 @@ mod parquet;
 pub mod schedule;
 
 pub use config::{
-    ExportConfig, check_gap_factor, default_at_utc, default_gap_factor, default_output,
-    parse_at_utc,
+    ExportConfig, ExportConfigError, check_gap_factor, default_at_utc, default_gap_factor,
+    default_output, parse_at_utc,
 };
 pub use metrics::ExportMetrics;
 
@@ -143,15 +141,15 @@ impl fmt::Display for ExportFormat {
 }
 
 impl FromStr for ExportFormat {
-    type Err = String;
+    type Err = ExportConfigError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ExportConfigError> {
         match s {
             "parquet" => Ok(Self::Parquet),
             "csv.gz" => Ok(Self::CsvGz),
-            other => Err(format!(
-                "unknown export format {other:?}: expected parquet or csv.gz"
-            )),
+            other => Err(ExportConfigError::UnknownFormat {
+                format: other.to_owned(),
+            }),
         }
     }
 }
@@ -171,11 +169,11 @@ pub enum Output {
 }
 
 impl FromStr for Output {
-    type Err = String;
+    type Err = ExportConfigError;
 
     /// `s3://BUCKET/PREFIX/` (the prefix may be empty; a missing final `/`
     /// is added), `file:///dir`, or a plain path.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, ExportConfigError> {
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             check_bucket(bucket)?;
@@ -184,9 +182,7 @@ impl FromStr for Output {
                 prefix.push('/');
             }
             if prefix.chars().any(char::is_control) || prefix.contains("//") {
-                return Err(format!(
-                    "invalid S3 key prefix {prefix:?}: no control characters or empty segments"
-                ));
+                return Err(ExportConfigError::InvalidPrefix { prefix });
             }
             Ok(Self::S3 {
                 bucket: bucket.to_owned(),
@@ -194,18 +190,16 @@ impl FromStr for Output {
             })
         } else if let Some(path) = s.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!(
-                    "invalid file URL {s:?}: expected file:///absolute/path"
-                ));
+                return Err(ExportConfigError::InvalidFileUrl { url: s.to_owned() });
             }
             Ok(Self::Directory(PathBuf::from(path)))
         } else if s.contains("://") {
             let scheme = s.split_once("://").map_or(s, |(scheme, _)| scheme);
-            Err(format!(
-                "unsupported output scheme {scheme:?}: use s3://bucket/prefix/, file:///dir or a path"
-            ))
+            Err(ExportConfigError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            })
         } else if s.is_empty() {
-            Err("empty output: use s3://bucket/prefix/, file:///dir or a path".into())
+            Err(ExportConfigError::EmptyOutput)
         } else {
             Ok(Self::Directory(PathBuf::from(s)))
         }
@@ -223,7 +217,7 @@ impl fmt::Display for Output {
 
 /// S3 bucket naming rules (3 to 63 of `a-z 0-9 . -`, starting and ending
 /// with a letter or digit).
-fn check_bucket(bucket: &str) -> Result<(), String> {
+fn check_bucket(bucket: &str) -> Result<(), ExportConfigError> {
     let edge_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if (3..=63).contains(&bucket.len())
         && bucket
@@ -234,9 +228,9 @@ fn check_bucket(bucket: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err(format!(
-            "invalid S3 bucket name {bucket:?}: expected 3 to 63 of a-z 0-9 . - (starting and ending with a letter or digit)"
-        ))
+        Err(ExportConfigError::InvalidBucket {
+            bucket: bucket.to_owned(),
+        })
     }
 }
 
@@ -249,29 +243,29 @@ const DAY_MS: i64 = 86_400_000;
 impl ExportDay {
     /// `YYYY-MM-DD`, or `yesterday` (the UTC day before the one holding
     /// `now_ms`).
-    pub fn parse(text: &str, now_ms: i64) -> Result<Self, String> {
+    pub fn parse(text: &str, now_ms: i64) -> Result<Self, ExportConfigError> {
         if text == "yesterday" {
-            return Self::containing(now_ms).and_then(|day| {
-                day.previous()
-                    .ok_or_else(|| "no day before the first one".to_owned())
-            });
+            return Self::containing(now_ms)
+                .and_then(|day| day.previous().ok_or(ExportConfigError::NoDayBefore));
         }
         let format = format_description!("[year]-[month]-[day]");
-        Date::parse(text, format).map(Self).map_err(|_| {
-            format!("invalid day {text:?}: expected YYYY-MM-DD (a real date) or yesterday")
-        })
+        Date::parse(text, format)
+            .map(Self)
+            .map_err(|_| ExportConfigError::InvalidDay {
+                text: text.to_owned(),
+            })
     }
 
     /// [`ExportDay::parse`] relative to the current time.
-    pub fn parse_now(text: &str) -> Result<Self, String> {
+    pub fn parse_now(text: &str) -> Result<Self, ExportConfigError> {
         Self::parse(text, now_ms())
     }
 
     /// The UTC day holding `ms` (ms since the Unix epoch).
-    pub fn containing(ms: i64) -> Result<Self, String> {
+    pub fn containing(ms: i64) -> Result<Self, ExportConfigError> {
         OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .map(|t| Self(t.date()))
-            .map_err(|_| format!("{ms} ms is out of range"))
+            .map_err(|_| ExportConfigError::TimeOutOfRange { ms })
     }
 
     /// The day before.
@@ -404,8 +398,8 @@ pub enum ExportError {
     #[error("lost the export lease on {0}")]
     LeaseLost(String),
     /// A bad argument.
-    #[error("{0}")]
-    Invalid(String),
+    #[error(transparent)]
+    Invalid(#[from] ExportConfigError),
     /// The writer thread panicked or was cancelled.
     #[error("export writer: {0}")]
     Writer(String),
@@ -708,6 +702,80 @@ mod tests {
     use super::*;
 
     #[test]
+    fn config_errors_render_the_operators_text() {
+        let cases: [(ExportConfigError, &str); 12] = [
+            (
+                ExportConfigError::UnknownFormat {
+                    format: "xml".into(),
+                },
+                "unknown export format \"xml\": expected parquet or csv.gz",
+            ),
+            (
+                ExportConfigError::InvalidPrefix {
+                    prefix: "a//b/".into(),
+                },
+                "invalid S3 key prefix \"a//b/\": no control characters or empty segments",
+            ),
+            (
+                ExportConfigError::InvalidFileUrl {
+                    url: "file://x".into(),
+                },
+                "invalid file URL \"file://x\": expected file:///absolute/path",
+            ),
+            (
+                ExportConfigError::UnsupportedScheme {
+                    scheme: "gs".into(),
+                },
+                "unsupported output scheme \"gs\": use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                ExportConfigError::EmptyOutput,
+                "empty output: use s3://bucket/prefix/, file:///dir or a path",
+            ),
+            (
+                ExportConfigError::InvalidBucket {
+                    bucket: "ab".into(),
+                },
+                "invalid S3 bucket name \"ab\": expected 3 to 63 of a-z 0-9 . - (starting and ending with a letter or digit)",
+            ),
+            (
+                ExportConfigError::InvalidDay { text: "x".into() },
+                "invalid day \"x\": expected YYYY-MM-DD (a real date) or yesterday",
+            ),
+            (
+                ExportConfigError::NoDayBefore,
+                "no day before the first one",
+            ),
+            (
+                ExportConfigError::NoDayDue,
+                "no day to export before the first one",
+            ),
+            (
+                ExportConfigError::TimeOutOfRange { ms: i64::MAX },
+                "9223372036854775807 ms is out of range",
+            ),
+            (
+                ExportConfigError::InvalidTime {
+                    text: "25:00".into(),
+                },
+                "invalid time \"25:00\": expected HH:MM (UTC, 00:00 to 23:59)",
+            ),
+            (
+                ExportConfigError::GapFactorOutOfRange { value: 1 },
+                "1 is out of range: expected 2 to 1000",
+            ),
+        ];
+        for (error, text) in cases {
+            assert_eq!(error.to_string(), text);
+            assert_eq!(ExportError::from(error).to_string(), text);
+        }
+        assert_eq!(
+            ExportDay::containing(i64::MAX).unwrap_err(),
+            ExportConfigError::TimeOutOfRange { ms: i64::MAX }
+        );
+    }
+
+    #[test]
     fn days_parse_and_bound() {
         let day = ExportDay::parse("2025-11-20", 0).unwrap();
         assert_eq!(day.to_string(), "2025-11-20");
@@ -723,7 +791,10 @@ mod tests {
         );
         for bad in ["2025-13-01", "2025-02-30", "20251120", "tomorrow", ""] {
             let err = ExportDay::parse(bad, now).unwrap_err();
-            assert!(err.contains("expected YYYY-MM-DD"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("expected YYYY-MM-DD"),
+                "{bad}: {err}"
+            );
         }
     }
 
@@ -784,7 +855,7 @@ mod tests {
             ("", "empty output"),
         ] {
             let err = bad.parse::<Output>().unwrap_err();
-            assert!(err.contains(says), "{bad}: {err}");
+            assert!(err.to_string().contains(says), "{bad}: {err}");
         }
     }
 

@@ -18,8 +18,8 @@ use time::Time;
 use tokio::sync::watch;
 
 use super::{
-    Destination, ExportConfig, ExportDay, ExportError, ExportJob, ExportMetrics, ExportOutcome,
-    export_day,
+    Destination, ExportConfig, ExportConfigError, ExportDay, ExportError, ExportJob, ExportMetrics,
+    ExportOutcome, export_day,
 };
 use crate::store::{ExportStore, ProjectStore};
 
@@ -32,14 +32,14 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The day due at `now_ms`: yesterday once today's `at` has passed, else
 /// the day before yesterday.
-pub fn due_day(now_ms: i64, at: Time) -> Result<ExportDay, String> {
+pub fn due_day(now_ms: i64, at: Time) -> Result<ExportDay, ExportConfigError> {
     let today = ExportDay::containing(now_ms)?;
     let due = if now_ms >= today.start_ms() + time_of_day_ms(at) {
         today.previous()
     } else {
         today.previous().and_then(ExportDay::previous)
     };
-    due.ok_or_else(|| "no day to export before the first one".to_owned())
+    due.ok_or(ExportConfigError::NoDayDue)
 }
 
 /// The first time after `now_ms` at which a new day becomes due, ms.

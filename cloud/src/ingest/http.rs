@@ -1,7 +1,7 @@
 //! HTTP ingest's service state: its limits, the per-key rate limiter, the
 //! batch key of a retried request and its counters. The route
 //! (`POST /api/v1/ingest`: authentication, body and field checks, problem
-//! documents) is `crate::api::ingest_http`; it stores through the same
+//! documents) is `crate::api::ingest`; it stores through the same
 //! [`Store::ingest`](crate::store::Store::ingest) transaction as MQTT
 //! ingest and publishes on the same feed.
 

@@ -10,6 +10,7 @@
 //! Both store through [`Store::ingest`](crate::store::Store::ingest) and
 //! publish what they stored on the live feed (`crate::feed`).
 
+pub mod config;
 pub mod http;
 mod metrics;
 pub mod mqtt;

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use gridlink_cloud::ratelimit::{KeyedLimiter, RateLimit};
+//! use gridlink_cloud::ingest::ratelimit::{KeyedLimiter, RateLimit};
 //!
 //! let limiter = KeyedLimiter::new(RateLimit { per_second: 1, burst: 2 });
 //! let now = Instant::now();

@@ -37,6 +37,16 @@ pub enum MilestoneQuantity {
     Consumed,
 }
 
+/// A name that is none of a type's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown value {name:?}; expected one of {expected}")]
+pub struct UnknownName {
+    /// The name given.
+    pub name: String,
+    /// The names there are, comma-separated.
+    pub expected: String,
+}
+
 macro_rules! named {
     ($ty:ident { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
@@ -49,10 +59,13 @@ macro_rules! named {
             }
 
             /// The value named `name`; the error lists the names.
-            pub fn from_name(name: &str) -> Result<Self, String> {
+            pub fn from_name(name: &str) -> Result<Self, UnknownName> {
                 Self::ALL.iter().copied().find(|v| v.as_str() == name).ok_or_else(|| {
                     let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
-                    format!("unknown value {name:?}; expected one of {}", names.join(", "))
+                    UnknownName {
+                        name: name.to_string(),
+                        expected: names.join(", "),
+                    }
                 })
             }
         }

@@ -132,12 +132,31 @@ pub struct VenSources {
     pub series: Vec<(i64, SeriesRole)>,
 }
 
+/// Why a VEN's energy cannot be measured ([`choose_series`]); shown to
+/// the client as the VEN's `unmeasured_reason`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SourceError {
+    /// The VEN has no energy series at all.
+    #[error("no active_power, energy_import or energy_export series")]
+    NoSeries,
+    /// Several meters and no registered site meter to choose between them.
+    #[error(
+        "several meters ({}) and no registered site_meter: register one with \
+         PUT /api/v1/vens/{{id}}",
+        .0.join(", ")
+    )]
+    SeveralMeters(Vec<String>),
+    /// The chosen meter has no energy series.
+    #[error("meter {0:?} has no active_power, energy_import or energy_export series")]
+    NoSeriesOnMeter(String),
+}
+
 /// Picks a VEN's meter and series (see the module docs); `Err` with the
 /// reason when the VEN cannot be measured.
 pub fn choose_series(
     site_meter: Option<&str>,
     series: &[EnergySeries],
-) -> Result<VenSources, String> {
+) -> Result<VenSources, SourceError> {
     let meter = if let Some(meter) = site_meter {
         meter.to_owned()
     } else {
@@ -145,13 +164,11 @@ pub fn choose_series(
         meters.sort_unstable();
         meters.dedup();
         match meters.as_slice() {
-            [] => return Err("no active_power, energy_import or energy_export series".into()),
+            [] => return Err(SourceError::NoSeries),
             [one] => (*one).to_owned(),
             several => {
-                return Err(format!(
-                    "several meters ({}) and no registered site_meter: register one with \
-                     PUT /api/v1/vens/{{id}}",
-                    several.join(", ")
+                return Err(SourceError::SeveralMeters(
+                    several.iter().map(|&m| m.to_owned()).collect(),
                 ));
             }
         }
@@ -191,9 +208,7 @@ pub fn choose_series(
         ));
     }
     if out.is_empty() {
-        return Err(format!(
-            "meter {meter:?} has no active_power, energy_import or energy_export series"
-        ));
+        return Err(SourceError::NoSeriesOnMeter(meter));
     }
     Ok(VenSources { meter, series: out })
 }
@@ -337,22 +352,39 @@ pub fn milestones_reached(
     reached
 }
 
+/// Why an amount of money is refused ([`parse_amount`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    /// Neither a JSON number nor a string.
+    #[error("must be a number (or a decimal string) like 1234.56")]
+    NotNumber,
+    /// Not a plain non-negative decimal.
+    #[error("{0:?} is not an amount like 1234.56 (at least 0, at most 2 decimals)")]
+    Malformed(String),
+    /// More than two decimals (after trailing zeros).
+    #[error("{0:?} has more than 2 decimals")]
+    TooManyDecimals(String),
+    /// Over [`MAX_AMOUNT_MINOR`].
+    #[error("{:?} is too large; at most {}", .0, minor_to_decimal(MAX_AMOUNT_MINOR))]
+    TooLarge(String),
+}
+
 /// Parses an amount of money into minor units (hundredths): a JSON number
 /// or string, at least 0, at most two decimals. Exact: the decimal text
 /// is parsed, never multiplied as a float.
-pub fn parse_amount(value: &Value) -> Result<i64, String> {
+pub fn parse_amount(value: &Value) -> Result<i64, AmountError> {
     let text = match value {
         // serde_json prints the shortest text that reads back as the same
         // f64: "1234.56" for 1234.56.
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.trim().to_owned(),
-        _ => return Err("must be a number (or a decimal string) like 1234.56".into()),
+        _ => return Err(AmountError::NotNumber),
     };
     parse_decimal_minor(&text)
 }
 
-fn parse_decimal_minor(text: &str) -> Result<i64, String> {
-    let bad = || format!("{text:?} is not an amount like 1234.56 (at least 0, at most 2 decimals)");
+fn parse_decimal_minor(text: &str) -> Result<i64, AmountError> {
+    let bad = || AmountError::Malformed(text.to_owned());
     let (int, frac) = text.split_once('.').unwrap_or((text, ""));
     if int.is_empty()
         || !int.bytes().all(|b| b.is_ascii_digit())
@@ -362,7 +394,7 @@ fn parse_decimal_minor(text: &str) -> Result<i64, String> {
     }
     let frac = frac.trim_end_matches('0');
     if frac.len() > 2 {
-        return Err(format!("{text:?} has more than 2 decimals"));
+        return Err(AmountError::TooManyDecimals(text.to_owned()));
     }
     let whole: i64 = int.parse().map_err(|_| bad())?;
     let cents: i64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
@@ -370,12 +402,7 @@ fn parse_decimal_minor(text: &str) -> Result<i64, String> {
         .checked_mul(100)
         .and_then(|w| w.checked_add(cents))
         .filter(|&m| m <= MAX_AMOUNT_MINOR)
-        .ok_or_else(|| {
-            format!(
-                "{text:?} is too large; at most {}",
-                minor_to_decimal(MAX_AMOUNT_MINOR)
-            )
-        })
+        .ok_or_else(|| AmountError::TooLarge(text.to_owned()))
 }
 
 /// Largest amount accepted, in minor units (exact as an f64 / 100).
@@ -406,9 +433,23 @@ pub struct Price {
     pub source: &'static str,
 }
 
+/// Why a DR event has no price ([`event_price`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PriceError {
+    /// The PRICE payload descriptor's `units` are not an energy unit.
+    #[error("PRICE units {0:?} are not per energy (expected KWH, MWH or WH)")]
+    NotPerEnergy(String),
+    /// Neither the event nor the program gives a price.
+    #[error(
+        "no price: the event's intervals have no PRICE payload and the program's \
+                     attributes no PRICE entry"
+    )]
+    NoPrice,
+}
+
 /// The PRICE descriptor in a `payloadDescriptors` list: (per-kWh factor,
 /// currency).
-fn price_descriptor(body: &Value) -> Result<(f64, Option<String>), String> {
+fn price_descriptor(body: &Value) -> Result<(f64, Option<String>), PriceError> {
     let descriptor = body["payloadDescriptors"]
         .as_array()
         .and_then(|ds| ds.iter().find(|d| d["payloadType"] == "PRICE"));
@@ -420,9 +461,7 @@ fn price_descriptor(body: &Value) -> Result<(f64, Option<String>), String> {
         Some("MWH") => 0.001,
         Some("WH") => 1000.0,
         Some(other) => {
-            return Err(format!(
-                "PRICE units {other:?} are not per energy (expected KWH, MWH or WH)"
-            ));
+            return Err(PriceError::NotPerEnergy(other.to_owned()));
         }
     };
     Ok((factor, d["currency"].as_str().map(str::to_owned)))
@@ -439,7 +478,7 @@ fn duration_ms(period: &Value) -> Option<i64> {
 /// is unknown), else the program's `attributes` entry of type PRICE; per
 /// kWh after the PRICE payload descriptor's `units` (KWH, the default;
 /// MWH; WH), in its `currency`. `Err` says why there is none.
-pub fn event_price(event_body: &Value, program_body: &Value) -> Result<Price, String> {
+pub fn event_price(event_body: &Value, program_body: &Value) -> Result<Price, PriceError> {
     let default_duration = duration_ms(&event_body["intervalPeriod"]);
     let mut prices = Vec::new();
     for interval in event_body["intervals"].as_array().into_iter().flatten() {
@@ -479,11 +518,7 @@ pub fn event_price(event_body: &Value, program_body: &Value) -> Result<Price, St
                 source: "program",
             })
         }
-        None => Err(
-            "no price: the event's intervals have no PRICE payload and the program's \
-                     attributes no PRICE entry"
-                .into(),
-        ),
+        None => Err(PriceError::NoPrice),
     }
 }
 
@@ -581,7 +616,7 @@ pub async fn project_hours<S: crate::store::Store>(
 ) -> Result<
     (
         BTreeMap<i64, HourEnergy>,
-        Vec<(gridlink_protocol::VenId, Result<VenSources, String>)>,
+        Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>,
     ),
     crate::store::StoreError,
 > {
@@ -605,7 +640,7 @@ pub async fn project_hours<S: crate::store::Store>(
 /// The series to read per VEN ([`choose_series`]), and each VEN's choice.
 type Sources = (
     Vec<(i64, SeriesRole)>,
-    Vec<(gridlink_protocol::VenId, Result<VenSources, String>)>,
+    Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>,
 );
 
 async fn sources<S: crate::store::Store>(
@@ -641,7 +676,7 @@ pub async fn project_days<S: crate::store::Store>(
 ) -> Result<
     (
         BTreeMap<i64, HourEnergy>,
-        Vec<(gridlink_protocol::VenId, Result<VenSources, String>)>,
+        Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>,
     ),
     crate::store::StoreError,
 > {
@@ -747,6 +782,51 @@ pub async fn refresh_all_milestones<S: crate::store::Store>(
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_render_the_clients_text() {
+        let cases: [(String, &str); 9] = [
+            (
+                SourceError::NoSeries.to_string(),
+                "no active_power, energy_import or energy_export series",
+            ),
+            (
+                SourceError::SeveralMeters(vec!["main".into(), "pv".into()]).to_string(),
+                "several meters (main, pv) and no registered site_meter: register one with PUT /api/v1/vens/{id}",
+            ),
+            (
+                SourceError::NoSeriesOnMeter("grid".into()).to_string(),
+                "meter \"grid\" has no active_power, energy_import or energy_export series",
+            ),
+            (
+                AmountError::NotNumber.to_string(),
+                "must be a number (or a decimal string) like 1234.56",
+            ),
+            (
+                AmountError::Malformed("1e3".into()).to_string(),
+                "\"1e3\" is not an amount like 1234.56 (at least 0, at most 2 decimals)",
+            ),
+            (
+                AmountError::TooManyDecimals("1.234".into()).to_string(),
+                "\"1.234\" has more than 2 decimals",
+            ),
+            (
+                AmountError::TooLarge("1e300".into()).to_string(),
+                "\"1e300\" is too large; at most 1000000000000",
+            ),
+            (
+                PriceError::NotPerEnergy("KW".into()).to_string(),
+                "PRICE units \"KW\" are not per energy (expected KWH, MWH or WH)",
+            ),
+            (
+                PriceError::NoPrice.to_string(),
+                "no price: the event's intervals have no PRICE payload and the program's attributes no PRICE entry",
+            ),
+        ];
+        for (rendered, text) in cases {
+            assert_eq!(rendered, text);
+        }
+    }
     use serde_json::json;
 
     const DAY: i64 = 86_400_000;
@@ -793,6 +873,7 @@ mod tests {
         assert!(
             ProjectKind::from_name("wind")
                 .unwrap_err()
+                .to_string()
                 .contains("renewable")
         );
     }
@@ -868,6 +949,7 @@ mod tests {
         assert!(
             choose_series(None, &series)
                 .unwrap_err()
+                .to_string()
                 .contains("main, pv")
         );
         assert_eq!(choose_series(None, &series[..2]).unwrap().meter, "main");
@@ -917,6 +999,7 @@ mod tests {
         assert!(
             parse_amount(&json!(1.234))
                 .unwrap_err()
+                .to_string()
                 .contains("2 decimals")
         );
         assert!(parse_amount(&json!("1e3")).is_err());
@@ -956,11 +1039,17 @@ mod tests {
         assert!(
             event_price(&plain, &json!({}))
                 .unwrap_err()
+                .to_string()
                 .contains("no price")
         );
         let kw = json!({"attributes": [{"type": "PRICE", "values": [1.0]}],
                         "payloadDescriptors": [{"payloadType": "PRICE", "units": "KW"}]});
-        assert!(event_price(&plain, &kw).unwrap_err().contains("KW"));
+        assert!(
+            event_price(&plain, &kw)
+                .unwrap_err()
+                .to_string()
+                .contains("KW")
+        );
     }
 
     #[test]

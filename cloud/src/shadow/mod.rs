@@ -29,6 +29,7 @@
 //!   itself ([`update`]) and publishes its answers through this client's
 //!   [`ShadowHandle`].
 
+pub mod config;
 mod metrics;
 
 pub use metrics::ShadowMetrics;

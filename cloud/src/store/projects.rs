@@ -299,7 +299,7 @@ macro_rules! hour_columns {
     };
 }
 
-fn stored<T>(what: &str, parsed: Result<T, String>) -> Result<T, StoreError> {
+fn stored<T, E: std::fmt::Display>(what: &str, parsed: Result<T, E>) -> Result<T, StoreError> {
     parsed.map_err(|e| StoreError::Invalid(format!("stored {what}: {e}")))
 }
 

@@ -7,6 +7,7 @@
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
+use super::DeliveryError;
 use crate::alerts::EmailSettings;
 use crate::store::alerts::Alert;
 
@@ -100,7 +101,7 @@ impl SmtpSender {
 
     /// Sends one notification; `Err` with the reason (connection, or the
     /// server's reply to the step that failed).
-    pub async fn send(&self, kind: &str, alert: &Alert, now_ms: i64) -> Result<(), String> {
+    pub async fn send(&self, kind: &str, alert: &Alert, now_ms: i64) -> Result<(), DeliveryError> {
         let (subject, body) = compose(kind, alert);
         let message_id = format!("alert-{}-{kind}-{now_ms}@gridlink", alert.id);
         let text = message(
@@ -113,17 +114,16 @@ impl SmtpSender {
         );
         tokio::time::timeout(self.settings.timeout, self.transaction(&text))
             .await
-            .map_err(|_| format!("SMTP timed out after {:?}", self.settings.timeout))?
+            .map_err(|_| DeliveryError::SmtpTimeout(self.settings.timeout))?
     }
 
-    async fn transaction(&self, text: &str) -> Result<(), String> {
+    async fn transaction(&self, text: &str) -> Result<(), DeliveryError> {
         let stream = TcpStream::connect((self.settings.host.as_str(), self.settings.port))
             .await
-            .map_err(|e| {
-                format!(
-                    "cannot connect to {}:{}: {e}",
-                    self.settings.host, self.settings.port
-                )
+            .map_err(|source| DeliveryError::SmtpConnect {
+                host: self.settings.host.clone(),
+                port: self.settings.port,
+                source,
             })?;
         let (read, mut write) = stream.into_split();
         let mut read = BufReader::new(read);
@@ -160,9 +160,9 @@ async fn command<R, W>(
     read: &mut BufReader<R>,
     write: &mut W,
     line: &str,
-    step: &str,
+    step: &'static str,
     code: u16,
-) -> Result<(), String>
+) -> Result<(), DeliveryError>
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
@@ -170,11 +170,11 @@ where
     write
         .write_all(line.as_bytes())
         .await
-        .map_err(|e| format!("SMTP {step}: {e}"))?;
+        .map_err(|source| DeliveryError::SmtpIo { step, source })?;
     write
         .flush()
         .await
-        .map_err(|e| format!("SMTP {step}: {e}"))?;
+        .map_err(|source| DeliveryError::SmtpIo { step, source })?;
     expect(read, step, code).await
 }
 
@@ -182,18 +182,18 @@ where
 /// of the same class is accepted where 250 is expected, e.g. 251).
 async fn expect<R: tokio::io::AsyncRead + Unpin>(
     read: &mut BufReader<R>,
-    step: &str,
+    step: &'static str,
     code: u16,
-) -> Result<(), String> {
+) -> Result<(), DeliveryError> {
     let mut reply = String::new();
     loop {
         let mut line = String::new();
         let n = read
             .read_line(&mut line)
             .await
-            .map_err(|e| format!("SMTP {step}: {e}"))?;
+            .map_err(|source| DeliveryError::SmtpIo { step, source })?;
         if n == 0 {
-            return Err(format!("SMTP {step}: the server closed the connection"));
+            return Err(DeliveryError::SmtpClosed(step));
         }
         if reply.len() < 1024 {
             reply.push_str(line.trim_end());
@@ -209,7 +209,10 @@ async fn expect<R: tokio::io::AsyncRead + Unpin>(
     if ok {
         Ok(())
     } else {
-        Err(format!("SMTP {step} refused: {}", reply.trim_end()))
+        Err(DeliveryError::SmtpRefused {
+            step,
+            reply: reply.trim_end().to_owned(),
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 
 use aws_sdk_sns::Client;
 
+use super::DeliveryError;
 use crate::alerts::SnsSettings;
 
 /// Publishes notifications to one SNS topic.
@@ -52,7 +53,7 @@ impl SnsSender {
     }
 
     /// Publishes `payload` with `subject` (cut to SNS's 100 characters).
-    pub async fn send(&self, subject: &str, payload: &str) -> Result<(), String> {
+    pub async fn send(&self, subject: &str, payload: &str) -> Result<(), DeliveryError> {
         let subject: String = subject
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -66,12 +67,7 @@ impl SnsSender {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "SNS Publish failed: {}",
-                    aws_sdk_sns::error::DisplayErrorContext(e)
-                )
-            })
+            .map_err(|e| DeliveryError::Sns(Box::new(e)))
     }
 }
 

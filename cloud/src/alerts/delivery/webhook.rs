@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 
 use ring::hmac;
 
+use super::DeliveryError;
 use crate::alerts::WebhookSettings;
 
 /// The `X-Gridlink-Signature` value of `body` sent at `timestamp_s`.
@@ -56,7 +57,12 @@ impl WebhookSender {
     }
 
     /// POSTs `payload`; `Err` with a reason for anything but a 2xx answer.
-    pub async fn send(&self, delivery_id: i64, payload: &str, now_s: i64) -> Result<(), String> {
+    pub async fn send(
+        &self,
+        delivery_id: i64,
+        payload: &str,
+        now_s: i64,
+    ) -> Result<(), DeliveryError> {
         let response = self
             .client
             .post(&self.settings.url)
@@ -70,12 +76,12 @@ impl WebhookSender {
             .body(payload.to_owned())
             .send()
             .await
-            .map_err(|e| format!("POST failed: {e}"))?;
+            .map_err(DeliveryError::WebhookPost)?;
         let status = response.status();
         if status.is_success() {
             Ok(())
         } else {
-            Err(format!("the webhook answered {status}"))
+            Err(DeliveryError::WebhookStatus(status))
         }
     }
 }

@@ -62,6 +62,7 @@ use super::api_keys::authenticate_api_key;
 use super::body::is_json;
 use super::error::{ApiError, InvalidParam};
 use super::now_ms;
+use super::params::ParamError;
 use crate::ingest::http::{
     DEFAULT_EXPONENT, HttpIngest, IDEMPOTENCY_KEY_HEADER, IngestRejection, MAX_IDEMPOTENCY_KEY_LEN,
     MAX_READINGS, idempotent_seq,
@@ -148,16 +149,14 @@ pub fn decode_body(bytes: &[u8]) -> Result<TelemetryBatch, ApiError> {
 }
 
 /// Checks a meter name as the protocol checks a series' `meter`.
-fn check_meter(meter: &str) -> Result<(), String> {
+fn check_meter(meter: &str) -> Result<(), ParamError> {
     if meter.is_empty()
         || meter.len() > MAX_METER_NAME_LEN
         || !meter
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
     {
-        return Err(format!(
-            "must be a meter name: 1 to {MAX_METER_NAME_LEN} characters, each A-Z a-z 0-9 or one of _.:-"
-        ));
+        return Err(ParamError::MeterName(MAX_METER_NAME_LEN));
     }
     Ok(())
 }
@@ -206,7 +205,7 @@ fn check_reading(
         errors.push(InvalidParam::new(format!("readings[{i}].{name}"), reason));
     };
     let meter_ok = check_meter(&reading.meter)
-        .map_err(|r| bad("meter", r))
+        .map_err(|r| bad("meter", r.to_string()))
         .is_ok();
     let quantity = Quantity::ALL
         .into_iter()
