@@ -69,19 +69,11 @@ pub(crate) async fn list<S: Store>(
 }
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<i64, ApiError> {
-    let Path(id) =
-        path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
-    id.parse::<i64>()
-        .ok()
-        .filter(|&id| id > 0)
-        .ok_or_else(|| ApiError::invalid_param("id", "must be a positive integer (an alert id)"))
+    super::params::path_positive_id(path, "must be a positive integer (an alert id)")
 }
 
 fn unknown(id: i64) -> ApiError {
-    match gridlink_protocol::ObjectId::new(id.to_string()) {
-        Ok(object) => ApiError::UnknownObject("alert", object),
-        Err(e) => ApiError::Internal(Box::new(e)),
-    }
+    super::params::unknown_id("alert", id)
 }
 
 /// `GET /api/v1/alerts/{id}`.

@@ -31,7 +31,7 @@ use axum::extract::{Path, State};
 use axum::http::header::CACHE_CONTROL;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use gridlink_protocol::{ObjectId, VenId};
+use gridlink_protocol::VenId;
 use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 
@@ -289,21 +289,13 @@ pub(crate) async fn revoke<S: Store>(
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Path(raw) =
-        path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
-    let id: i64 =
-        raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::invalid_param("id", "must be a key id (a positive integer)")
-        })?;
+    let id = super::params::path_positive_id(path, "must be a key id (a positive integer)")?;
     match state.store.revoke_api_key(id, now_ms()).await? {
         Some(record) => {
             tracing::info!(api_key = record.id, by = caller.id, "API key revoked");
             Ok(StatusCode::NO_CONTENT)
         }
-        None => Err(ApiError::UnknownObject(
-            "API key",
-            ObjectId::new(id.to_string()).map_err(|e| ApiError::Internal(Box::new(e)))?,
-        )),
+        None => Err(super::params::unknown_id("API key", id)),
     }
 }
 

@@ -227,6 +227,28 @@ pub(crate) fn step(value: &str) -> Result<i64, ParamError> {
 /// Longest step: 366 days.
 const MAX_STEP_MS: u64 = 366 * 86_400_000;
 
+/// A positive integer id from the path (`{id}`); `reason` is the answer's
+/// text for anything else (it names what the id is of).
+pub(crate) fn path_positive_id(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    reason: &str,
+) -> Result<i64, ApiError> {
+    let axum::extract::Path(id) =
+        path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
+    id.parse::<i64>()
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| ApiError::invalid_param("id", reason))
+}
+
+/// The 404 of an unknown numeric id of `what` (`alert`, `API key`, ...).
+pub(crate) fn unknown_id(what: &'static str, id: i64) -> ApiError {
+    match gridlink_protocol::ObjectId::new(id.to_string()) {
+        Ok(object) => ApiError::UnknownObject(what, object),
+        Err(e) => ApiError::Internal(Box::new(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,10 +351,7 @@ async fn project_write<S: Store>(
 }
 
 fn unknown_project(id: i64) -> ApiError {
-    match ObjectId::new(id.to_string()) {
-        Ok(object) => ApiError::UnknownObject("project", object),
-        Err(e) => ApiError::Internal(Box::new(e)),
-    }
+    super::params::unknown_id("project", id)
 }
 
 fn positive_id(name: &str, text: &str) -> Result<i64, ApiError> {

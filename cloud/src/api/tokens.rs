@@ -17,7 +17,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use gridlink_protocol::ObjectId;
 use serde_json::{Value, json};
 
 use super::body::JsonBody;
@@ -199,21 +198,13 @@ pub(crate) async fn revoke<S: Store>(
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let Path(raw) =
-        path.map_err(|rejection| ApiError::invalid_param("id", rejection.body_text()))?;
-    let id: i64 =
-        raw.parse().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::invalid_param("id", "must be a token id (a positive integer)")
-        })?;
+    let id = super::params::path_positive_id(path, "must be a token id (a positive integer)")?;
     match state.store.revoke_token(id, now_ms()).await? {
         Some(record) => {
             tracing::info!(token = record.id, by = caller.id, "API token revoked");
             Ok(StatusCode::NO_CONTENT)
         }
-        None => Err(ApiError::UnknownObject(
-            "API token",
-            ObjectId::new(id.to_string()).map_err(|e| ApiError::Internal(Box::new(e)))?,
-        )),
+        None => Err(super::params::unknown_id("API token", id)),
     }
 }
 

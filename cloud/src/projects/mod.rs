@@ -613,13 +613,7 @@ pub async fn project_hours<S: crate::store::Store>(
     vens: &[gridlink_protocol::VenId],
     from_ms: i64,
     to_ms: i64,
-) -> Result<
-    (
-        BTreeMap<i64, HourEnergy>,
-        Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>,
-    ),
-    crate::store::StoreError,
-> {
+) -> Result<(BTreeMap<i64, HourEnergy>, VenChoices), crate::store::StoreError> {
     let (wanted, sources) = sources(store, vens).await?;
     let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
     let rows = store.hour_rows(&ids, from_ms, to_ms).await?;
@@ -637,11 +631,12 @@ pub async fn project_hours<S: crate::store::Store>(
     Ok((hours, sources))
 }
 
-/// The series to read per VEN ([`choose_series`]), and each VEN's choice.
-type Sources = (
-    Vec<(i64, SeriesRole)>,
-    Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>,
-);
+/// Each VEN's meter and series ([`choose_series`]), or why it cannot be
+/// measured.
+pub type VenChoices = Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>;
+
+/// The series to read per VEN, and each VEN's choice.
+type Sources = (Vec<(i64, SeriesRole)>, VenChoices);
 
 async fn sources<S: crate::store::Store>(
     store: &S,
@@ -673,13 +668,7 @@ pub async fn project_days<S: crate::store::Store>(
     vens: &[gridlink_protocol::VenId],
     from_ms: i64,
     to_ms: i64,
-) -> Result<
-    (
-        BTreeMap<i64, HourEnergy>,
-        Vec<(gridlink_protocol::VenId, Result<VenSources, SourceError>)>,
-    ),
-    crate::store::StoreError,
-> {
+) -> Result<(BTreeMap<i64, HourEnergy>, VenChoices), crate::store::StoreError> {
     let (wanted, sources) = sources(store, vens).await?;
     let ids: Vec<i64> = wanted.iter().map(|(id, _)| *id).collect();
     let rows = store.day_rows(&ids, from_ms, to_ms).await?;

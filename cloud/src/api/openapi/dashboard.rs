@@ -5,16 +5,9 @@
 use serde_json::{Value, json};
 
 use super::Operation;
+use super::{ok_json, schema};
 use crate::api::auth::Permission;
 use crate::api::me::permission_name;
-
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn ok(description: &str, name: &str) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": schema(name) } } })
-}
 
 /// The description of a dashboard operation; `None` for the others.
 pub(crate) fn describe(operation: Operation) -> Option<Value> {
@@ -54,14 +47,14 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
                 active power (the registered `site_meter`, or the VEN's only active_power/total series) \
                 as import/export with its time, and the events running now (started, not ended). \
                 Totals sum import and export over the VENs with a figure and count VENs by state.",
-            "responses": { "200": ok("The overview.", "Overview") }
+            "responses": { "200": ok_json("The overview.", "Overview") }
         }),
         Operation::Me => json!({
             "tags": ["auth"],
             "summary": "The caller's token: name, role and permissions",
             "description": "Any valid token (every role). The dashboard shows only the actions the \
                 permissions allow.",
-            "responses": { "200": ok("The caller.", "Me") }
+            "responses": { "200": ok_json("The caller.", "Me") }
         }),
         _ => return None,
     })

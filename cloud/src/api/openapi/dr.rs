@@ -6,25 +6,10 @@ use serde_json::{Value, json};
 
 use super::Operation;
 use super::{DURATION_PATTERN, date_time, text};
+use super::{bad_request, body, ok, schema};
 use crate::api::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
 use crate::dispatch::response::BASELINE_WINDOW_MS;
 use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
-
-fn ok(description: &str, schema: &Value) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
-}
-
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn body(name: &str) -> Value {
-    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
-}
-
-fn bad_request() -> Value {
-    json!({ "$ref": "#/components/responses/BadRequest" })
-}
 
 fn not_found(what: &str) -> Value {
     json!({

@@ -7,27 +7,9 @@ use serde_json::{Value, json};
 
 use super::Operation;
 use super::non_blank_text;
+use super::{body, ok_json, problem_response, schema};
 use crate::ingest::http::{DEFAULT_EXPONENT, MAX_IDEMPOTENCY_KEY_LEN, MAX_READINGS};
 use crate::store::{MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, MAX_TOKEN_NAME_LEN};
-
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn ok(description: &str, name: &str) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": schema(name) } } })
-}
-
-fn problem(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/problem+json": { "schema": schema("Problem") } }
-    })
-}
-
-fn body(name: &str) -> Value {
-    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
-}
 
 /// The `apiKey` security scheme of `POST /api/v1/ingest`.
 pub(crate) fn security_scheme() -> Value {
@@ -51,14 +33,14 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
                 does not know are registered, so `ingest.refuse_unknown_vens` lets their data in.",
             "requestBody": body("ApiKeyRequest"),
             "responses": {
-                "201": ok("The key.", "ApiKeyCreated"),
+                "201": ok_json("The key.", "ApiKeyCreated"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
             }
         }),
         Operation::ListApiKeys => json!({
             "tags": ["auth"],
             "summary": "Every API key, revoked ones too, without secrets (admin)",
-            "responses": { "200": ok("The keys, by id.", "ApiKeyList") }
+            "responses": { "200": ok_json("The keys, by id.", "ApiKeyList") }
         }),
         Operation::RevokeApiKey => json!({
             "tags": ["auth"],
@@ -72,7 +54,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "responses": {
                 "204": { "description": "Revoked." },
                 "400": { "$ref": "#/components/responses/BadRequest" },
-                "404": problem("No such key (`unknown-object`)."),
+                "404": problem_response("No such key (`unknown-object`)."),
             }
         }),
         Operation::Ingest => json!({
@@ -92,12 +74,12 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             }],
             "requestBody": body("IngestRequest"),
             "responses": {
-                "200": ok("Committed.", "IngestAnswer"),
+                "200": ok_json("Committed.", "IngestAnswer"),
                 "400": { "$ref": "#/components/responses/BadRequest" },
-                "401": problem("No valid API key: missing, malformed, unknown or revoked (the \
+                "401": problem_response("No valid API key: missing, malformed, unknown or revoked (the \
                     answer does not say which)."),
-                "403": problem("The key may not write this `ven_id` (`forbidden`)."),
-                "413": problem("The body is larger than `http_ingest.max_body_bytes`."),
+                "403": problem_response("The key may not write this `ven_id` (`forbidden`)."),
+                "413": problem_response("The body is larger than `http_ingest.max_body_bytes`."),
                 "429": {
                     "description": "The key sent more requests than its rate allows (`rate-limited`).",
                     "headers": {

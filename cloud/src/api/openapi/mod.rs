@@ -191,6 +191,26 @@ fn responses() -> Value {
     })
 }
 
+/// A reference to the component schema `name`.
+fn schema(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// A 2xx answer with a JSON body of `schema`.
+fn ok(description: &str, schema: &Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// A required JSON request body of the component schema `name`.
+fn body(name: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
+}
+
+/// The shared 400 answer.
+fn bad_request() -> Value {
+    json!({ "$ref": "#/components/responses/BadRequest" })
+}
+
 fn ok_json(description: &str, schema: &str) -> Value {
     json!({
         "description": description,

@@ -5,32 +5,10 @@ use serde_json::{Value, json};
 
 use super::Operation;
 use super::{TEXT_PATTERN, text, time_param};
+use super::{bad_request, body, ok, problem_response, schema};
 use crate::api::projects::{
     DEFAULT_CURRENCY, MAX_MILESTONES, MAX_NAME_LEN, MAX_PERIODS, MAX_PROJECT_VENS, MAX_TEXT_LEN,
 };
-
-fn ok(description: &str, schema: &Value) -> Value {
-    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
-}
-
-fn schema(name: &str) -> Value {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
-}
-
-fn body(name: &str) -> Value {
-    json!({ "required": true, "content": { "application/json": { "schema": schema(name) } } })
-}
-
-fn bad_request() -> Value {
-    json!({ "$ref": "#/components/responses/BadRequest" })
-}
-
-fn problem(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/problem+json": { "schema": schema("Problem") } }
-    })
-}
 
 fn project_path() -> Value {
     json!({ "name": "id", "in": "path", "required": true, "description": "The project's id.",
@@ -56,7 +34,7 @@ fn window(default_period: &str) -> Vec<Value> {
 
 /// The description of a project operation; `None` for others.
 pub(crate) fn describe(operation: Operation) -> Option<Value> {
-    let not_found = problem("No such project (`unknown-object`).");
+    let not_found = problem_response("No such project (`unknown-object`).");
     Some(match operation {
         Operation::ListProjects => json!({
             "tags": ["projects"],
@@ -70,7 +48,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "summary": "Create an energy project (operator, admin)",
             "requestBody": body("ProjectRequest"),
             "responses": { "201": ok("The project.", &schema("Project")), "400": bad_request(),
-                           "409": problem("A project with this name exists (`conflict`).") }
+                           "409": problem_response("A project with this name exists (`conflict`).") }
         }),
         Operation::GetProject => json!({
             "tags": ["projects"],
@@ -86,7 +64,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "requestBody": body("ProjectRequest"),
             "responses": { "200": ok("The project.", &schema("Project")), "400": bad_request(),
                            "404": not_found,
-                           "409": problem("Another project has this name, or the currency would change \
+                           "409": problem_response("Another project has this name, or the currency would change \
                                while finance entries exist (`conflict`).") }
         }),
         Operation::ProjectEnergy => json!({
@@ -117,7 +95,7 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
             "parameters": [project_path(), { "name": "entry_id", "in": "path", "required": true,
                 "description": "The entry's id.", "schema": { "type": "integer", "minimum": 1 } }],
             "responses": { "204": { "description": "Deleted." }, "400": bad_request(),
-                           "404": problem("No such project or entry (`unknown-object`).") }
+                           "404": problem_response("No such project or entry (`unknown-object`).") }
         }),
         _ => return None,
     })
