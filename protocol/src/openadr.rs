@@ -334,6 +334,16 @@ impl Event {
     /// known payload types have exactly one value of the right kind and
     /// range, numbers are finite, and strings are within their limits.
     pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_content()?;
+        self.validate_timing()
+    }
+
+    /// The checks of [`Event::validate`] that any OpenADR event must pass
+    /// (what a VTN refuses): names and targets within their limits, and the
+    /// values of the known payload types of the right kind and range. An
+    /// event that passes may still not be executable (no intervals, no start
+    /// or duration), which [`Event::validate`] tells.
+    pub fn validate_content(&self) -> Result<(), ValidationError> {
         if let Some(name) = &self.event_name {
             check_text("eventName", name, MAX_EVENT_NAME)
                 .map_err(|r| ValidationError::field("event.eventName", r))?;
@@ -355,12 +365,6 @@ impl Event {
                 }
             }
         }
-        if self.intervals.is_empty() {
-            return Err(ValidationError::field(
-                "event.intervals",
-                "an event needs at least one interval",
-            ));
-        }
         if self.intervals.len() > MAX_INTERVALS {
             return Err(ValidationError::field(
                 "event.intervals",
@@ -368,6 +372,25 @@ impl Event {
                     "{} intervals; at most {MAX_INTERVALS} are allowed",
                     self.intervals.len()
                 ),
+            ));
+        }
+        for (i, interval) in self.intervals.iter().enumerate() {
+            for (j, map) in interval.payloads.iter().enumerate() {
+                validate_values(map).map_err(|r| {
+                    ValidationError::field(format!("event.intervals[{i}].payloads[{j}]"), r)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the event can be executed: at least one interval, and each
+    /// with a start and a duration (its own or the event's).
+    pub fn validate_timing(&self) -> Result<(), ValidationError> {
+        if self.intervals.is_empty() {
+            return Err(ValidationError::field(
+                "event.intervals",
+                "an event needs at least one interval",
             ));
         }
         for (i, interval) in self.intervals.iter().enumerate() {
@@ -386,11 +409,6 @@ impl Event {
                     format!("event.intervals[{i}].intervalPeriod.duration"),
                     "no duration: set it on the interval or the event",
                 ));
-            }
-            for (j, map) in interval.payloads.iter().enumerate() {
-                validate_values(map).map_err(|r| {
-                    ValidationError::field(format!("event.intervals[{i}].payloads[{j}]"), r)
-                })?;
             }
         }
         Ok(())

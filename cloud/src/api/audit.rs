@@ -76,6 +76,20 @@ pub const fn action(operation: Operation) -> Option<(&'static str, &'static str)
         Operation::CreateApiKey => ("api_key.create", "api_key"),
         Operation::RevokeApiKey => ("api_key.revoke", "api_key"),
         Operation::AckAlert => ("alert.ack", "alert"),
+        Operation::CreateReport => ("report.create", "report"),
+        Operation::UpdateReport => ("report.update", "report"),
+        Operation::DeleteReport => ("report.delete", "report"),
+        Operation::CreateSubscription => ("subscription.create", "subscription"),
+        Operation::UpdateSubscription => ("subscription.update", "subscription"),
+        Operation::DeleteSubscription => ("subscription.delete", "subscription"),
+        Operation::CreateOadrVen => ("openadr_ven.create", "openadr_ven"),
+        Operation::UpdateOadrVen => ("openadr_ven.update", "openadr_ven"),
+        Operation::DeleteOadrVen => ("openadr_ven.delete", "openadr_ven"),
+        Operation::CreateResource => ("resource.create", "resource"),
+        Operation::UpdateResource => ("resource.update", "resource"),
+        Operation::DeleteResource => ("resource.delete", "resource"),
+        Operation::CreateVtnClient => ("openadr_client.create", "openadr_client"),
+        Operation::RevokeVtnClient => ("openadr_client.revoke", "openadr_client"),
         _ => return None,
     })
 }
@@ -86,13 +100,22 @@ const fn object_param(operation: Operation) -> Option<&'static str> {
     match operation {
         Operation::UpdateProgram | Operation::DeleteProgram => Some("programID"),
         Operation::UpdateEvent | Operation::DeleteEvent => Some("eventID"),
+        Operation::UpdateReport | Operation::DeleteReport => Some("reportID"),
+        Operation::UpdateSubscription | Operation::DeleteSubscription => Some("subscriptionID"),
+        Operation::UpdateOadrVen | Operation::DeleteOadrVen => Some("venID"),
+        Operation::UpdateResource | Operation::DeleteResource => Some("resourceID"),
         Operation::DeleteFinanceEntry => Some("entry_id"),
         Operation::CreateToken
         | Operation::CreateProgram
         | Operation::CreateEvent
         | Operation::CreateProject
         | Operation::AddFinanceEntry
-        | Operation::CreateApiKey => None,
+        | Operation::CreateApiKey
+        | Operation::CreateReport
+        | Operation::CreateSubscription
+        | Operation::CreateOadrVen
+        | Operation::CreateResource
+        | Operation::CreateVtnClient => None,
         _ => Some("id"),
     }
 }
@@ -100,9 +123,10 @@ const fn object_param(operation: Operation) -> Option<&'static str> {
 /// The value of the path parameter `name` of `template` in `path`.
 fn path_param(template: &str, path: &str, name: &str) -> Option<String> {
     let wanted = format!("{{{name}}}");
+    // From the end, so the VTN's routes also served at the root match.
     template
-        .split('/')
-        .zip(path.split('/'))
+        .rsplit('/')
+        .zip(path.rsplit('/'))
         .find(|(t, _)| *t == wanted)
         .map(|(_, value)| value.to_owned())
 }

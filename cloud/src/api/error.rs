@@ -62,6 +62,9 @@ pub enum ApiError {
         /// What the route needs.
         permission: Permission,
     },
+    /// The OpenADR client may not do this (403): why.
+    #[error("forbidden: {0}")]
+    VtnForbidden(&'static str),
     /// Query or path parameters that are not acceptable (400), each named.
     #[error("invalid parameters: {}", .0.iter().map(|p| format!("{}: {}", p.name, p.reason)).collect::<Vec<_>>().join("; "))]
     InvalidParams(Vec<InvalidParam>),
@@ -128,7 +131,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthenticated(_) | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } | Self::VenNotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) | Self::VtnForbidden(_) => {
+                StatusCode::FORBIDDEN
+            },
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidParams(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { status, .. } => *status,
@@ -148,7 +153,9 @@ impl ApiError {
     pub const fn slug(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) | Self::InvalidApiKey => "unauthenticated",
-            Self::Forbidden { .. } | Self::VenNotAllowed(_) => "forbidden",
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) | Self::VtnForbidden(_) => {
+                "forbidden"
+            }
             Self::RateLimited(_) => "rate-limited",
             Self::InvalidParams(_) => "invalid-parameter",
             Self::InvalidBody { .. } => "invalid-body",
@@ -168,7 +175,7 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) | Self::InvalidApiKey => "Authentication required",
-            Self::Forbidden { .. } | Self::VenNotAllowed(_) => "Forbidden",
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) | Self::VtnForbidden(_) => "Forbidden",
             Self::RateLimited(_) => "Too many requests",
             Self::InvalidParams(_) => "Invalid parameter",
             Self::InvalidBody { .. } => "Invalid request body",
@@ -198,6 +205,7 @@ impl ApiError {
                 role.as_str(),
                 permission.description()
             ),
+            Self::VtnForbidden(why) => (*why).to_owned(),
             Self::InvalidApiKey => {
                 "this route needs a valid, unrevoked API key in the `x-api-key` header".into()
             }

@@ -32,7 +32,8 @@ mod health;
 mod ingest;
 mod live;
 mod me;
-mod openadr;
+pub mod openadr;
+mod openadr_clients;
 mod openapi;
 mod overview;
 mod params;
@@ -98,6 +99,26 @@ pub struct AppState<S> {
     /// HTTP ingest's limits and the API keys' rate limiter
     /// (`[http_ingest]`).
     pub http_ingest: Arc<HttpIngest>,
+    /// The OpenADR VTN's notifier, settings and token key.
+    pub vtn: Arc<VtnState>,
+}
+
+/// What the OpenADR VTN's routes share.
+#[derive(Debug, Default)]
+pub struct VtnState {
+    /// Where notifications go (`None`: subscriptions are stored, nothing
+    /// is sent; tests of other parts).
+    pub notifier: Option<crate::notify::Notifier>,
+    /// The callback URL policy and delivery settings (`[openadr.notify]`).
+    pub notify_config: crate::notify::NotifyConfig,
+    /// Whether notifications are also published to the broker.
+    pub mqtt: bool,
+    /// The broker's URI as VENs reach it (`GET /notifiers`).
+    pub mqtt_uri: Option<String>,
+    /// The broker's CA certificate (PEM), for `GET /notifiers`.
+    pub mqtt_ca: Option<String>,
+    /// The access-token signing key, loaded once.
+    pub(crate) key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl<S> AppState<S> {
@@ -112,7 +133,15 @@ impl<S> AppState<S> {
             dispatch_wake: Arc::new(tokio::sync::Notify::new()),
             feed: crate::feed::Feed::new(),
             http_ingest: Arc::new(HttpIngest::default()),
+            vtn: Arc::new(VtnState::default()),
         }
+    }
+
+    /// The same state with the VTN's notifier and settings.
+    #[must_use]
+    pub fn with_vtn(mut self, vtn: VtnState) -> Self {
+        self.vtn = Arc::new(vtn);
+        self
     }
 
     /// The same state with HTTP ingest's body limit and rate limit from
@@ -150,6 +179,7 @@ impl<S> Clone for AppState<S> {
             dispatch_wake: Arc::clone(&self.dispatch_wake),
             feed: self.feed.clone(),
             http_ingest: Arc::clone(&self.http_ingest),
+            vtn: Arc::clone(&self.vtn),
         }
     }
 }
@@ -249,11 +279,87 @@ pub enum Operation {
     RevokeToken,
     /// `GET /api/v1/audit`: the audit trail of writes.
     ListAudit,
+    /// `GET /openadr3/3.1.0/reports`.
+    SearchReports,
+    /// `POST /openadr3/3.1.0/reports`.
+    CreateReport,
+    /// `GET /openadr3/3.1.0/reports/{reportID}`.
+    GetReport,
+    /// `PUT /openadr3/3.1.0/reports/{reportID}`.
+    UpdateReport,
+    /// `DELETE /openadr3/3.1.0/reports/{reportID}`.
+    DeleteReport,
+    /// `GET /openadr3/3.1.0/subscriptions`.
+    SearchSubscriptions,
+    /// `POST /openadr3/3.1.0/subscriptions`.
+    CreateSubscription,
+    /// `GET /openadr3/3.1.0/subscriptions/{subscriptionID}`.
+    GetSubscription,
+    /// `PUT /openadr3/3.1.0/subscriptions/{subscriptionID}`.
+    UpdateSubscription,
+    /// `DELETE /openadr3/3.1.0/subscriptions/{subscriptionID}`.
+    DeleteSubscription,
+    /// `GET /openadr3/3.1.0/vens`.
+    SearchOadrVens,
+    /// `POST /openadr3/3.1.0/vens`.
+    CreateOadrVen,
+    /// `GET /openadr3/3.1.0/vens/{venID}`.
+    GetOadrVen,
+    /// `PUT /openadr3/3.1.0/vens/{venID}`.
+    UpdateOadrVen,
+    /// `DELETE /openadr3/3.1.0/vens/{venID}`.
+    DeleteOadrVen,
+    /// `GET /openadr3/3.1.0/resources`.
+    SearchResources,
+    /// `POST /openadr3/3.1.0/resources`.
+    CreateResource,
+    /// `GET /openadr3/3.1.0/resources/{resourceID}`.
+    GetResource,
+    /// `PUT /openadr3/3.1.0/resources/{resourceID}`.
+    UpdateResource,
+    /// `DELETE /openadr3/3.1.0/resources/{resourceID}`.
+    DeleteResource,
+    /// `GET /openadr3/3.1.0/auth/server`.
+    AuthServer,
+    /// `POST /openadr3/3.1.0/auth/token`.
+    AuthToken,
+    /// `GET /openadr3/3.1.0/notifiers`.
+    ListNotifiers,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/programs`.
+    TopicsPrograms,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}`.
+    TopicsProgram,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/events`.
+    TopicsEvents,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}/events`.
+    TopicsProgramEvents,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/reports`.
+    TopicsReports,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/subscriptions`.
+    TopicsSubscriptions,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/vens`.
+    TopicsVens,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}`.
+    TopicsVen,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/resources`.
+    TopicsResources,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/events`.
+    TopicsVenEvents,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/programs`.
+    TopicsVenPrograms,
+    /// `GET /openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/resources`.
+    TopicsVenResources,
+    /// `POST /api/v1/openadr/clients`.
+    CreateVtnClient,
+    /// `GET /api/v1/openadr/clients`.
+    ListVtnClients,
+    /// `DELETE /api/v1/openadr/clients/{id}`.
+    RevokeVtnClient,
 }
 
 impl Operation {
     /// Every operation, in document order.
-    pub const ALL: [Self; 46] = [
+    pub const ALL: [Self; 84] = [
         Self::Health,
         Self::Metrics,
         Self::OpenApi,
@@ -300,6 +406,44 @@ impl Operation {
         Self::ListTokens,
         Self::RevokeToken,
         Self::ListAudit,
+        Self::SearchReports,
+        Self::CreateReport,
+        Self::GetReport,
+        Self::UpdateReport,
+        Self::DeleteReport,
+        Self::SearchSubscriptions,
+        Self::CreateSubscription,
+        Self::GetSubscription,
+        Self::UpdateSubscription,
+        Self::DeleteSubscription,
+        Self::SearchOadrVens,
+        Self::CreateOadrVen,
+        Self::GetOadrVen,
+        Self::UpdateOadrVen,
+        Self::DeleteOadrVen,
+        Self::SearchResources,
+        Self::CreateResource,
+        Self::GetResource,
+        Self::UpdateResource,
+        Self::DeleteResource,
+        Self::AuthServer,
+        Self::AuthToken,
+        Self::ListNotifiers,
+        Self::TopicsPrograms,
+        Self::TopicsProgram,
+        Self::TopicsEvents,
+        Self::TopicsProgramEvents,
+        Self::TopicsReports,
+        Self::TopicsSubscriptions,
+        Self::TopicsVens,
+        Self::TopicsVen,
+        Self::TopicsResources,
+        Self::TopicsVenEvents,
+        Self::TopicsVenPrograms,
+        Self::TopicsVenResources,
+        Self::CreateVtnClient,
+        Self::ListVtnClients,
+        Self::RevokeVtnClient,
     ];
 
     /// The path template, as axum and `OpenAPI` write it.
@@ -340,6 +484,44 @@ impl Operation {
             Self::Ingest => "/api/v1/ingest",
             Self::ListAlerts => "/api/v1/alerts",
             Self::GetAlert => "/api/v1/alerts/{id}",
+            Self::SearchReports => "/openadr3/3.1.0/reports",
+            Self::CreateReport => "/openadr3/3.1.0/reports",
+            Self::GetReport => "/openadr3/3.1.0/reports/{reportID}",
+            Self::UpdateReport => "/openadr3/3.1.0/reports/{reportID}",
+            Self::DeleteReport => "/openadr3/3.1.0/reports/{reportID}",
+            Self::SearchSubscriptions => "/openadr3/3.1.0/subscriptions",
+            Self::CreateSubscription => "/openadr3/3.1.0/subscriptions",
+            Self::GetSubscription => "/openadr3/3.1.0/subscriptions/{subscriptionID}",
+            Self::UpdateSubscription => "/openadr3/3.1.0/subscriptions/{subscriptionID}",
+            Self::DeleteSubscription => "/openadr3/3.1.0/subscriptions/{subscriptionID}",
+            Self::SearchOadrVens => "/openadr3/3.1.0/vens",
+            Self::CreateOadrVen => "/openadr3/3.1.0/vens",
+            Self::GetOadrVen => "/openadr3/3.1.0/vens/{venID}",
+            Self::UpdateOadrVen => "/openadr3/3.1.0/vens/{venID}",
+            Self::DeleteOadrVen => "/openadr3/3.1.0/vens/{venID}",
+            Self::SearchResources => "/openadr3/3.1.0/resources",
+            Self::CreateResource => "/openadr3/3.1.0/resources",
+            Self::GetResource => "/openadr3/3.1.0/resources/{resourceID}",
+            Self::UpdateResource => "/openadr3/3.1.0/resources/{resourceID}",
+            Self::DeleteResource => "/openadr3/3.1.0/resources/{resourceID}",
+            Self::AuthServer => "/openadr3/3.1.0/auth/server",
+            Self::AuthToken => "/openadr3/3.1.0/auth/token",
+            Self::ListNotifiers => "/openadr3/3.1.0/notifiers",
+            Self::TopicsPrograms => "/openadr3/3.1.0/notifiers/mqtt/topics/programs",
+            Self::TopicsProgram => "/openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}",
+            Self::TopicsEvents => "/openadr3/3.1.0/notifiers/mqtt/topics/events",
+            Self::TopicsProgramEvents => "/openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}/events",
+            Self::TopicsReports => "/openadr3/3.1.0/notifiers/mqtt/topics/reports",
+            Self::TopicsSubscriptions => "/openadr3/3.1.0/notifiers/mqtt/topics/subscriptions",
+            Self::TopicsVens => "/openadr3/3.1.0/notifiers/mqtt/topics/vens",
+            Self::TopicsVen => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}",
+            Self::TopicsResources => "/openadr3/3.1.0/notifiers/mqtt/topics/resources",
+            Self::TopicsVenEvents => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/events",
+            Self::TopicsVenPrograms => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/programs",
+            Self::TopicsVenResources => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/resources",
+            Self::CreateVtnClient => "/api/v1/openadr/clients",
+            Self::ListVtnClients => "/api/v1/openadr/clients",
+            Self::RevokeVtnClient => "/api/v1/openadr/clients/{id}",
             Self::AckAlert => "/api/v1/alerts/{id}/ack",
         }
     }
@@ -354,16 +536,31 @@ impl Operation {
             | Self::AddFinanceEntry
             | Self::CreateApiKey
             | Self::Ingest
+            | Self::CreateReport
+            | Self::CreateSubscription
+            | Self::CreateOadrVen
+            | Self::CreateResource
+            | Self::AuthToken
+            | Self::CreateVtnClient
             | Self::AckAlert => Method::POST,
             Self::RegisterVen
             | Self::SetVenGroups
             | Self::UpdateProgram
             | Self::UpdateEvent
+            | Self::UpdateReport
+            | Self::UpdateSubscription
+            | Self::UpdateOadrVen
+            | Self::UpdateResource
             | Self::UpdateProject => Method::PUT,
             Self::DeleteProgram
             | Self::DeleteEvent
             | Self::DeleteFinanceEntry
             | Self::RevokeApiKey
+            | Self::DeleteReport
+            | Self::DeleteSubscription
+            | Self::DeleteOadrVen
+            | Self::DeleteResource
+            | Self::RevokeVtnClient
             | Self::RevokeToken => Method::DELETE,
             Self::PatchShadow => Method::PATCH,
             _ => Method::GET,
@@ -375,7 +572,10 @@ impl Operation {
         match self {
             // Ingest authenticates with an API key (`x-api-key`), not a token;
             // `Me` authenticates in its handler: any valid token may ask.
+            // The VTN's routes authenticate OAuth clients and tokens
+            // themselves (`openadr::caller`).
             Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest | Self::Me => None,
+            _ if self.is_openadr() => None,
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -383,10 +583,6 @@ impl Operation {
             | Self::Network
             | Self::GetShadow
             | Self::GetVenGroups
-            | Self::SearchPrograms
-            | Self::GetProgram
-            | Self::SearchEvents
-            | Self::GetEvent
             | Self::EventStatus
             | Self::Live
             | Self::Overview
@@ -402,16 +598,13 @@ impl Operation {
             | Self::DeleteFinanceEntry => Some(Permission::ManageProjects),
             Self::AckAlert => Some(Permission::AcknowledgeAlerts),
             Self::RegisterVen | Self::SetVenGroups => Some(Permission::RegisterVens),
-            Self::CreateProgram
-            | Self::UpdateProgram
-            | Self::DeleteProgram
-            | Self::CreateEvent
-            | Self::UpdateEvent
-            | Self::DeleteEvent => Some(Permission::Dispatch),
             Self::PatchShadow => Some(Permission::ConfigureVens),
             Self::CreateToken
             | Self::ListTokens
             | Self::RevokeToken
+            | Self::CreateVtnClient
+            | Self::ListVtnClients
+            | Self::RevokeVtnClient
             | Self::CreateApiKey
             | Self::ListApiKeys
             | Self::RevokeApiKey => Some(Permission::ManageTokens),
@@ -467,6 +660,44 @@ impl Operation {
             Self::AckAlert => "acknowledgeAlert",
             Self::ListTokens => "listTokens",
             Self::RevokeToken => "revokeToken",
+            Self::SearchReports => "searchAllReports",
+            Self::CreateReport => "createReport",
+            Self::GetReport => "searchReportsByReportID",
+            Self::UpdateReport => "updateReport",
+            Self::DeleteReport => "deleteReport",
+            Self::SearchSubscriptions => "searchSubscriptions",
+            Self::CreateSubscription => "createSubscription",
+            Self::GetSubscription => "searchSubscriptionByID",
+            Self::UpdateSubscription => "updateSubscription",
+            Self::DeleteSubscription => "deleteSubscription",
+            Self::SearchOadrVens => "searchVens",
+            Self::CreateOadrVen => "createVen",
+            Self::GetOadrVen => "searchVenByID",
+            Self::UpdateOadrVen => "updateVen",
+            Self::DeleteOadrVen => "deleteVen",
+            Self::SearchResources => "searchVenResources",
+            Self::CreateResource => "createResource",
+            Self::GetResource => "searchVenResourceByID",
+            Self::UpdateResource => "updateVenResource",
+            Self::DeleteResource => "deleteVenResource",
+            Self::AuthServer => "getAuthServerInfo",
+            Self::AuthToken => "fetchToken",
+            Self::ListNotifiers => "listAllNotifiers",
+            Self::TopicsPrograms => "listAllMqttNotifierTopicsPrograms",
+            Self::TopicsProgram => "listAllMqttNotifierTopicsProgram",
+            Self::TopicsEvents => "listAllMqttNotifierTopicsEvents",
+            Self::TopicsProgramEvents => "listAllMqttNotifierTopicsProgramEvents",
+            Self::TopicsReports => "listAllMqttNotifierTopicsReports",
+            Self::TopicsSubscriptions => "listAllMqttNotifierTopicsSubscriptions",
+            Self::TopicsVens => "listAllMqttNotifierTopicsVens",
+            Self::TopicsVen => "listAllMqttNotifierTopicsVen",
+            Self::TopicsResources => "listAllMqttNotifierTopicsResources",
+            Self::TopicsVenEvents => "listAllMqttNotifierTopicsVenEvents",
+            Self::TopicsVenPrograms => "listAllMqttNotifierTopicsVenPrograms",
+            Self::TopicsVenResources => "listAllMqttNotifierTopicsVenResources",
+            Self::CreateVtnClient => "createOpenAdrClient",
+            Self::ListVtnClients => "listOpenAdrClients",
+            Self::RevokeVtnClient => "revokeOpenAdrClient",
             Self::ListAudit => "listAuditEntries",
         }
     }
@@ -474,7 +705,65 @@ impl Operation {
     /// Whether the route needs a bearer token: those with a permission,
     /// and `Me` (any valid token).
     pub const fn authenticated(self) -> bool {
-        self.permission().is_some() || matches!(self, Self::Me)
+        self.permission().is_some() || matches!(self, Self::Me) || self.vtn_client()
+    }
+
+    /// Whether the route is one of the OpenADR 3.1 VTN's.
+    pub const fn is_openadr(self) -> bool {
+        matches!(
+            self,
+            Self::SearchPrograms
+                | Self::CreateProgram
+                | Self::GetProgram
+                | Self::UpdateProgram
+                | Self::DeleteProgram
+                | Self::SearchEvents
+                | Self::CreateEvent
+                | Self::GetEvent
+                | Self::UpdateEvent
+                | Self::DeleteEvent
+                | Self::SearchReports
+                | Self::CreateReport
+                | Self::GetReport
+                | Self::UpdateReport
+                | Self::DeleteReport
+                | Self::SearchSubscriptions
+                | Self::CreateSubscription
+                | Self::GetSubscription
+                | Self::UpdateSubscription
+                | Self::DeleteSubscription
+                | Self::SearchOadrVens
+                | Self::CreateOadrVen
+                | Self::GetOadrVen
+                | Self::UpdateOadrVen
+                | Self::DeleteOadrVen
+                | Self::SearchResources
+                | Self::CreateResource
+                | Self::GetResource
+                | Self::UpdateResource
+                | Self::DeleteResource
+                | Self::AuthServer
+                | Self::AuthToken
+                | Self::ListNotifiers
+                | Self::TopicsPrograms
+                | Self::TopicsProgram
+                | Self::TopicsEvents
+                | Self::TopicsProgramEvents
+                | Self::TopicsReports
+                | Self::TopicsSubscriptions
+                | Self::TopicsVens
+                | Self::TopicsVen
+                | Self::TopicsResources
+                | Self::TopicsVenEvents
+                | Self::TopicsVenPrograms
+                | Self::TopicsVenResources
+        )
+    }
+
+    /// Whether the route is the VTN's and needs an OAuth client or token
+    /// (all but `/auth/server` and `/auth/token`).
+    pub const fn vtn_client(self) -> bool {
+        self.is_openadr() && !matches!(self, Self::AuthServer | Self::AuthToken)
     }
 
     fn handler<S: Store + 'static>(self) -> MethodRouter<AppState<S>> {
@@ -494,16 +783,16 @@ impl Operation {
             Self::PatchShadow => on(filter, shadow::patch::<S>),
             Self::GetVenGroups => on(filter, groups::get::<S>),
             Self::SetVenGroups => on(filter, groups::put::<S>),
-            Self::SearchPrograms => on(filter, openadr::list_programs::<S>),
-            Self::CreateProgram => on(filter, openadr::create_program::<S>),
-            Self::GetProgram => on(filter, openadr::get_program::<S>),
-            Self::UpdateProgram => on(filter, openadr::update_program::<S>),
-            Self::DeleteProgram => on(filter, openadr::delete_program::<S>),
-            Self::SearchEvents => on(filter, openadr::list_events::<S>),
-            Self::CreateEvent => on(filter, openadr::create_event::<S>),
-            Self::GetEvent => on(filter, openadr::get_event::<S>),
-            Self::UpdateEvent => on(filter, openadr::update_event::<S>),
-            Self::DeleteEvent => on(filter, openadr::delete_event::<S>),
+            Self::SearchPrograms => on(filter, openadr::programs::list::<S>),
+            Self::CreateProgram => on(filter, openadr::programs::create::<S>),
+            Self::GetProgram => on(filter, openadr::programs::get::<S>),
+            Self::UpdateProgram => on(filter, openadr::programs::update::<S>),
+            Self::DeleteProgram => on(filter, openadr::programs::delete::<S>),
+            Self::SearchEvents => on(filter, openadr::events::list::<S>),
+            Self::CreateEvent => on(filter, openadr::events::create::<S>),
+            Self::GetEvent => on(filter, openadr::events::get::<S>),
+            Self::UpdateEvent => on(filter, openadr::events::update::<S>),
+            Self::DeleteEvent => on(filter, openadr::events::delete::<S>),
             Self::EventStatus => on(filter, event_status::status::<S>),
             Self::Live => on(filter, live::live::<S>),
             Self::Overview => on(filter, overview::overview::<S>),
@@ -525,6 +814,44 @@ impl Operation {
             Self::AckAlert => on(filter, alerts::acknowledge::<S>),
             Self::ListTokens => on(filter, tokens::list::<S>),
             Self::RevokeToken => on(filter, tokens::revoke::<S>),
+            Self::SearchReports => on(filter, openadr::reports::list::<S>),
+            Self::CreateReport => on(filter, openadr::reports::create::<S>),
+            Self::GetReport => on(filter, openadr::reports::get::<S>),
+            Self::UpdateReport => on(filter, openadr::reports::update::<S>),
+            Self::DeleteReport => on(filter, openadr::reports::delete::<S>),
+            Self::SearchSubscriptions => on(filter, openadr::subscriptions::list::<S>),
+            Self::CreateSubscription => on(filter, openadr::subscriptions::create::<S>),
+            Self::GetSubscription => on(filter, openadr::subscriptions::get::<S>),
+            Self::UpdateSubscription => on(filter, openadr::subscriptions::update::<S>),
+            Self::DeleteSubscription => on(filter, openadr::subscriptions::delete::<S>),
+            Self::SearchOadrVens => on(filter, openadr::vens::list::<S>),
+            Self::CreateOadrVen => on(filter, openadr::vens::create::<S>),
+            Self::GetOadrVen => on(filter, openadr::vens::get::<S>),
+            Self::UpdateOadrVen => on(filter, openadr::vens::update::<S>),
+            Self::DeleteOadrVen => on(filter, openadr::vens::delete::<S>),
+            Self::SearchResources => on(filter, openadr::resources::list::<S>),
+            Self::CreateResource => on(filter, openadr::resources::create::<S>),
+            Self::GetResource => on(filter, openadr::resources::get::<S>),
+            Self::UpdateResource => on(filter, openadr::resources::update::<S>),
+            Self::DeleteResource => on(filter, openadr::resources::delete::<S>),
+            Self::AuthServer => on(filter, openadr::oauth::server),
+            Self::AuthToken => on(filter, openadr::oauth::token::<S>),
+            Self::ListNotifiers => on(filter, openadr::notifiers::list::<S>),
+            Self::TopicsPrograms => on(filter, openadr::notifiers::programs_topics),
+            Self::TopicsProgram => on(filter, openadr::notifiers::program_topics::<S>),
+            Self::TopicsEvents => on(filter, openadr::notifiers::events_topics),
+            Self::TopicsProgramEvents => on(filter, openadr::notifiers::program_events_topics::<S>),
+            Self::TopicsReports => on(filter, openadr::notifiers::reports_topics),
+            Self::TopicsSubscriptions => on(filter, openadr::notifiers::subscriptions_topics),
+            Self::TopicsVens => on(filter, openadr::notifiers::vens_topics),
+            Self::TopicsVen => on(filter, openadr::notifiers::ven_topics::<S>),
+            Self::TopicsResources => on(filter, openadr::notifiers::resources_topics),
+            Self::TopicsVenEvents => on(filter, openadr::notifiers::ven_events_topics::<S>),
+            Self::TopicsVenPrograms => on(filter, openadr::notifiers::ven_programs_topics::<S>),
+            Self::TopicsVenResources => on(filter, openadr::notifiers::ven_resources_topics::<S>),
+            Self::CreateVtnClient => on(filter, openadr_clients::create::<S>),
+            Self::ListVtnClients => on(filter, openadr_clients::list::<S>),
+            Self::RevokeVtnClient => on(filter, openadr_clients::revoke::<S>),
             Self::ListAudit => on(filter, audit::list::<S>),
         }
     }
@@ -546,6 +873,16 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
             };
             route = route.route_layer(middleware::from_fn_with_state(guard, auth::require::<S>));
         }
+        if operation.is_openadr() {
+            // The spec answers problems as application/json.
+            route = route.layer(middleware::map_response(openadr::problem_as_json));
+        }
+        if operation.vtn_client() {
+            route = route.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                openadr::caller::require::<S>,
+            ));
+        }
         if audit::action(operation).is_some() {
             // Outside the guard, which leaves the caller in the answer.
             let audited = audit::AuditRoute {
@@ -557,6 +894,14 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
         if operation == Operation::Ingest {
             let limit = state.http_ingest.max_body_bytes;
             route = route.layer(axum::extract::DefaultBodyLimit::max(limit));
+        }
+        if let Some(alias) = operation
+            .path()
+            .strip_prefix(openadr::BASE_PATH)
+            .filter(|_| operation.is_openadr())
+        {
+            // Also at the root, for clients that assume a VTN there.
+            router = router.route(alias, route.clone());
         }
         router = router.route(operation.path(), route);
     }

@@ -116,6 +116,9 @@ pub struct DrFilter {
     pub targets: Vec<String>,
     /// Only events not ended at this time, ms (`active=true`).
     pub active_at: Option<i64>,
+    /// Only objects without targets or with one of these (a VEN client's
+    /// granted targets); `None`: no such restriction.
+    pub visible: Option<Vec<String>>,
     /// Objects skipped (ordered by creation, then id).
     pub skip: u32,
     /// Most objects returned.
@@ -186,12 +189,14 @@ pub trait DrStore {
         program: &ProgramWrite,
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<ProgramRecord>, StoreError>> + Send;
-    /// Deletes a program with no events (else [`StoreError::Conflict`]);
-    /// `None` if there is none.
+    /// Deletes a program and its events; every VEN still targeted by one of
+    /// them is sent a cancel (returned, committed in the same transaction).
+    /// `None` if there is no such program.
     fn delete_program(
         &self,
         id: &ObjectId,
-    ) -> impl Future<Output = Result<Option<ProgramRecord>, StoreError>> + Send;
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Option<(ProgramRecord, Vec<OutboxCommand>)>, StoreError>> + Send;
     /// One program.
     fn program(
         &self,
@@ -357,6 +362,15 @@ pub(crate) fn actions(
 }
 
 /// Parses a stored JSON text column.
+/// The `visible` restriction as a query parameter: `''` for none, else
+/// the JSON list of targets.
+fn visible_param(filter: &DrFilter) -> String {
+    filter
+        .visible
+        .as_ref()
+        .map_or_else(String::new, |v| json_list(v.iter().map(String::as_str)))
+}
+
 pub(crate) fn json_column(text: &str, what: &str) -> Result<serde_json::Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("stored {what}: {e}")))
 }
@@ -685,7 +699,11 @@ impl DrStore for AnyStore {
         row.map(program_record).transpose()
     }
 
-    async fn delete_program(&self, id: &ObjectId) -> Result<Option<ProgramRecord>, StoreError> {
+    async fn delete_program(
+        &self,
+        id: &ObjectId,
+        now_ms: i64,
+    ) -> Result<Option<(ProgramRecord, Vec<OutboxCommand>)>, StoreError> {
         let mut tx = self.begin().await?;
         let row: Option<ProgramRow> = run!(tx.conn(), |c| sqlx::query_as(concat!(
             select_program!(),
@@ -695,16 +713,17 @@ impl DrStore for AnyStore {
         .fetch_optional(c)
         .await)?;
         let Some(row) = row else { return Ok(None) };
-        let live: i64 = run!(tx.conn(), |c| sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE program_id = $1 AND deleted IS NULL",
+        let live: Vec<String> = run!(tx.conn(), |c| sqlx::query_scalar(
+            "SELECT id FROM events WHERE program_id = $1 AND deleted IS NULL ORDER BY id",
         )
         .bind(id.as_str())
-        .fetch_one(c)
+        .fetch_all(c)
         .await)?;
-        if live > 0 {
-            return Err(StoreError::Conflict(format!(
-                "program {id} has {live} events; delete them first"
-            )));
+        let mut commands = Vec::new();
+        for event in live {
+            let event = object_id(event)?;
+            let vens = current_vens(&mut tx, &event).await?;
+            commands.extend(queue(&mut tx, &event, None, &[], &vens, now_ms).await?);
         }
         for sql in [
             "DELETE FROM event_acks WHERE event_id IN (SELECT id FROM events WHERE program_id = $1)",
@@ -719,7 +738,7 @@ impl DrStore for AnyStore {
                 .await)?;
         }
         tx.commit().await?;
-        program_record(row).map(Some)
+        Ok(Some((program_record(row)?, commands)))
     }
 
     async fn program(&self, id: &ObjectId) -> Result<Option<ProgramRecord>, StoreError> {
@@ -738,10 +757,14 @@ impl DrStore for AnyStore {
             sqlx::query_as(sql!(pool; {select_program!()}, " WHERE ($1 = '[]' OR EXISTS (SELECT 1 FROM ",
                [either "json_array_elements_text(programs.targets::json)" "json_each(programs.targets)"], " t \
                WHERE t.value IN (SELECT value FROM ", [json_each 1], "))) \
+             AND ($4 = '' OR programs.targets = '[]' OR EXISTS (SELECT 1 FROM ",
+               [either "json_array_elements_text(programs.targets::json)" "json_each(programs.targets)"], " v \
+               WHERE v.value IN (SELECT value FROM ", [json_each 4], "))) \
              ORDER BY created, id", collate_c, " LIMIT $2 OFFSET $3"))
         .bind(json_list(filter.targets.iter().map(String::as_str)))
         .bind(i64::from(filter.limit))
         .bind(i64::from(filter.skip))
+        .bind(visible_param(filter))
         .fetch_all(pool).await
         })?;
         rows.into_iter().map(program_record).collect()
@@ -905,6 +928,9 @@ impl DrStore for AnyStore {
              AND ($2 IS NULL OR e.end_ms IS NULL OR e.end_ms > $2) \
              AND ($3 = '[]' OR EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.id \
                   AND t.target IN (SELECT value FROM ", [json_each 3], "))) \
+             AND ($6 = '' OR NOT EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.id) \
+                  OR EXISTS (SELECT 1 FROM event_targets t WHERE t.event_id = e.id \
+                  AND t.target IN (SELECT value FROM ", [json_each 6], "))) \
              ORDER BY e.created, e.id", collate_c, " LIMIT $4 OFFSET $5")
         )
         .bind(filter.program_id.as_ref().map(ObjectId::as_str))
@@ -912,6 +938,7 @@ impl DrStore for AnyStore {
         .bind(json_list(filter.targets.iter().map(String::as_str)))
         .bind(i64::from(filter.limit))
         .bind(i64::from(filter.skip))
+        .bind(visible_param(filter))
         .fetch_all(pool)
         .await)?;
         rows.into_iter().map(event_record).collect()

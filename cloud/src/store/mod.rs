@@ -195,8 +195,10 @@ mod shadow;
 mod sqlite;
 mod telemetry;
 mod tokens;
+pub mod vtn;
 
 pub use alerts::AlertStore;
+pub use vtn::VtnStore;
 pub use api_keys::{
     ApiKeyRecord, ApiKeyStore, HTTP_SEQ_BASE, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey,
     StoredApiKey,
@@ -598,6 +600,7 @@ pub trait Store:
     + AlertStore
     + AuditStore
     + TokenStore
+    + VtnStore
     + Send
     + Sync
 {

@@ -7,6 +7,7 @@ mod dashboard;
 mod dr;
 mod ingest;
 mod projects;
+mod openadr;
 
 use gridlink_protocol::{Phase, Quantity};
 use serde_json::{Map, Value, json};
@@ -105,7 +106,7 @@ pub fn openapi_document() -> Value {
             { "name": "telemetry", "description": "VENs, loads and data over time." },
             { "name": "auth", "description": "API tokens." },
             { "name": "shadow", "description": "Device shadows: agent settings desired and state reported." },
-            { "name": "openadr", "description": "OpenADR 3.1 programs and events (dispatched to VENs)." },
+            { "name": "openadr", "description": "The OpenADR 3.1 VTN, as its specification describes it (schemas `oadr3.*`): programs, events (dispatched to the gridlink VENs they target), reports, subscriptions (webhook and MQTT notifications), VENs, resources, OAuth 2.0 tokens, notifier bindings. Also served at the root (`/programs`, ...)." },
             { "name": "dr", "description": "VEN groups and event status (acknowledgements, measured response)." },
             { "name": "projects", "description": "Energy projects: energy per period, finances, DR revenue, milestones." },
             { "name": "alerts", "description": "Alerts raised by the rules (offline VENs, meter anomalies, DR non-response), and their acknowledgement." },
@@ -121,11 +122,12 @@ pub fn openapi_document() -> Value {
                         installer (reads, registers VENs), operator (reads, dispatches), admin \
                         (everything), ven (OpenADR VEN clients)."
                 },
-                "apiKey": ingest::security_scheme()
+                "apiKey": ingest::security_scheme(),
+                "oadr3OAuth": openadr::security_scheme()
             },
-            "responses": responses(),
+            "responses": merged(responses(), Value::Object(openadr::responses())),
             "schemas": merged(
-                merged(schemas(), dr::schemas()),
+                merged(merged(schemas(), dr::schemas()), openadr::schemas()),
                 merged(
                     merged(
                         merged(
@@ -458,16 +460,6 @@ fn describe(operation: Operation) -> Value {
         }),
         Operation::GetVenGroups
         | Operation::SetVenGroups
-        | Operation::SearchPrograms
-        | Operation::CreateProgram
-        | Operation::GetProgram
-        | Operation::UpdateProgram
-        | Operation::DeleteProgram
-        | Operation::SearchEvents
-        | Operation::CreateEvent
-        | Operation::GetEvent
-        | Operation::UpdateEvent
-        | Operation::DeleteEvent
         | Operation::EventStatus => dr::describe(operation).unwrap_or_default(),
         Operation::Live | Operation::Overview | Operation::Me => {
             dashboard::describe(operation).unwrap_or_default()
@@ -491,6 +483,54 @@ fn describe(operation: Operation) -> Value {
             super::tokens::describe(operation).unwrap_or_default()
         }
         Operation::ListAudit => super::audit::describe(operation).unwrap_or_default(),
+        Operation::SearchPrograms
+        | Operation::CreateProgram
+        | Operation::GetProgram
+        | Operation::UpdateProgram
+        | Operation::DeleteProgram
+        | Operation::SearchEvents
+        | Operation::CreateEvent
+        | Operation::GetEvent
+        | Operation::UpdateEvent
+        | Operation::DeleteEvent
+        | Operation::SearchReports
+        | Operation::CreateReport
+        | Operation::GetReport
+        | Operation::UpdateReport
+        | Operation::DeleteReport
+        | Operation::SearchSubscriptions
+        | Operation::CreateSubscription
+        | Operation::GetSubscription
+        | Operation::UpdateSubscription
+        | Operation::DeleteSubscription
+        | Operation::SearchOadrVens
+        | Operation::CreateOadrVen
+        | Operation::GetOadrVen
+        | Operation::UpdateOadrVen
+        | Operation::DeleteOadrVen
+        | Operation::SearchResources
+        | Operation::CreateResource
+        | Operation::GetResource
+        | Operation::UpdateResource
+        | Operation::DeleteResource
+        | Operation::AuthServer
+        | Operation::AuthToken
+        | Operation::ListNotifiers
+        | Operation::TopicsPrograms
+        | Operation::TopicsProgram
+        | Operation::TopicsEvents
+        | Operation::TopicsProgramEvents
+        | Operation::TopicsReports
+        | Operation::TopicsSubscriptions
+        | Operation::TopicsVens
+        | Operation::TopicsVen
+        | Operation::TopicsResources
+        | Operation::TopicsVenEvents
+        | Operation::TopicsVenPrograms
+        | Operation::TopicsVenResources => openadr::describe(operation).unwrap_or_default(),
+        Operation::CreateVtnClient | Operation::ListVtnClients | Operation::RevokeVtnClient => {
+            super::openadr_clients::describe(operation).unwrap_or_default()
+        }
     };
     if let Value::Object(doc) = &mut doc {
         doc.insert("operationId".into(), operation.id().into());
