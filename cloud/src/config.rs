@@ -81,6 +81,19 @@ pub struct CloudConfig {
     /// variables are `crate::alerts::ENV_VARS`.
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    /// The OpenADR 3.1 VTN's settings.
+    #[serde(default)]
+    pub openadr: OpenAdrConfig,
+}
+
+/// `[openadr]`: the OpenADR 3.1 VTN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAdrConfig {
+    /// `[openadr.notify]`: webhook and MQTT notifications of subscriptions
+    /// (`crate::notify`).
+    #[serde(default)]
+    pub notify: crate::notify::NotifyConfig,
 }
 
 /// Default of [`CloudConfig::database_url`]: SQLite in the working directory.
@@ -100,6 +113,7 @@ impl Default for CloudConfig {
             shadow: ShadowConfig::default(),
             export: crate::export::ExportConfig::default(),
             alerts: crate::alerts::AlertsConfig::default(),
+            openadr: OpenAdrConfig::default(),
         }
     }
 }
@@ -366,6 +380,9 @@ pub enum ConfigError {
         /// The variable that can set it.
         var: &'static str,
     },
+    /// `[openadr.notify]` settings that cannot work together.
+    #[error("openadr.notify: {0}")]
+    Notify(#[from] crate::notify::NotifyConfigError),
 }
 
 /// A setting's value that does not fit, from the file or an environment
@@ -676,6 +693,70 @@ pub const ENV_VARS: &[EnvVar] = &[
             Ok(())
         },
     },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_ALLOW_HTTP",
+        setting: "openadr.notify.allow_http",
+        apply: |c, v| {
+            c.openadr.notify.allow_http = env_bool(v)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_ALLOW_PRIVATE",
+        setting: "openadr.notify.allow_private",
+        apply: |c, v| {
+            c.openadr.notify.allow_private = env_bool(v)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_TIMEOUT_MS",
+        setting: "openadr.notify.timeout_ms",
+        apply: |c, v| {
+            c.openadr.notify.timeout_ms = env_int(v, 100, 120_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_MAX_ATTEMPTS",
+        setting: "openadr.notify.max_attempts",
+        apply: |c, v| {
+            c.openadr.notify.max_attempts = env_int(v, 1, 100)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_BACKOFF_MIN_MS",
+        setting: "openadr.notify.backoff_min_ms",
+        apply: |c, v| {
+            c.openadr.notify.backoff_min_ms = env_int(v, 10, 3_600_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_BACKOFF_MAX_MS",
+        setting: "openadr.notify.backoff_max_ms",
+        apply: |c, v| {
+            c.openadr.notify.backoff_max_ms = env_int(v, 10, 86_400_000)?;
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_SIGNING_KEY",
+        setting: "openadr.notify.signing_key",
+        apply: |c, v| {
+            c.openadr.notify.signing_key = Some(v.to_string());
+            Ok(())
+        },
+    },
+    EnvVar {
+        name: "GRIDLINK_OPENADR_NOTIFY_MQTT_QUEUE",
+        setting: "openadr.notify.mqtt_queue",
+        apply: |c, v| {
+            c.openadr.notify.mqtt_queue = env_int(v, 1, 1_000_000)?;
+            Ok(())
+        },
+    },
 ];
 
 const MAX_SHARE_GROUP_LEN: usize = 64;
@@ -720,6 +801,7 @@ impl CloudConfig {
             None => Self::default(),
         };
         config.apply_env(env)?;
+        config.openadr.notify.check()?;
         config
             .alerts
             .check()
@@ -1232,6 +1314,7 @@ mod tests {
     fn every_setting_has_one_environment_variable() {
         let mut config = CloudConfig::default();
         config.mqtt.host = Some("h".into());
+        config.openadr.notify.signing_key = Some("k".into());
         let table: toml::Table = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
         let mut settings = BTreeSet::new();
         keys("", &table, &mut settings);

@@ -15,7 +15,7 @@
 //!  api/          axum routes, auth extractor, problem documents, dashboard,
 //!                openapi/ (the served /openapi.json)
 //!  metrics       the aggregate of every service's counters (/metrics)
-//!  ingest/ dispatch/ alerts/ export/ shadow/ projects/     the services
+//!  ingest/ dispatch/ alerts/ export/ shadow/ projects/ notify/     the services
 //!  mqtt  feed  aws                                          the adapters
 //!  store/        one SQL store, PostgreSQL or SQLite
 //!  model/        domain types and the one clock
@@ -55,6 +55,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;
+pub mod notify;
 pub mod projects;
 pub mod server;
 pub mod shadow;

@@ -10,6 +10,7 @@ use crate::alerts::AlertMetrics;
 use crate::dispatch::DispatchMetrics;
 use crate::export::ExportMetrics;
 use crate::ingest::{HttpIngestMetrics, IngestMetrics};
+use crate::notify::NotifyMetrics;
 use crate::shadow::ShadowMetrics;
 
 /// Every metric of the cloud, one part per service.
@@ -27,6 +28,8 @@ pub struct Metrics {
     pub http_ingest: Arc<HttpIngestMetrics>,
     /// The alert engine's and delivery's counters.
     pub alerts: Arc<AlertMetrics>,
+    /// The OpenADR notifier's counters (webhooks and MQTT).
+    pub notify: Arc<NotifyMetrics>,
 }
 
 impl Metrics {
@@ -38,6 +41,7 @@ impl Metrics {
         out.push_str(&self.export.render());
         out.push_str(&self.http_ingest.render());
         out.push_str(&self.alerts.render());
+        out.push_str(&self.notify.render());
         out
     }
 }

@@ -64,8 +64,21 @@ pub async fn serve(
     let dispatcher = Dispatcher::new(&settings.mqtt).context("starting the dispatcher")?;
     let dispatch_wake = Arc::clone(&state.dispatch_wake);
     let feed = state.feed.clone();
-    let app = api::router(state);
     let (stop, stopped) = watch::channel(false);
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    // The OpenADR notifier: its webhook worker and MQTT publisher run in
+    // `tasks`. The API takes the Notifier next (AppState, with the
+    // /subscriptions routes); until then nothing enqueues.
+    let _notifier = crate::notify::spawn(
+        &mut tasks,
+        Arc::clone(&store),
+        &config.openadr.notify,
+        Some(&settings.mqtt),
+        Arc::clone(&metrics.notify),
+        &stopped,
+    )
+    .context("starting the OpenADR notifier")?;
+    let app = api::router(state);
 
     tracing::info!(
         listen = %config.http.listen,
@@ -74,7 +87,6 @@ pub async fn serve(
         client_id = settings.mqtt.client_id,
         "gridlink-cloud serving"
     );
-    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let mut http_stop = stopped.clone();
     tasks.spawn(async move {
         let shutdown = async move {

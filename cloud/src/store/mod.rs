@@ -187,6 +187,7 @@ pub mod dr;
 mod export;
 mod group;
 mod network;
+pub mod notify;
 mod overview;
 mod postgres;
 pub mod projects;
@@ -206,6 +207,7 @@ pub use api_keys::{
 pub use audit::{AuditActor, AuditEntry, AuditQuery, AuditRecord, AuditStore, MAX_AUDIT_LIMIT};
 pub use dr::DrStore;
 pub use export::{ExportLease, ExportSeries, ExportStore, ExportVenInfo};
+pub use notify::NotifyStore;
 pub use overview::{OverviewStore, SitePower};
 pub use postgres::MetricsPartition;
 use postgres::PgStore;
@@ -601,6 +603,7 @@ pub trait Store:
     + AuditStore
     + TokenStore
     + VtnStore
+    + NotifyStore
     + Send
     + Sync
 {
