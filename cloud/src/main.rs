@@ -91,6 +91,43 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// OAuth 2.0 clients of the OpenADR VTN (business logic or VEN).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+/// `gridlink-cloud client ...`.
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Makes a client; prints `{"clientID", "clientSecret", "role", "name"}`
+    /// as JSON on stdout (the secret is shown only this once).
+    Create {
+        /// `bl` (business logic: writes programs and events, reads
+        /// everything) or `ven` (a VEN: reads what it is targeted by).
+        #[arg(long, value_enum)]
+        role: ClientRoleArg,
+        /// A human name.
+        #[arg(long, value_parser = token_name)]
+        name: String,
+    },
+    /// Lists the clients (never a secret).
+    List,
+    /// Revokes a client: its access tokens stop working at once.
+    Revoke {
+        /// The client id.
+        client_id: String,
+    },
+}
+
+/// An OAuth client role on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClientRoleArg {
+    /// Business logic.
+    Bl,
+    /// A VEN.
+    Ven,
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +224,7 @@ enum Job {
     },
     Token(TokenCommand),
     ApiKey(ApiKeyCommand),
+    Client(ClientCommand),
     Export(
         gridlink_cloud::export::ExportJob,
         gridlink_cloud::export::Output,
@@ -319,6 +357,7 @@ fn plan(command: Command, config: &CloudConfig) -> Result<Job, ExitCode> {
         },
         Command::Token { command } => Job::Token(command),
         Command::ApiKey { command } => Job::ApiKey(command),
+        Command::Client { command } => Job::Client(command),
     };
     Ok(job)
 }
@@ -365,6 +404,7 @@ fn main() -> ExitCode {
             } => create_token(&config, role, &name, lifetime_s).await,
             Job::Token(command) => token(&config, command).await,
             Job::ApiKey(command) => api_key(&config, command).await,
+            Job::Client(command) => client(&config, command).await,
             Job::Export(job, output) => export(&config, &job, &output).await,
         }
     });
@@ -452,6 +492,63 @@ async fn token(config: &CloudConfig, command: TokenCommand) -> anyhow::Result<()
             }
             Err(error) => return Err(error).context(format!("revoking token {id} {hint}")),
         },
+    }
+    Ok(())
+}
+
+/// `client create|list|revoke` (migrates first, so a new database works).
+async fn client(config: &CloudConfig, command: ClientCommand) -> anyhow::Result<()> {
+    use gridlink_cloud::api::openadr::oauth::issue_client;
+    use gridlink_cloud::store::VtnStore as _;
+    use gridlink_cloud::store::vtn::ClientRole;
+    let store = server::connect(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    match command {
+        ClientCommand::Create { role, name } => {
+            let role = match role {
+                ClientRoleArg::Bl => ClientRole::Bl,
+                ClientRoleArg::Ven => ClientRole::Ven,
+            };
+            let issued = issue_client()?;
+            let client = store
+                .create_client(&issued.client_id, &name, role, &issued.hash, now_ms())
+                .await
+                .context("storing the client")?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "clientID": client.client_id,
+                    "clientSecret": issued.secret,
+                    "role": client.role.as_str(),
+                    "name": client.name,
+                })
+            );
+            eprintln!(
+                "created OpenADR {} client {}; its secret is shown only this once",
+                client.role.as_str(),
+                client.client_id
+            );
+        }
+        ClientCommand::List => {
+            println!("client_id\tname\trole\tcreated_ms\trevoked_ms");
+            for c in store.clients().await.context("reading the clients")? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    c.client_id,
+                    c.name,
+                    c.role.as_str(),
+                    c.created_ms,
+                    c.revoked_ms
+                        .map_or_else(|| "-".to_owned(), |v| v.to_string())
+                );
+            }
+        }
+        ClientCommand::Revoke { client_id } => {
+            match store.revoke_client(&client_id, now_ms()).await? {
+                Some(_) => eprintln!("client {client_id} revoked"),
+                None => anyhow::bail!("no client {client_id}"),
+            }
+        }
     }
     Ok(())
 }

@@ -67,9 +67,8 @@ pub async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     // The OpenADR notifier: its webhook worker and MQTT publisher run in
-    // `tasks`. The API takes the Notifier next (AppState, with the
-    // /subscriptions routes); until then nothing enqueues.
-    let _notifier = crate::notify::spawn(
+    // `tasks`; the VTN's routes enqueue through it.
+    let notifier = crate::notify::spawn(
         &mut tasks,
         Arc::clone(&store),
         &config.openadr.notify,
@@ -78,6 +77,17 @@ pub async fn serve(
         &stopped,
     )
     .context("starting the OpenADR notifier")?;
+    let state = state.with_vtn(api::VtnState {
+        notifier: Some(notifier),
+        notify_config: config.openadr.notify.clone(),
+        mqtt: true,
+        mqtt_uri: Some(format!(
+            "mqtts://{}:{}",
+            settings.mqtt.host, settings.mqtt.port
+        )),
+        mqtt_ca: std::fs::read_to_string(&settings.mqtt.ca).ok(),
+        ..api::VtnState::default()
+    });
     let app = api::router(state);
 
     tracing::info!(

@@ -133,7 +133,7 @@ impl ApiError {
             Self::Unauthenticated(_) | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } | Self::VenNotAllowed(_) | Self::VtnForbidden(_) => {
                 StatusCode::FORBIDDEN
-            },
+            }
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidParams(_) => StatusCode::BAD_REQUEST,
             Self::InvalidBody { status, .. } => *status,
@@ -153,9 +153,7 @@ impl ApiError {
     pub const fn slug(&self) -> &'static str {
         match self {
             Self::Unauthenticated(_) | Self::InvalidApiKey => "unauthenticated",
-            Self::Forbidden { .. } | Self::VenNotAllowed(_) | Self::VtnForbidden(_) => {
-                "forbidden"
-            }
+            Self::Forbidden { .. } | Self::VenNotAllowed(_) | Self::VtnForbidden(_) => "forbidden",
             Self::RateLimited(_) => "rate-limited",
             Self::InvalidParams(_) => "invalid-parameter",
             Self::InvalidBody { .. } => "invalid-body",

@@ -510,15 +510,21 @@ impl Operation {
             Self::TopicsPrograms => "/openadr3/3.1.0/notifiers/mqtt/topics/programs",
             Self::TopicsProgram => "/openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}",
             Self::TopicsEvents => "/openadr3/3.1.0/notifiers/mqtt/topics/events",
-            Self::TopicsProgramEvents => "/openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}/events",
+            Self::TopicsProgramEvents => {
+                "/openadr3/3.1.0/notifiers/mqtt/topics/programs/{programID}/events"
+            }
             Self::TopicsReports => "/openadr3/3.1.0/notifiers/mqtt/topics/reports",
             Self::TopicsSubscriptions => "/openadr3/3.1.0/notifiers/mqtt/topics/subscriptions",
             Self::TopicsVens => "/openadr3/3.1.0/notifiers/mqtt/topics/vens",
             Self::TopicsVen => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}",
             Self::TopicsResources => "/openadr3/3.1.0/notifiers/mqtt/topics/resources",
             Self::TopicsVenEvents => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/events",
-            Self::TopicsVenPrograms => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/programs",
-            Self::TopicsVenResources => "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/resources",
+            Self::TopicsVenPrograms => {
+                "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/programs"
+            }
+            Self::TopicsVenResources => {
+                "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/resources"
+            }
             Self::CreateVtnClient => "/api/v1/openadr/clients",
             Self::ListVtnClients => "/api/v1/openadr/clients",
             Self::RevokeVtnClient => "/api/v1/openadr/clients/{id}",
@@ -575,7 +581,7 @@ impl Operation {
             // The VTN's routes authenticate OAuth clients and tokens
             // themselves (`openadr::caller`).
             Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest | Self::Me => None,
-            _ if self.is_openadr() => None,
+
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -609,6 +615,9 @@ impl Operation {
             | Self::ListApiKeys
             | Self::RevokeApiKey => Some(Permission::ManageTokens),
             Self::ListAudit => Some(Permission::ReadAuditLog),
+            // The VTN's routes authenticate OAuth clients and API tokens
+            // themselves (`openadr::caller`).
+            _ => None,
         }
     }
 

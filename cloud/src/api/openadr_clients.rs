@@ -52,7 +52,13 @@ pub(crate) async fn create<S: Store>(
     let issued = issue_client().map_err(|e| ApiError::Internal(Box::new(e)))?;
     let client = state
         .store
-        .create_client(&issued.client_id, &request.name, role, &issued.hash, now_ms())
+        .create_client(
+            &issued.client_id,
+            &request.name,
+            role,
+            &issued.hash,
+            now_ms(),
+        )
         .await?;
     let mut body = client_json(&client);
     body["clientSecret"] = Value::String(issued.secret);
@@ -95,9 +101,7 @@ pub(crate) fn describe(operation: super::Operation) -> Option<Value> {
             "revoked_ms": { "type": ["integer", "null"] }, "active": { "type": "boolean" },
             "clientSecret": { "type": "string", "description": "Only in the answer to POST." }
         } });
-    let answer = |description: &str, schema: &Value| {
-        json!({ "description": description, "content": { "application/json": { "schema": schema } } })
-    };
+    let answer = |description: &str, schema: &Value| json!({ "description": description, "content": { "application/json": { "schema": schema } } });
     Some(match operation {
         Operation::CreateVtnClient => json!({
             "tags": ["auth"],

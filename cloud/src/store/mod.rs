@@ -199,7 +199,6 @@ mod tokens;
 pub mod vtn;
 
 pub use alerts::AlertStore;
-pub use vtn::VtnStore;
 pub use api_keys::{
     ApiKeyRecord, ApiKeyStore, HTTP_SEQ_BASE, MAX_API_KEY_VENS, MAX_CUSTOMER_LEN, NewApiKey,
     StoredApiKey,
@@ -215,6 +214,7 @@ pub use projects::{MilestoneRecord, ProjectRecord, ProjectStore};
 pub use shadow::{ShadowStore, ShadowWrite};
 use sqlite::SqliteStore;
 pub use tokens::TokenStore;
+pub use vtn::VtnStore;
 
 /// One telemetry batch as ingest hands it to the store.
 #[derive(Debug, Clone, PartialEq)]

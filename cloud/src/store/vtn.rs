@@ -622,22 +622,29 @@ impl VtnStore for AnyStore {
         .bind(id.as_str())
         .execute(c)
         .await)?;
-        exec!(tx.conn(), |c| sqlx::query("DELETE FROM vtn_objects WHERE id = $1")
-            .bind(id.as_str())
-            .execute(c)
-            .await)?;
+        exec!(tx.conn(), |c| sqlx::query(
+            "DELETE FROM vtn_objects WHERE id = $1"
+        )
+        .bind(id.as_str())
+        .execute(c)
+        .await)?;
         tx.commit().await?;
         Ok(Some(record))
     }
 
-    async fn object(&self, kind: ObjectKind, id: &ObjectId) -> Result<Option<VtnObject>, StoreError> {
-        let row: Option<ObjectRow> = run!(self.reader(), |pool| sqlx::query_as(select_object!(pool;
-            " WHERE o.id = $1 AND o.kind = $2"
-        ))
-        .bind(id.as_str())
-        .bind(kind.as_str())
-        .fetch_optional(pool)
-        .await)?;
+    async fn object(
+        &self,
+        kind: ObjectKind,
+        id: &ObjectId,
+    ) -> Result<Option<VtnObject>, StoreError> {
+        let row: Option<ObjectRow> =
+            run!(self.reader(), |pool| sqlx::query_as(select_object!(pool;
+                " WHERE o.id = $1 AND o.kind = $2"
+            ))
+            .bind(id.as_str())
+            .bind(kind.as_str())
+            .fetch_optional(pool)
+            .await)?;
         row.map(object_record).transpose()
     }
 
@@ -646,7 +653,8 @@ impl VtnStore for AnyStore {
         kind: ObjectKind,
         filter: &ObjectFilter,
     ) -> Result<Vec<VtnObject>, StoreError> {
-        let rows: Vec<ObjectRow> = run!(self.reader(), |pool| sqlx::query_as(select_object!(pool;
+        let rows: Vec<ObjectRow> = run!(self.reader(), |pool| {
+            sqlx::query_as(select_object!(pool;
             " WHERE o.kind = $1 \
              AND ($2 IS NULL OR o.client_id = $2) \
              AND ($3 IS NULL OR o.name = $3) \
@@ -665,20 +673,23 @@ impl VtnStore for AnyStore {
         .bind(i64::from(filter.limit))
         .bind(i64::from(filter.skip))
         .fetch_all(pool)
-        .await)?;
+        .await
+        })?;
         rows.into_iter().map(object_record).collect()
     }
 
     async fn sync_agents(&self, now_ms: i64) -> Result<u64, StoreError> {
         // Gridlink VENs with no VEN object linked, and whether one of their
         // name exists (registered through the API first).
-        let missing: Vec<(String, Option<String>)> = run!(self.reader(), |pool| sqlx::query_as(
+        let missing: Vec<(String, Option<String>)> = run!(self.reader(), |pool| {
+            sqlx::query_as(
             "SELECT v.ven_id, (SELECT o.id FROM vtn_objects o WHERE o.unique_key = 'VEN/' || v.ven_id) \
              FROM vens v WHERE NOT EXISTS (SELECT 1 FROM vtn_objects o \
              WHERE o.kind = 'VEN' AND o.agent_ven = v.ven_id) ORDER BY v.ven_id"
         )
         .fetch_all(pool)
-        .await)?;
+        .await
+        })?;
         let loads: Vec<(String, String, String)> = run!(self.reader(), |pool| sqlx::query_as(
             "SELECT l.ven_id, l.name, o.id FROM loads l JOIN vtn_objects o \
              ON o.kind = 'VEN' AND o.agent_ven = l.ven_id \
@@ -741,7 +752,8 @@ impl VtnStore for AnyStore {
     }
 
     async fn grants(&self, client_id: &str) -> Result<Vec<String>, StoreError> {
-        let mut grants: Vec<String> = run!(self.reader(), |pool| sqlx::query_scalar(
+        let mut grants: Vec<String> = run!(self.reader(), |pool| {
+            sqlx::query_scalar(
             "SELECT o.name FROM vtn_objects o WHERE o.kind = 'VEN' AND o.client_id = $1 \
              AND o.name IS NOT NULL \
              UNION SELECT t.target FROM vtn_object_targets t JOIN vtn_objects o ON o.id = t.object_id \
@@ -754,14 +766,16 @@ impl VtnStore for AnyStore {
         )
         .bind(client_id)
         .fetch_all(pool)
-        .await)?;
+        .await
+        })?;
         grants.sort();
         grants.dedup();
         Ok(grants)
     }
 
     async fn ven_names_for(&self, targets: &[String]) -> Result<Vec<String>, StoreError> {
-        Ok(run!(self.reader(), |pool| sqlx::query_scalar(sql!(pool;
+        Ok(run!(self.reader(), |pool| {
+            sqlx::query_scalar(sql!(pool;
             "SELECT o.name FROM vtn_objects o WHERE o.kind = 'VEN' AND o.name IS NOT NULL AND \
              ($1 = '[]' OR o.name IN (SELECT value FROM ", [json_each 1], ") \
              OR EXISTS (SELECT 1 FROM vtn_object_targets t WHERE t.object_id = o.id \
@@ -775,7 +789,8 @@ impl VtnStore for AnyStore {
         ))
         .bind(json_list(targets.iter().map(String::as_str)))
         .fetch_all(pool)
-        .await)?)
+        .await
+        })?)
     }
 }
 

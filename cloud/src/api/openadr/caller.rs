@@ -19,7 +19,7 @@
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 
 use super::oauth;
 use crate::api::auth::{self, Caller, Unauthenticated};

@@ -215,14 +215,18 @@ fn fixed_durations(map: &Map<String, Value>, now: i64) -> Result<Map<String, Val
     let fix = |period: &mut Map<String, Value>, field: &str, default_start: Option<i64>| {
         let start = start_of(period).or(default_start).unwrap_or(now);
         for key in ["duration", "randomizeStart"] {
-            let Some((years, months, rest)) =
-                period.get(key).and_then(Value::as_str).and_then(calendar_part)
+            let Some((years, months, rest)) = period
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(calendar_part)
             else {
                 continue;
             };
-            let rest: IsoDuration = rest.parse().map_err(|e: gridlink_protocol::TimeError| {
-                ApiError::invalid_param(format!("{field}.{key}"), e.to_string())
-            })?;
+            let rest: IsoDuration =
+                rest.parse()
+                    .map_err(|e: gridlink_protocol::time::TimeError| {
+                        ApiError::invalid_param(format!("{field}.{key}"), e.to_string())
+                    })?;
             let Some(end) = add_calendar(start, years, months) else {
                 return Err(ApiError::invalid_param(
                     format!("{field}.{key}"),
@@ -248,14 +252,24 @@ fn fixed_durations(map: &Map<String, Value>, now: i64) -> Result<Map<String, Val
                 .as_object_mut()
                 .and_then(|i| i.get_mut("intervalPeriod"))
             {
-                fix(period, &format!("intervals[{i}].intervalPeriod"), event_start)?;
+                fix(
+                    period,
+                    &format!("intervals[{i}].intervalPeriod"),
+                    event_start,
+                )?;
             }
         }
     }
-    if let Some((years, months, rest)) = map.get("duration").and_then(Value::as_str).and_then(calendar_part) {
+    if let Some((years, months, rest)) = map
+        .get("duration")
+        .and_then(Value::as_str)
+        .and_then(calendar_part)
+    {
         let rest: IsoDuration = rest
             .parse()
-            .map_err(|e: gridlink_protocol::TimeError| ApiError::invalid_param("duration", e.to_string()))?;
+            .map_err(|e: gridlink_protocol::time::TimeError| {
+                ApiError::invalid_param("duration", e.to_string())
+            })?;
         let start = event_start.unwrap_or(now);
         let end = add_calendar(start, years, months)
             .ok_or_else(|| ApiError::invalid_param("duration", "ends beyond the year 9999"))?;
@@ -401,7 +415,11 @@ pub(crate) async fn create<S: Store>(
     state.dispatch_wake.notify_one();
     tracing::info!(event = %id, vens = commands.len(), "event created");
     super::notifiers::changed(&state, super::notifiers::Change::event(&record, "CREATE")).await;
-    Ok((StatusCode::CREATED, Json(event_json(&record, &TargetScope::All))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(event_json(&record, &TargetScope::All)),
+    )
+        .into_response())
 }
 
 /// `GET /events/{eventID}`: 404 for a VEN the event is not visible to.
@@ -514,6 +532,9 @@ mod tests {
         };
         let fixed = fixed_durations(&map, 0).unwrap();
         assert_eq!(fixed["intervalPeriod"]["duration"], "P28D");
-        assert_eq!(fixed["intervals"][0]["intervalPeriod"]["duration"], "P28DT1H");
+        assert_eq!(
+            fixed["intervals"][0]["intervalPeriod"]["duration"],
+            "P28DT1H"
+        );
     }
 }

@@ -36,8 +36,8 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::error::InvalidParam;
 use super::ApiError;
+use super::error::InvalidParam;
 
 pub use caller::VtnCaller;
 
@@ -218,11 +218,7 @@ impl SearchQuery {
     }
 
     /// An object id parameter.
-    pub(crate) fn object_id(
-        &self,
-        name: &str,
-        errors: &mut Vec<InvalidParam>,
-    ) -> Option<ObjectId> {
+    pub(crate) fn object_id(&self, name: &str, errors: &mut Vec<InvalidParam>) -> Option<ObjectId> {
         let value = self.one(name)?;
         match ObjectId::new(value) {
             Ok(id) => Some(id),
@@ -247,7 +243,10 @@ impl SearchQuery {
     pub(crate) fn targets(&self, errors: &mut Vec<InvalidParam>) -> Vec<String> {
         let targets = self.all("targets");
         if targets.iter().any(|t| t.chars().count() > MAX_NAME_LEN) {
-            errors.push(InvalidParam::new("targets", "a target is 1 to 128 characters"));
+            errors.push(InvalidParam::new(
+                "targets",
+                "a target is 1 to 128 characters",
+            ));
         }
         targets
     }
@@ -287,7 +286,9 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
 
 /// A problem answer of the VTN as the spec types it: `application/json`
 /// (the rest of the API answers `application/problem+json`).
-pub(crate) async fn problem_as_json(mut response: axum::response::Response) -> axum::response::Response {
+pub(crate) async fn problem_as_json(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
     use axum::http::HeaderValue;
     use axum::http::header::CONTENT_TYPE;
     if response
@@ -306,7 +307,8 @@ pub(crate) async fn problem_as_json(mut response: axum::response::Response) -> a
 /// months included, optionally negative).
 pub(crate) fn check_duration(field: &str, text: &str) -> Result<(), ApiError> {
     let positive = text.strip_prefix('-').unwrap_or(text);
-    let fixed = events::calendar_part(positive).map_or_else(|| positive.to_owned(), |(_, _, rest)| rest);
+    let fixed =
+        events::calendar_part(positive).map_or_else(|| positive.to_owned(), |(_, _, rest)| rest);
     fixed
         .parse::<gridlink_protocol::IsoDuration>()
         .map(|_| ())

@@ -156,7 +156,10 @@ fn selects(subscription: &VtnObject, change: &Change) -> Vec<ObjectOperation> {
     }
     if !subscription.targets.is_empty()
         && change.targeted()
-        && !change.targets.iter().any(|t| subscription.targets.contains(t))
+        && !change
+            .targets
+            .iter()
+            .any(|t| subscription.targets.contains(t))
     {
         return Vec::new();
     }
@@ -387,10 +390,7 @@ pub(crate) enum Family {
 }
 
 /// `GET /notifiers/mqtt/topics/{programs|events|reports|subscriptions|vens|resources}`.
-pub(crate) async fn family(
-    family: Family,
-    caller: &VtnCaller,
-) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn family(family: Family, caller: &VtnCaller) -> Result<Json<Value>, ApiError> {
     bl_only(caller)?;
     let topic: fn(Op) -> String = match family {
         Family::Programs => topics::programs,
@@ -406,7 +406,9 @@ pub(crate) async fn family(
 macro_rules! family_route {
     ($name:ident, $family:ident) => {
         /// A BL-wide topic family.
-        pub(crate) async fn $name(Extension(caller): Extension<VtnCaller>) -> Result<Json<Value>, ApiError> {
+        pub(crate) async fn $name(
+            Extension(caller): Extension<VtnCaller>,
+        ) -> Result<Json<Value>, ApiError> {
             family(Family::$family, &caller).await
         }
     };

@@ -44,8 +44,7 @@ pub const SECRET_PREFIX: &str = "gls_";
 pub const TOKEN_PATH: &str = "/openadr3/3.1.0/auth/token";
 
 /// The spec's scopes of a BL client.
-pub const BL_SCOPES: &str =
-    "read_all write_programs write_events write_subscriptions write_vens";
+pub const BL_SCOPES: &str = "read_all write_programs write_events write_subscriptions write_vens";
 /// The spec's scopes of a VEN client.
 pub const VEN_SCOPES: &str =
     "read_targets read_ven_objects write_reports write_subscriptions write_vens";
@@ -294,11 +293,10 @@ async fn issue<S: Store>(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
-    {
+    if !content_type.split(';').next().is_some_and(|t| {
+        t.trim()
+            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    }) {
         return Err(invalid_request(
             "the body must be application/x-www-form-urlencoded (RFC 6749 §4.4.2)",
         ));
@@ -382,9 +380,7 @@ async fn issue<S: Store>(
             return Err(TokenError::OAuth(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
-                format!(
-                    "scope {unknown:?} is not one of this client's scopes ({scopes})"
-                ),
+                format!("scope {unknown:?} is not one of this client's scopes ({scopes})"),
             ));
         }
     }

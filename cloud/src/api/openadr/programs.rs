@@ -3,18 +3,18 @@
 //! programs their targets allow ([`super::privacy`]). Deleting a program
 //! deletes its events, each cancelled at the gridlink VENs it was sent to.
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::privacy::{self, TargetScope};
 use super::{
-    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, object,
-    parse, path_id, store_error,
+    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, object, parse,
+    path_id, store_error,
 };
 use crate::api::body::JsonBody;
 use crate::api::{ApiError, AppState, now_ms};

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use super::privacy;
 use super::vens::{object_json, owned};
 use super::{
-    SearchQuery, VtnCaller, body_object, check_name, check_duration, finish, new_id, parse,
+    SearchQuery, VtnCaller, body_object, check_duration, check_name, finish, new_id, parse,
     path_id, store_error,
 };
 use crate::api::body::JsonBody;
@@ -108,10 +108,16 @@ async fn report_write<S: Store>(
     let request: ReportRequest = parse(&map)?;
     check_name("clientName", &request.client_name)?;
     for (i, d) in request.payload_descriptors.iter().flatten().enumerate() {
-        check_name(&format!("payloadDescriptors[{i}].payloadType"), &d.payload_type)?;
+        check_name(
+            &format!("payloadDescriptors[{i}].payloadType"),
+            &d.payload_type,
+        )?;
     }
     for (i, resource) in request.resources.iter().enumerate() {
-        check_name(&format!("resources[{i}].resourceName"), &resource.resource_name)?;
+        check_name(
+            &format!("resources[{i}].resourceName"),
+            &resource.resource_name,
+        )?;
         check_period(
             &format!("resources[{i}].intervalPeriod"),
             resource.interval_period.as_ref(),
@@ -129,7 +135,10 @@ async fn report_write<S: Store>(
         _ => {
             return Err(ApiError::invalid_param(
                 "eventID",
-                format!("no event {} this client can read", quoted(request.event_id.as_str())),
+                format!(
+                    "no event {} this client can read",
+                    quoted(request.event_id.as_str())
+                ),
             ));
         }
     };

@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 use super::privacy::{self, owns};
 use super::vens::{object_json, owned};
 use super::{
-    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, parse,
-    path_id, store_error,
+    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, parse, path_id,
+    store_error,
 };
 use crate::api::body::JsonBody;
 use crate::api::error::quoted;
@@ -51,7 +51,10 @@ async fn parent_ven<S: Store>(
 ) -> Result<VtnObject, ApiError> {
     let Some(ven_id) = ven_id else {
         let VtnCaller::Ven { client_id } = caller else {
-            return Err(ApiError::invalid_param("venID", "required: the resource's VEN"));
+            return Err(ApiError::invalid_param(
+                "venID",
+                "required: the resource's VEN",
+            ));
         };
         let filter = ObjectFilter {
             client_id: Some(client_id.clone()),
@@ -93,9 +96,11 @@ async fn resource_write<S: Store>(
     let targets = request.targets.unwrap_or_default();
     check_targets("targets", &targets)?;
     let _ = request.attributes;
-    let ven_id = request
-        .ven_id
-        .or_else(|| existing.and_then(|e| e.parent.clone()).and_then(|p| ObjectId::new(p).ok()));
+    let ven_id = request.ven_id.or_else(|| {
+        existing
+            .and_then(|e| e.parent.clone())
+            .and_then(|p| ObjectId::new(p).ok())
+    });
     let ven = parent_ven(state, caller, ven_id).await?;
     let targets = match caller {
         VtnCaller::Bl { .. } => targets,

@@ -21,8 +21,8 @@ use serde_json::{Map, Value};
 use super::privacy;
 use super::vens::{object_json, owned};
 use super::{
-    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, parse,
-    path_id, store_error,
+    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, parse, path_id,
+    store_error,
 };
 use crate::api::body::JsonBody;
 use crate::api::error::{InvalidParam, quoted};
@@ -31,8 +31,14 @@ use crate::store::Store;
 use crate::store::vtn::{ObjectFilter, ObjectKind, VtnObject};
 
 /// The object types a subscription may name.
-pub(crate) const OBJECT_TYPES: [&str; 6] =
-    ["PROGRAM", "EVENT", "REPORT", "SUBSCRIPTION", "VEN", "RESOURCE"];
+pub(crate) const OBJECT_TYPES: [&str; 6] = [
+    "PROGRAM",
+    "EVENT",
+    "REPORT",
+    "SUBSCRIPTION",
+    "VEN",
+    "RESOURCE",
+];
 /// The operations a subscription may name.
 pub(crate) const OPERATIONS: [&str; 4] = ["READ", "CREATE", "UPDATE", "DELETE"];
 /// The longest callback URL (the spec's limit).
@@ -80,7 +86,11 @@ fn check(request: &SubscriptionRequest) -> Result<(), ApiError> {
             if !OBJECT_TYPES.contains(&object.as_str()) {
                 return Err(ApiError::invalid_param(
                     format!("objectOperations[{i}].objects[{j}]"),
-                    format!("{} is not one of {}", quoted(object), OBJECT_TYPES.join(", ")),
+                    format!(
+                        "{} is not one of {}",
+                        quoted(object),
+                        OBJECT_TYPES.join(", ")
+                    ),
                 ));
             }
         }
@@ -130,15 +140,19 @@ async fn subscription_write<S: Store>(
             continue;
         }
         let unchanged = existing.is_some_and(|e| {
-            e.body["objectOperations"]
-                .as_array()
-                .is_some_and(|ops| ops.iter().any(|o| o["callbackUrl"] == op.callback_url.as_str()))
+            e.body["objectOperations"].as_array().is_some_and(|ops| {
+                ops.iter()
+                    .any(|o| o["callbackUrl"] == op.callback_url.as_str())
+            })
         });
         if !unchanged {
             crate::notify::verify_callback(&state.vtn.notify_config, &op.callback_url)
                 .await
                 .map_err(|e| {
-                    ApiError::invalid_param(format!("objectOperations[{i}].callbackUrl"), e.to_string())
+                    ApiError::invalid_param(
+                        format!("objectOperations[{i}].callbackUrl"),
+                        e.to_string(),
+                    )
                 })?;
         }
         verified.push(&op.callback_url);
@@ -190,16 +204,21 @@ pub(crate) async fn list<S: Store>(
         filter.skip = skip;
         filter.limit = limit;
     }
-    let all = state.store.objects(ObjectKind::Subscription, &filter).await?;
+    let all = state
+        .store
+        .objects(ObjectKind::Subscription, &filter)
+        .await?;
     let wanted = |record: &VtnObject| {
         objects.is_empty()
-            || record.body["objectOperations"].as_array().is_some_and(|ops| {
-                ops.iter().any(|op| {
-                    op["objects"]
-                        .as_array()
-                        .is_some_and(|o| o.iter().any(|o| objects.iter().any(|w| o == w.as_str())))
+            || record.body["objectOperations"]
+                .as_array()
+                .is_some_and(|ops| {
+                    ops.iter().any(|op| {
+                        op["objects"].as_array().is_some_and(|o| {
+                            o.iter().any(|o| objects.iter().any(|w| o == w.as_str()))
+                        })
+                    })
                 })
-            })
     };
     let (skip, limit) = if objects.is_empty() {
         (0, usize::MAX)

@@ -20,8 +20,8 @@ use serde_json::{Map, Value};
 
 use super::privacy::{self, owns};
 use super::{
-    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, object,
-    parse, path_id, store_error,
+    SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, object, parse,
+    path_id, store_error,
 };
 use crate::api::body::JsonBody;
 use crate::api::{ApiError, AppState, now_ms};
@@ -211,7 +211,13 @@ pub(crate) async fn update<S: Store>(
     let id = path_id(path, "venID")?;
     caller.may_write_vens()?;
     let existing = owned(&state, &caller, ObjectKind::Ven, id.clone()).await?;
-    let record = ven_write(&caller, body_object(body), id.clone(), Some(&existing), now_ms())?;
+    let record = ven_write(
+        &caller,
+        body_object(body),
+        id.clone(),
+        Some(&existing),
+        now_ms(),
+    )?;
     match state
         .store
         .update_object(&record)

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::Operation;
 use super::{DURATION_PATTERN, date_time, text};
 use super::{bad_request, body, ok, schema};
-use crate::api::openadr::{MAX_LIMIT, MAX_SKIP, PAYLOAD_TYPES};
+use crate::api::openadr::PAYLOAD_TYPES;
 use crate::dispatch::response::BASELINE_WINDOW_MS;
 use crate::store::dr::{MAX_GROUP_LEN, MAX_GROUPS};
 
@@ -18,52 +18,14 @@ fn not_found(what: &str) -> Value {
     })
 }
 
-fn conflict(description: &str) -> Value {
-    json!({
-        "description": description,
-        "content": { "application/problem+json": { "schema": schema("Problem") } }
-    })
-}
-
-fn object_path(name: &str, what: &str) -> Value {
-    json!({ "name": name, "in": "path", "required": true, "description": format!("The {what}'s id."),
-            "schema": schema("ObjectId") })
-}
-
 fn ven_path() -> Value {
     json!({ "name": "id", "in": "path", "required": true, "description": "The VEN id.",
             "schema": { "$ref": "#/components/schemas/VenId" } })
 }
 
-fn paging(events: bool) -> Vec<Value> {
-    let mut params = vec![
-        json!({ "name": "targets", "in": "query", "required": false, "style": "form", "explode": true,
-                "description": "Only objects with at least one of these targets (repeat the parameter).",
-                "schema": { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 128 } } }),
-        json!({ "name": "skip", "in": "query", "required": false,
-                "description": "Objects to skip (ordered by creation).",
-                "schema": { "type": "integer", "minimum": 0, "maximum": MAX_SKIP } }),
-        json!({ "name": "limit", "in": "query", "required": false,
-                "description": format!("Most objects returned, default and maximum {MAX_LIMIT}."),
-                "schema": { "type": "integer", "minimum": 0, "maximum": MAX_LIMIT } }),
-    ];
-    if events {
-        params.insert(
-            0,
-            json!({ "name": "programID", "in": "query", "required": false,
-                    "description": "Only events of this program.", "schema": schema("ObjectId") }),
-        );
-        params.push(json!({ "name": "active", "in": "query", "required": false,
-            "description": "true: only events that have not ended.", "schema": { "type": "boolean" } }));
-    }
-    params
-}
-
 /// The description of a demand-response operation; `None` for others.
 #[expect(clippy::too_many_lines, reason = "one JSON literal per operation")]
 pub(crate) fn describe(operation: Operation) -> Option<Value> {
-    let program_list = json!({ "type": "array", "items": schema("Program") });
-    let event_list = json!({ "type": "array", "items": schema("Event") });
     Some(match operation {
         Operation::GetVenGroups => json!({
             "tags": ["dr"],

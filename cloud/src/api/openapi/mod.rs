@@ -6,8 +6,8 @@
 mod dashboard;
 mod dr;
 mod ingest;
-mod projects;
 mod openadr;
+mod projects;
 
 use gridlink_protocol::{Phase, Quantity};
 use serde_json::{Map, Value, json};
@@ -458,9 +458,9 @@ fn describe(operation: Operation) -> Value {
                 "409": problem_response("`version` is not the shadow's current version (`conflict`)."),
             }
         }),
-        Operation::GetVenGroups
-        | Operation::SetVenGroups
-        | Operation::EventStatus => dr::describe(operation).unwrap_or_default(),
+        Operation::GetVenGroups | Operation::SetVenGroups | Operation::EventStatus => {
+            dr::describe(operation).unwrap_or_default()
+        }
         Operation::Live | Operation::Overview | Operation::Me => {
             dashboard::describe(operation).unwrap_or_default()
         }

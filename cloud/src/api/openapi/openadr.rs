@@ -43,7 +43,11 @@ fn rewrite(value: Value) -> Value {
                 match (key.as_str(), v) {
                     ("$ref", Value::String(target)) => {
                         let target = target
-                            .replacen("#/components/schemas/", &format!("#/components/schemas/{PREFIX}"), 1)
+                            .replacen(
+                                "#/components/schemas/",
+                                &format!("#/components/schemas/{PREFIX}"),
+                                1,
+                            )
                             .replacen(
                                 "#/components/responses/",
                                 &format!("#/components/responses/{PREFIX}"),
@@ -98,7 +102,10 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
     let scopes = doc
         .get("security")
         .and_then(Value::as_array)
-        .and_then(|s| s.iter().find_map(|r| r.get("oAuth2ClientCredentials").cloned()))
+        .and_then(|s| {
+            s.iter()
+                .find_map(|r| r.get("oAuth2ClientCredentials").cloned())
+        })
         .unwrap_or_else(|| json!([]));
     doc.insert("tags".into(), json!(["openadr"]));
     if operation.vtn_client() {
