@@ -32,6 +32,26 @@ pub async fn connect(config: &CloudConfig) -> anyhow::Result<AnyStore> {
         .with_context(|| format!("cannot open the database {url}"))
 }
 
+/// The VTN's notification settings: webhooks through `notifier`, MQTT on
+/// the cloud's broker (whose CA the VENs are given by `GET /notifiers`).
+fn vtn_state(
+    notifier: crate::notify::Notifier,
+    config: &CloudConfig,
+    settings: &IngestSettings,
+) -> api::VtnState {
+    api::VtnState {
+        notifier: Some(notifier),
+        notify_config: config.openadr.notify.clone(),
+        mqtt: true,
+        mqtt_uri: Some(format!(
+            "mqtts://{}:{}",
+            settings.mqtt.host, settings.mqtt.port
+        )),
+        mqtt_ca: std::fs::read_to_string(&settings.mqtt.ca).ok(),
+        ..api::VtnState::default()
+    }
+}
+
 /// Runs ingest, the HTTP API and retention until `shutdown` completes, or
 /// until one of them fails (then the others are stopped and the error
 /// returned). Migrations are applied first.
@@ -77,18 +97,7 @@ pub async fn serve(
         &stopped,
     )
     .context("starting the OpenADR notifier")?;
-    let state = state.with_vtn(api::VtnState {
-        notifier: Some(notifier),
-        notify_config: config.openadr.notify.clone(),
-        mqtt: true,
-        mqtt_uri: Some(format!(
-            "mqtts://{}:{}",
-            settings.mqtt.host, settings.mqtt.port
-        )),
-        mqtt_ca: std::fs::read_to_string(&settings.mqtt.ca).ok(),
-        ..api::VtnState::default()
-    });
-    let app = api::router(state);
+    let app = api::router(state.with_vtn(vtn_state(notifier, &config, &settings)));
 
     tracing::info!(
         listen = %config.http.listen,

@@ -1893,10 +1893,10 @@ async fn programs_crud_and_filters<S: Store>(s: &S) {
             .is_none()
     );
     assert_eq!(
-        s.delete_program(&oid("p-c")).await.unwrap().unwrap().name,
+        s.delete_program(&oid("p-c"), 1).await.unwrap().unwrap().0.name,
         "C"
     );
-    assert!(s.delete_program(&oid("p-c")).await.unwrap().is_none());
+    assert!(s.delete_program(&oid("p-c"), 1).await.unwrap().is_none());
     assert!(s.program(&oid("p-c")).await.unwrap().is_none());
 }
 
@@ -2032,11 +2032,13 @@ async fn events_queue_commands_with_increasing_ids<S: Store>(s: &S) {
             .unwrap()
             .is_none()
     );
-    assert!(matches!(
-        s.delete_program(&oid("other")).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert!(s.delete_program(&oid("prog")).await.unwrap().is_some());
+    // Deleting a program deletes its events; e2 has ended, so no VEN is
+    // sent a cancel for it.
+    let (deleted, cancels) = s.delete_program(&oid("other"), DAY0).await.unwrap().unwrap();
+    assert_eq!(deleted.id, oid("other"));
+    assert!(cancels.is_empty(), "{cancels:?}");
+    assert!(s.event(&oid("e2")).await.unwrap().is_none());
+    assert!(s.delete_program(&oid("prog"), DAY0).await.unwrap().is_some());
 
     // The outbox: 8 commands, oldest first, until marked sent.
     let unsent = s.unsent_commands(100).await.unwrap();

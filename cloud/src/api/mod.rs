@@ -484,26 +484,22 @@ impl Operation {
             Self::Ingest => "/api/v1/ingest",
             Self::ListAlerts => "/api/v1/alerts",
             Self::GetAlert => "/api/v1/alerts/{id}",
-            Self::SearchReports => "/openadr3/3.1.0/reports",
-            Self::CreateReport => "/openadr3/3.1.0/reports",
-            Self::GetReport => "/openadr3/3.1.0/reports/{reportID}",
-            Self::UpdateReport => "/openadr3/3.1.0/reports/{reportID}",
-            Self::DeleteReport => "/openadr3/3.1.0/reports/{reportID}",
-            Self::SearchSubscriptions => "/openadr3/3.1.0/subscriptions",
-            Self::CreateSubscription => "/openadr3/3.1.0/subscriptions",
-            Self::GetSubscription => "/openadr3/3.1.0/subscriptions/{subscriptionID}",
-            Self::UpdateSubscription => "/openadr3/3.1.0/subscriptions/{subscriptionID}",
-            Self::DeleteSubscription => "/openadr3/3.1.0/subscriptions/{subscriptionID}",
-            Self::SearchOadrVens => "/openadr3/3.1.0/vens",
-            Self::CreateOadrVen => "/openadr3/3.1.0/vens",
-            Self::GetOadrVen => "/openadr3/3.1.0/vens/{venID}",
-            Self::UpdateOadrVen => "/openadr3/3.1.0/vens/{venID}",
-            Self::DeleteOadrVen => "/openadr3/3.1.0/vens/{venID}",
-            Self::SearchResources => "/openadr3/3.1.0/resources",
-            Self::CreateResource => "/openadr3/3.1.0/resources",
-            Self::GetResource => "/openadr3/3.1.0/resources/{resourceID}",
-            Self::UpdateResource => "/openadr3/3.1.0/resources/{resourceID}",
-            Self::DeleteResource => "/openadr3/3.1.0/resources/{resourceID}",
+            Self::SearchReports | Self::CreateReport => "/openadr3/3.1.0/reports",
+            Self::GetReport | Self::UpdateReport | Self::DeleteReport => {
+                "/openadr3/3.1.0/reports/{reportID}"
+            }
+            Self::SearchSubscriptions | Self::CreateSubscription => "/openadr3/3.1.0/subscriptions",
+            Self::GetSubscription | Self::UpdateSubscription | Self::DeleteSubscription => {
+                "/openadr3/3.1.0/subscriptions/{subscriptionID}"
+            }
+            Self::SearchOadrVens | Self::CreateOadrVen => "/openadr3/3.1.0/vens",
+            Self::GetOadrVen | Self::UpdateOadrVen | Self::DeleteOadrVen => {
+                "/openadr3/3.1.0/vens/{venID}"
+            }
+            Self::SearchResources | Self::CreateResource => "/openadr3/3.1.0/resources",
+            Self::GetResource | Self::UpdateResource | Self::DeleteResource => {
+                "/openadr3/3.1.0/resources/{resourceID}"
+            }
             Self::AuthServer => "/openadr3/3.1.0/auth/server",
             Self::AuthToken => "/openadr3/3.1.0/auth/token",
             Self::ListNotifiers => "/openadr3/3.1.0/notifiers",
@@ -525,8 +521,7 @@ impl Operation {
             Self::TopicsVenResources => {
                 "/openadr3/3.1.0/notifiers/mqtt/topics/vens/{venID}/resources"
             }
-            Self::CreateVtnClient => "/api/v1/openadr/clients",
-            Self::ListVtnClients => "/api/v1/openadr/clients",
+            Self::CreateVtnClient | Self::ListVtnClients => "/api/v1/openadr/clients",
             Self::RevokeVtnClient => "/api/v1/openadr/clients/{id}",
             Self::AckAlert => "/api/v1/alerts/{id}/ack",
         }
@@ -576,12 +571,6 @@ impl Operation {
     /// What the caller's token must allow; `None` for public routes.
     pub const fn permission(self) -> Option<Permission> {
         match self {
-            // Ingest authenticates with an API key (`x-api-key`), not a token;
-            // `Me` authenticates in its handler: any valid token may ask.
-            // The VTN's routes authenticate OAuth clients and tokens
-            // themselves (`openadr::caller`).
-            Self::Health | Self::Metrics | Self::OpenApi | Self::Ingest | Self::Me => None,
-
             Self::ListVens
             | Self::GetVen
             | Self::ListLoads
@@ -615,6 +604,8 @@ impl Operation {
             | Self::ListApiKeys
             | Self::RevokeApiKey => Some(Permission::ManageTokens),
             Self::ListAudit => Some(Permission::ReadAuditLog),
+            // Ingest authenticates with an API key (`x-api-key`), not a token;
+            // `Me` authenticates in its handler: any valid token may ask.
             // The VTN's routes authenticate OAuth clients and API tokens
             // themselves (`openadr::caller`).
             _ => None,

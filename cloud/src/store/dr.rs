@@ -190,7 +190,7 @@ pub trait DrStore {
         now_ms: i64,
     ) -> impl Future<Output = Result<Option<ProgramRecord>, StoreError>> + Send;
     /// Deletes a program and its events; every VEN still targeted by one of
-    /// them is sent a cancel (returned, committed in the same transaction).
+    /// them that has not ended at `now_ms` is sent a cancel (returned, committed in the same transaction).
     /// `None` if there is no such program.
     fn delete_program(
         &self,
@@ -714,9 +714,11 @@ impl DrStore for AnyStore {
         .await)?;
         let Some(row) = row else { return Ok(None) };
         let live: Vec<String> = run!(tx.conn(), |c| sqlx::query_scalar(
-            "SELECT id FROM events WHERE program_id = $1 AND deleted IS NULL ORDER BY id",
+            "SELECT id FROM events WHERE program_id = $1 AND deleted IS NULL \
+             AND (end_ms IS NULL OR end_ms > $2) ORDER BY id",
         )
         .bind(id.as_str())
+        .bind(now_ms)
         .fetch_all(c)
         .await)?;
         let mut commands = Vec::new();

@@ -433,6 +433,9 @@ fn agent_resource_body(ven_id: &str, ven_object: &str, load: &str) -> Value {
     Value::Object(body)
 }
 
+/// A `vtn_clients` row with its secret's hash.
+type ClientSecretRow = (String, String, String, i64, Option<i64>, Vec<u8>);
+
 impl VtnStore for AnyStore {
     async fn create_client(
         &self,
@@ -466,14 +469,13 @@ impl VtnStore for AnyStore {
         &self,
         client_id: &str,
     ) -> Result<Option<(VtnClient, Vec<u8>)>, StoreError> {
-        let row: Option<(String, String, String, i64, Option<i64>, Vec<u8>)> =
-            run!(self.reader(), |pool| sqlx::query_as(
-                "SELECT client_id, name, role, created, revoked, secret_hash \
+        let row: Option<ClientSecretRow> = run!(self.reader(), |pool| sqlx::query_as(
+            "SELECT client_id, name, role, created, revoked, secret_hash \
                  FROM vtn_clients WHERE client_id = $1"
-            )
-            .bind(client_id)
-            .fetch_optional(pool)
-            .await)?;
+        )
+        .bind(client_id)
+        .fetch_optional(pool)
+        .await)?;
         row.map(|(id, name, role, created, revoked, hash)| {
             client_record((id, name, role, created, revoked)).map(|c| (c, hash))
         })

@@ -306,12 +306,10 @@ async fn mqtt_notifications<S: Store>(
                 .ven
                 .as_deref()
                 .and_then(|v| gridlink_protocol::ObjectId::new(v).ok())
+                && let Some(ven) = state.store.object(ObjectKind::Ven, &ven).await?
+                && let Some(name) = &ven.name
             {
-                if let Some(ven) = state.store.object(ObjectKind::Ven, &ven).await? {
-                    if let Some(name) = &ven.name {
-                        push(topics::ven_resources(name, op), &bl);
-                    }
-                }
+                push(topics::ven_resources(name, op), &bl);
             }
         }
         _ => {}
@@ -323,24 +321,24 @@ async fn mqtt_notifications<S: Store>(
 pub(crate) async fn list<S: Store>(State(state): State<AppState<S>>) -> Json<Value> {
     let mut out = Map::new();
     out.insert("WEBHOOK".into(), Value::Bool(true));
-    if state.vtn.mqtt {
-        if let Some(uri) = &state.vtn.mqtt_uri {
-            out.insert(
-                "MQTT".into(),
-                json!({
-                    "URIS": [uri],
-                    "serialization": "JSON",
-                    "authentication": {
-                        "method": "CERTIFICATE",
-                        "caCert": state.vtn.mqtt_ca.clone().unwrap_or_default(),
-                        // Each VEN connects with the certificate and key made for it
-                        // (`gridlink-provision`); the VTN never hands out keys.
-                        "clientCert": "",
-                        "clientKey": ""
-                    }
-                }),
-            );
-        }
+    if state.vtn.mqtt
+        && let Some(uri) = &state.vtn.mqtt_uri
+    {
+        out.insert(
+            "MQTT".into(),
+            json!({
+                "URIS": [uri],
+                "serialization": "JSON",
+                "authentication": {
+                    "method": "CERTIFICATE",
+                    "caCert": state.vtn.mqtt_ca.clone().unwrap_or_default(),
+                    // Each VEN connects with the certificate and key made for it
+                    // (`gridlink-provision`); the VTN never hands out keys.
+                    "clientCert": "",
+                    "clientKey": ""
+                }
+            }),
+        );
     }
     Json(Value::Object(out))
 }
@@ -390,7 +388,7 @@ pub(crate) enum Family {
 }
 
 /// `GET /notifiers/mqtt/topics/{programs|events|reports|subscriptions|vens|resources}`.
-pub(crate) async fn family(family: Family, caller: &VtnCaller) -> Result<Json<Value>, ApiError> {
+pub(crate) fn family(family: Family, caller: &VtnCaller) -> Result<Json<Value>, ApiError> {
     bl_only(caller)?;
     let topic: fn(Op) -> String = match family {
         Family::Programs => topics::programs,
@@ -409,7 +407,7 @@ macro_rules! family_route {
         pub(crate) async fn $name(
             Extension(caller): Extension<VtnCaller>,
         ) -> Result<Json<Value>, ApiError> {
-            family(Family::$family, &caller).await
+            family(Family::$family, &caller)
         }
     };
 }

@@ -284,11 +284,11 @@ fn invalid_request(description: impl Into<String>) -> TokenError {
     )
 }
 
-async fn issue<S: Store>(
-    state: &AppState<S>,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, TokenError> {
+/// The client id, secret and requested scope of a token request
+/// (RFC 6749 §4.4.2, credentials per §2.3.1).
+type Credentials = (String, String, Option<String>);
+
+fn credentials(headers: &HeaderMap, body: &[u8]) -> Result<Credentials, TokenError> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -355,6 +355,15 @@ async fn issue<S: Store>(
             ));
         }
     };
+    Ok((client_id, secret, scope))
+}
+
+async fn issue<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, TokenError> {
+    let (client_id, secret, scope) = credentials(headers, body)?;
     let refused = || {
         TokenError::OAuth(
             StatusCode::UNAUTHORIZED,
@@ -372,17 +381,16 @@ async fn issue<S: Store>(
         ClientRole::Bl => BL_SCOPES,
         ClientRole::Ven => VEN_SCOPES,
     };
-    if let Some(asked) = scope.as_deref() {
-        if let Some(unknown) = asked
+    if let Some(asked) = scope.as_deref()
+        && let Some(unknown) = asked
             .split(' ')
             .find(|s| !s.is_empty() && !scopes.split(' ').any(|g| g == *s))
-        {
-            return Err(TokenError::OAuth(
-                StatusCode::BAD_REQUEST,
-                "invalid_scope",
-                format!("scope {unknown:?} is not one of this client's scopes ({scopes})"),
-            ));
-        }
+    {
+        return Err(TokenError::OAuth(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("scope {unknown:?} is not one of this client's scopes ({scopes})"),
+        ));
     }
     let now_s = u64::try_from(now_ms() / 1000).unwrap_or(0);
     let claims = Claims {

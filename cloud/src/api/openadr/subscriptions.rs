@@ -126,13 +126,13 @@ async fn subscription_write<S: Store>(
 ) -> Result<VtnObject, ApiError> {
     let request: SubscriptionRequest = parse(&map)?;
     check(&request)?;
-    if let Some(program) = &request.program_id {
-        if state.store.program(program).await?.is_none() {
-            return Err(ApiError::invalid_param(
-                "programID",
-                format!("no program {}", quoted(program.as_str())),
-            ));
-        }
+    if let Some(program) = &request.program_id
+        && state.store.program(program).await?.is_none()
+    {
+        return Err(ApiError::invalid_param(
+            "programID",
+            format!("no program {}", quoted(program.as_str())),
+        ));
     }
     let mut verified: Vec<&str> = Vec::new();
     for (i, op) in request.object_operations.iter().enumerate() {

@@ -24,7 +24,6 @@ fn ven_path() -> Value {
 }
 
 /// The description of a demand-response operation; `None` for others.
-#[expect(clippy::too_many_lines, reason = "one JSON literal per operation")]
 pub(crate) fn describe(operation: Operation) -> Option<Value> {
     Some(match operation {
         Operation::GetVenGroups => json!({

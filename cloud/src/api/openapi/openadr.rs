@@ -1,5 +1,5 @@
 //! The OpenADR 3.1 VTN's part of `/openapi.json`, loaded from the vendored
-//! specification (`cloud/openadr3/openadr3.yaml`, OpenAPI 3.0) rather
+//! specification (`cloud/openadr3/openadr3.yaml`, `OpenAPI` 3.0) rather
 //! than written again: each VTN route's operation object (with its
 //! path-level parameters), and the spec's schemas and responses under the
 //! prefix `oadr3.` (their references rewritten to match).
@@ -12,8 +12,8 @@
 //!   `objectType` must be `BL_VEN_REQUEST`/`BL_RESOURCE_REQUEST`): no
 //!   object can be both, so the request's discriminator is dropped from
 //!   the answer's schema;
-//! - OpenAPI 3.0's `nullable: true` becomes a type that admits `null`
-//!   (this document is OpenAPI 3.1).
+//! - `OpenAPI` 3.0's `nullable: true` becomes a type that admits `null`
+//!   (this document is `OpenAPI` 3.1).
 
 use std::sync::LazyLock;
 
@@ -62,15 +62,12 @@ fn rewrite(value: Value) -> Value {
                 }
             }
             if nullable {
-                match out.get("type").cloned() {
-                    Some(Value::String(kind)) => {
-                        out.insert("type".into(), json!([kind, "null"]));
-                    }
-                    _ => {
-                        // A `$ref` or composition that may also be null.
-                        let inner = Value::Object(std::mem::take(&mut out));
-                        out.insert("anyOf".into(), json!([inner, { "type": "null" }]));
-                    }
+                if let Some(Value::String(kind)) = out.get("type").cloned() {
+                    out.insert("type".into(), json!([kind, "null"]));
+                } else {
+                    // A `$ref` or composition that may also be null.
+                    let inner = Value::Object(std::mem::take(&mut out));
+                    out.insert("anyOf".into(), json!([inner, { "type": "null" }]));
                 }
                 if let Some(values) = out.get_mut("enum").and_then(Value::as_array_mut) {
                     values.push(Value::Null);
