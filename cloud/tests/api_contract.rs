@@ -411,9 +411,10 @@ async fn raw(
         .await
         .unwrap();
     let status = response.status();
+    // The VTN's problems are `application/json`, as openadr3.yaml has them.
     assert_eq!(
         response.headers()[CONTENT_TYPE],
-        if status.is_success() {
+        if status.is_success() || uri.starts_with("/openadr3/") {
             "application/json"
         } else {
             "application/problem+json"
@@ -460,7 +461,11 @@ async fn json_writes_without_content_type_are_a_documented_415() {
     for operation in Operation::ALL {
         let method = operation.method().as_str().to_ascii_lowercase();
         let described = &doc["paths"][operation.path()][&method];
-        if described["requestBody"]["required"] != true || operation == Operation::Ingest {
+        // Ingest and the OAuth token request take their own bodies (their
+        // tests: tests/http_ingest.rs, tests/vtn.rs).
+        if described["requestBody"]["required"] != true
+            || matches!(operation, Operation::Ingest | Operation::AuthToken)
+        {
             continue;
         }
         assert!(described["responses"]["415"].is_object(), "{operation:?}");
@@ -594,7 +599,10 @@ async fn skip_and_limit_ranges_match_the_schema() {
         .as_array()
         .unwrap();
     let skip = params.iter().find(|p| p["name"] == "skip").unwrap();
-    assert_eq!(skip["schema"]["maximum"], MAX_SKIP);
+    // openadr3.yaml: an int32 from 0, the range the server enforces.
+    assert_eq!(skip["schema"]["format"], "int32");
+    assert_eq!(skip["schema"]["minimum"], 0);
+    assert_eq!(i64::from(MAX_SKIP), i64::from(i32::MAX));
 }
 
 /// Text the server refuses (control characters) is refused by the schema
@@ -761,7 +769,12 @@ fn every_operation_lists_its_common_answers() {
             .as_array()
             .is_some_and(|p| !p.is_empty())
             || described.get("requestBody").is_some();
-        assert_eq!(has("400"), input, "{operation:?}");
+        if operation.is_openadr() {
+            // openadr3.yaml also lists 400 where nothing is sent.
+            assert!(has("400") || !input, "{operation:?}");
+        } else {
+            assert_eq!(has("400"), input, "{operation:?}");
+        }
         if described["requestBody"]["required"] == true {
             assert!(has("413") && has("415"), "{operation:?}");
         }

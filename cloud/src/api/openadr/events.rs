@@ -14,7 +14,8 @@
 //! are sent the event through the command outbox, committed with the event
 //! (see `store::dr`), and the dispatcher is woken. An event with no targets
 //! at all is for every OpenADR client that reads it, and is sent to no
-//! gridlink VEN: fleet-wide load control must name its VENs or groups.
+//! gridlink VEN: fleet-wide load control must name its VENs or groups. An
+//! event without intervals (nothing to execute) is not sent to them either.
 //!
 //! Years and months have no fixed length: for the VENs' copy a duration
 //! `PnYnM...` is turned into the exact span from the interval's start (its
@@ -344,8 +345,15 @@ async fn event_write<S: Store>(
         intervals: request.intervals,
     };
     event.validate_content().map_err(|e| field_error(&e))?;
-    let resolved = state.store.resolve_targets(&targets).await?;
-    let vens: BTreeSet<_> = resolved.into_iter().flatten().collect();
+    // An event without intervals holds nothing to execute: it is kept for
+    // the OpenADR clients that read it, and no gridlink VEN is sent it (one
+    // that had it is sent a cancel).
+    let vens: BTreeSet<_> = if event.intervals.is_empty() {
+        BTreeSet::new()
+    } else {
+        let resolved = state.store.resolve_targets(&targets).await?;
+        resolved.into_iter().flatten().collect()
+    };
     let (start_ms, end_ms) = span(&event, now);
     Ok(EventWrite {
         program_id: request.program_id,
