@@ -64,7 +64,15 @@ impl TestApp {
         seed(&store).await;
         let metrics = Arc::new(Metrics::default());
         metrics.ingest.mqtt_connected.store(1, Ordering::Relaxed);
-        let router = api::router(AppState::new(Arc::clone(&store), Arc::clone(&metrics)));
+        // Subscriptions' callbacks may be local plain HTTP here (the walk's
+        // echo server, `DrIds::create`).
+        let vtn = api::VtnState::without_delivery(gridlink_cloud::notify::NotifyConfig {
+            allow_http: true,
+            allow_private: true,
+            ..gridlink_cloud::notify::NotifyConfig::default()
+        });
+        let router =
+            api::router(AppState::new(Arc::clone(&store), Arc::clone(&metrics)).with_vtn(vtn));
         let [admin, viewer, ven] = <[String; 3]>::try_from(tokens).expect("three tokens");
         Self {
             router,
@@ -764,6 +772,131 @@ struct DrIds {
     spare_event: String,
     /// An open alert (for the alert routes).
     alert: String,
+    /// The VTN's objects, each with a spare for the delete.
+    vtn: VtnIds,
+}
+
+/// The VTN objects the walk reads, replaces and deletes.
+struct VtnIds {
+    /// A token of role `ven` (VEN client `walk-ven`): reports are VENs'.
+    ven_token: String,
+    /// An untargeted event every VEN may report on.
+    event: String,
+    report: String,
+    spare_report: String,
+    subscription: String,
+    spare_subscription: String,
+    callback: String,
+    ven: String,
+    spare_ven: String,
+    resource: String,
+    spare_resource: String,
+    /// An OAuth client (for the token request, then revoked).
+    client_id: String,
+    client_secret: String,
+}
+
+/// A local callback that answers the subscription echo challenge.
+async fn echo_server() -> String {
+    async fn echo(
+        axum::extract::Query(query): axum::extract::Query<
+            std::collections::HashMap<String, String>,
+        >,
+    ) -> String {
+        query.get("echo").cloned().unwrap_or_default()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/cb", axum::routing::get(echo).post(|| async { "" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/cb")
+}
+
+impl VtnIds {
+    async fn create(app: &TestApp, program: &str) -> Self {
+        let token = auth::issue_token().expect("random token");
+        app.store
+            .create_token("walk-ven", Role::Ven, &token.hash)
+            .await
+            .expect("store token");
+        let ven_token = token.secret;
+        let post = |path: &'static str, token: String, body: Value| async move {
+            let answer = app
+                .call(
+                    Method::POST,
+                    &format!("/openadr3/3.1.0/{path}"),
+                    Some(&token),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(
+                answer.status,
+                StatusCode::CREATED,
+                "{path}: {}",
+                answer.json
+            );
+            answer.json["id"].as_str().expect("an id").to_owned()
+        };
+        let mut event = sample_event(program);
+        event.as_object_mut().unwrap().remove("targets");
+        let event = post("events", app.admin.clone(), event).await;
+        let report = |name: &str| {
+            json!({ "eventID": event, "clientName": name,
+                    "resources": [{ "resourceName": "r1",
+                        "intervals": [{ "id": 0, "payloads": [{ "type": "USAGE", "values": [1.5] }] }] }] })
+        };
+        let report_id = post("reports", ven_token.clone(), report("walk-1")).await;
+        let spare_report = post("reports", ven_token.clone(), report("walk-2")).await;
+        let callback = echo_server().await;
+        let subscription = |name: &str| {
+            json!({ "clientName": name, "programID": program,
+                    "objectOperations": [{ "objects": ["EVENT"], "operations": ["CREATE", "UPDATE"],
+                                           "callbackUrl": callback }] })
+        };
+        let subscription_id =
+            post("subscriptions", app.admin.clone(), subscription("walk-1")).await;
+        let spare_subscription =
+            post("subscriptions", app.admin.clone(), subscription("walk-2")).await;
+        let ven = post(
+            "vens",
+            app.admin.clone(),
+            json!({ "venName": "walk-ven-1", "clientID": "walk-ven" }),
+        )
+        .await;
+        let spare_ven = post(
+            "vens",
+            app.admin.clone(),
+            json!({ "venName": "walk-ven-2", "clientID": "walk-ven-2" }),
+        )
+        .await;
+        let resource = |name: &str| json!({ "resourceName": name, "venID": ven });
+        let resource_id = post("resources", app.admin.clone(), resource("walk-r1")).await;
+        let spare_resource = post("resources", app.admin.clone(), resource("walk-r2")).await;
+        let answer = app
+            .call(
+                Method::POST,
+                "/api/v1/openadr/clients",
+                Some(&app.admin),
+                Some(json!({ "name": "walk-bl", "role": "bl" })),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
+        Self {
+            ven_token,
+            event,
+            report: report_id,
+            spare_report,
+            subscription: subscription_id,
+            spare_subscription,
+            callback,
+            ven,
+            spare_ven,
+            resource: resource_id,
+            spare_resource,
+            client_id: answer.json["clientID"].as_str().unwrap().to_owned(),
+            client_secret: answer.json["clientSecret"].as_str().unwrap().to_owned(),
+        }
+    }
 }
 
 impl DrIds {
@@ -814,12 +947,14 @@ impl DrIds {
             gridlink_cloud::alerts::Raised::Opened(alert) => alert.id.to_string(),
             other => panic!("no alert opened: {other:?}"),
         };
+        let vtn = VtnIds::create(app, &program).await;
         Self {
             program,
             spare_program,
             event,
             spare_event,
             alert,
+            vtn,
         }
     }
 }
@@ -900,7 +1035,92 @@ fn sample_request(operation: Operation, dr: &DrIds) -> (String, Option<Value>) {
         ),
         // The key CreateApiKey (earlier in Operation::ALL) made.
         Operation::RevokeApiKey => (operation.path().replace("{id}", "1"), None),
+        _ => sample_vtn_request(operation, &path, dr),
+    }
+}
+
+/// A request that exercises a VTN `operation` successfully (the token
+/// is [`walk_token`]'s).
+fn sample_vtn_request(operation: Operation, path: &str, dr: &DrIds) -> (String, Option<Value>) {
+    let v = &dr.vtn;
+    let path = path
+        .replace("{programID}", &dr.program)
+        .replace("{venID}", &v.ven);
+    let with = |param: &str, id: &str| path.replace(param, id);
+    let report = json!({ "eventID": v.event, "clientName": "walk-3",
+        "resources": [{ "resourceName": "r1",
+            "intervals": [{ "id": 0, "payloads": [{ "type": "USAGE", "values": [2] }] }] }] });
+    let subscription = json!({ "clientName": "walk-3", "programID": dr.program,
+        "objectOperations": [{ "objects": ["PROGRAM"], "operations": ["DELETE"],
+                               "callbackUrl": v.callback }] });
+    match operation {
+        Operation::CreateReport => (path, Some(report)),
+        Operation::GetReport => (with("{reportID}", &v.report), None),
+        Operation::UpdateReport => (with("{reportID}", &v.report), Some(report)),
+        Operation::DeleteReport => (with("{reportID}", &v.spare_report), None),
+        Operation::CreateSubscription => (path, Some(subscription)),
+        Operation::GetSubscription => (with("{subscriptionID}", &v.subscription), None),
+        Operation::UpdateSubscription => (
+            with("{subscriptionID}", &v.subscription),
+            Some(subscription),
+        ),
+        Operation::DeleteSubscription => (with("{subscriptionID}", &v.spare_subscription), None),
+        Operation::CreateOadrVen => (
+            path,
+            Some(json!({ "venName": "walk-ven-3", "clientID": "walk-ven-3" })),
+        ),
+        Operation::GetOadrVen => (path, None),
+        Operation::UpdateOadrVen => (
+            path,
+            Some(json!({ "venName": "walk-ven-1b", "clientID": "walk-ven" })),
+        ),
+        Operation::DeleteOadrVen => (operation.path().replace("{venID}", &v.spare_ven), None),
+        Operation::CreateResource => (
+            path,
+            Some(json!({ "resourceName": "walk-r3", "venID": v.ven })),
+        ),
+        Operation::GetResource => (with("{resourceID}", &v.resource), None),
+        Operation::UpdateResource => (
+            with("{resourceID}", &v.resource),
+            Some(json!({ "resourceName": "walk-r1b", "venID": v.ven })),
+        ),
+        Operation::DeleteResource => (with("{resourceID}", &v.spare_resource), None),
+        Operation::RevokeVtnClient => (operation.path().replace("{id}", &v.client_id), None),
+        Operation::CreateVtnClient => (path, Some(json!({ "name": "walk-2", "role": "ven" }))),
         _ => (path, None),
+    }
+}
+
+/// The token the walk calls `operation` with: reports are written by VENs.
+fn walk_token(operation: Operation, app: &TestApp, dr: &DrIds) -> String {
+    match operation {
+        Operation::CreateReport | Operation::UpdateReport | Operation::DeleteReport => {
+            dr.vtn.ven_token.clone()
+        }
+        _ => app.admin.clone(),
+    }
+}
+
+/// `POST /auth/token` with the walk's OAuth client: a bearer token.
+async fn token_request(app: &TestApp, dr: &DrIds) -> Answer {
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        dr.vtn.client_id, dr.vtn.client_secret
+    );
+    let request = Request::post(Operation::AuthToken.path())
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap(),
     }
 }
 
@@ -934,9 +1154,14 @@ async fn openapi_describes_every_route_of_the_router() {
             assert_eq!(response.status(), StatusCode::OK, "{operation:?}");
             continue;
         }
-        let answer = app
-            .call(operation.method(), &uri, Some(&app.admin), body)
-            .await;
+        let answer = if operation == Operation::AuthToken {
+            let answer = token_request(&app, &dr).await;
+            assert_eq!(answer.json["token_type"], "Bearer", "{}", answer.json);
+            answer
+        } else {
+            let token = walk_token(operation, &app, &dr);
+            app.call(operation.method(), &uri, Some(&token), body).await
+        };
         // Ingest takes an API key, not a token (tests/http_ingest.rs).
         let expected_401 = operation == Operation::Ingest;
         assert!(

@@ -244,11 +244,7 @@ async fn crud_filters_and_paging(app: App) {
         std::slice::from_ref(&e3_id),
         "the 2026 events have ended"
     );
-    for bad in [
-        "limit=51",
-        "skip=-1",
-        "active=maybe",
-    ] {
+    for bad in ["limit=51", "skip=-1", "active=maybe"] {
         let (status, json) = app
             .call(
                 Method::GET,
@@ -262,7 +258,11 @@ async fn crud_filters_and_paging(app: App) {
     // Unknown (3.0-style or extra) query parameters are ignored.
     let all = app.ok(Method::GET, "/openadr3/3.1.0/events", None).await;
     let extra = app
-        .ok(Method::GET, "/openadr3/3.1.0/events?colour=red&venID=x", None)
+        .ok(
+            Method::GET,
+            "/openadr3/3.1.0/events?colour=red&venID=x",
+            None,
+        )
         .await;
     assert_eq!(extra, all);
 

@@ -1893,7 +1893,12 @@ async fn programs_crud_and_filters<S: Store>(s: &S) {
             .is_none()
     );
     assert_eq!(
-        s.delete_program(&oid("p-c"), 1).await.unwrap().unwrap().0.name,
+        s.delete_program(&oid("p-c"), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .name,
         "C"
     );
     assert!(s.delete_program(&oid("p-c"), 1).await.unwrap().is_none());
@@ -2034,11 +2039,20 @@ async fn events_queue_commands_with_increasing_ids<S: Store>(s: &S) {
     );
     // Deleting a program deletes its events; e2 has ended, so no VEN is
     // sent a cancel for it.
-    let (deleted, cancels) = s.delete_program(&oid("other"), DAY0).await.unwrap().unwrap();
+    let (deleted, cancels) = s
+        .delete_program(&oid("other"), DAY0)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(deleted.id, oid("other"));
     assert!(cancels.is_empty(), "{cancels:?}");
     assert!(s.event(&oid("e2")).await.unwrap().is_none());
-    assert!(s.delete_program(&oid("prog"), DAY0).await.unwrap().is_some());
+    assert!(
+        s.delete_program(&oid("prog"), DAY0)
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // The outbox: 8 commands, oldest first, until marked sent.
     let unsent = s.unsent_commands(100).await.unwrap();

@@ -121,6 +121,17 @@ pub struct VtnState {
     pub(crate) key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
+impl VtnState {
+    /// A VTN that checks subscriptions' callbacks under `notify_config` and
+    /// sends no notification (tests of the routes).
+    pub fn without_delivery(notify_config: crate::notify::NotifyConfig) -> Self {
+        Self {
+            notify_config,
+            ..Self::default()
+        }
+    }
+}
+
 impl<S> AppState<S> {
     /// State over a store and ingest's metrics, with the default point limit.
     pub fn new(store: Arc<S>, metrics: Arc<Metrics>) -> Self {

@@ -87,7 +87,10 @@ pub(crate) async fn revoke<S: Store>(
     let Path(id) = path.map_err(|r| ApiError::invalid_param("id", r.body_text()))?;
     match state.store.revoke_client(&id, now_ms()).await? {
         Some(client) => Ok(Json(client_json(&client))),
-        None => Err(ApiError::invalid_param("id", "no such client")),
+        None => Err(match gridlink_protocol::ObjectId::new(id) {
+            Ok(id) => ApiError::UnknownObject("OpenADR client", id),
+            Err(e) => ApiError::invalid_param("id", format!("not a client id: {e}")),
+        }),
     }
 }
 
@@ -126,7 +129,10 @@ pub(crate) fn describe(operation: super::Operation) -> Option<Value> {
             "summary": "Revoke an OpenADR OAuth client (admin): its tokens stop working",
             "parameters": [{ "name": "id", "in": "path", "required": true,
                              "description": "The client id.", "schema": { "type": "string" } }],
-            "responses": { "200": answer("The revoked client.", &client) }
+            "responses": { "200": answer("The revoked client.", &client),
+                           "404": { "description": "No such client (`unknown-object`).",
+                                    "content": { "application/problem+json": {
+                                        "schema": { "$ref": "#/components/schemas/Problem" } } } } }
         }),
         _ => return None,
     })

@@ -125,7 +125,10 @@ pub fn openapi_document() -> Value {
                 "apiKey": ingest::security_scheme(),
                 "oadr3OAuth": openadr::security_scheme()
             },
-            "responses": merged(responses(), Value::Object(openadr::responses())),
+            "responses": merged(
+                merged(responses(), vtn_responses()),
+                Value::Object(openadr::responses())
+            ),
             "schemas": merged(
                 merged(merged(schemas(), dr::schemas()), openadr::schemas()),
                 merged(
@@ -191,6 +194,23 @@ fn responses() -> Value {
         },
         "Internal": problem_response("An internal error; it is logged, not described."),
     })
+}
+
+/// The common answers of the VTN's routes: the same problems, sent as
+/// `application/json` as openadr3.yaml has them, named `Vtn<name>`.
+fn vtn_responses() -> Value {
+    let mut out = Map::new();
+    if let Value::Object(common) = responses() {
+        for (name, mut response) in common {
+            if let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+                && let Some(problem) = content.remove(PROBLEM_CONTENT_TYPE)
+            {
+                content.insert("application/json".into(), problem);
+            }
+            out.insert(format!("Vtn{name}"), response);
+        }
+    }
+    Value::Object(out)
 }
 
 /// A reference to the component schema `name`.
@@ -586,12 +606,13 @@ fn add_common_responses(operation: Operation, doc: &mut Map<String, Value>) {
         common.push(("503", "Unavailable"));
     }
     common.push(("500", "Internal"));
+    let prefix = if operation.is_openadr() { "Vtn" } else { "" };
     let responses = doc.entry("responses").or_insert_with(|| json!({}));
     if let Value::Object(responses) = responses {
         for (status, name) in common {
-            responses
-                .entry(status)
-                .or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
+            responses.entry(status).or_insert_with(
+                || json!({ "$ref": format!("#/components/responses/{prefix}{name}") }),
+            );
         }
     }
 }

@@ -113,6 +113,13 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
     } else {
         doc.remove("security");
     }
+    // The VTN needs the body the spec describes (it answers 415 without
+    // one, as every JSON route does); the token request's is a form.
+    if operation != Operation::AuthToken
+        && let Some(body) = doc.get_mut("requestBody").and_then(Value::as_object_mut)
+    {
+        body.insert("required".into(), Value::Bool(true));
+    }
     Some(Value::Object(doc))
 }
 
