@@ -884,10 +884,6 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
             };
             route = route.route_layer(middleware::from_fn_with_state(guard, auth::require::<S>));
         }
-        if operation.is_openadr() {
-            // The spec answers problems as application/json.
-            route = route.layer(middleware::map_response(openadr::problem_as_json));
-        }
         if operation.vtn_client() {
             route = route.route_layer(middleware::from_fn_with_state(
                 state.clone(),
@@ -901,6 +897,11 @@ pub fn router<S: Store + 'static>(state: AppState<S>) -> Router {
                 operation,
             };
             route = route.route_layer(middleware::from_fn_with_state(audited, audit::record::<S>));
+        }
+        if operation.is_openadr() {
+            // The spec answers problems as application/json: outermost, so
+            // that the caller check's 401 and 403 are too.
+            route = route.layer(middleware::map_response(openadr::problem_as_json));
         }
         if operation == Operation::Ingest {
             let limit = state.http_ingest.max_body_bytes;

@@ -40,7 +40,7 @@ struct ResourceRequest {
     #[serde(default)]
     targets: Option<Vec<String>>,
     #[serde(default)]
-    attributes: Option<Vec<Map<String, Value>>>,
+    attributes: Option<Vec<gridlink_protocol::ValuesMap>>,
 }
 
 /// The VEN a new or replaced resource belongs to.

@@ -38,7 +38,7 @@ struct VenRequest {
     #[serde(default)]
     targets: Option<Vec<String>>,
     #[serde(default)]
-    attributes: Option<Vec<Map<String, Value>>>,
+    attributes: Option<Vec<gridlink_protocol::ValuesMap>>,
 }
 
 /// A VEN-owned object as answered: metadata, `clientID`, the fields.

@@ -599,7 +599,7 @@ fn add_common_responses(operation: Operation, doc: &mut Map<String, Value>) {
     if operation.authenticated() {
         common.push(("401", "Unauthorized"));
     }
-    if operation.permission().is_some() {
+    if operation.permission().is_some() || operation.vtn_client() {
         common.push(("403", "Forbidden"));
     }
     if !matches!(operation, Operation::Metrics | Operation::OpenApi) {

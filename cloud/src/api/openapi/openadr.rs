@@ -113,6 +113,18 @@ pub(crate) fn describe(operation: Operation) -> Option<Value> {
     } else {
         doc.remove("security");
     }
+    // A name taken by another object is a 409 on every write that names
+    // one (the spec lists it on most; on `createVen` it is missing).
+    if matches!(
+        operation.method(),
+        axum::http::Method::POST | axum::http::Method::PUT
+    ) && operation != Operation::AuthToken
+        && let Some(responses) = doc.get_mut("responses").and_then(Value::as_object_mut)
+    {
+        responses.entry("409").or_insert_with(
+            || json!({ "$ref": format!("#/components/responses/{PREFIX}conflict") }),
+        );
+    }
     // The VTN needs the body the spec describes (it answers 415 without
     // one, as every JSON route does); the token request's is a form.
     if operation != Operation::AuthToken
