@@ -161,6 +161,57 @@ impl Cloud {
         )
     }
 
+    /// An access token for an OAuth client (`POST /auth/token`, client
+    /// credentials in the body).
+    pub async fn token(&self, client_id: &str, secret: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("{}auth/token", self.vtn_url()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", client_id),
+                ("client_secret", secret),
+            ])
+            .send()
+            .await
+            .expect("POST /auth/token");
+        assert!(
+            response.status().is_success(),
+            "token: {}",
+            response.status()
+        );
+        let json: serde_json::Value = response.json().await.expect("token JSON");
+        json["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+
+    /// A JSON request to the VTN (`path` relative to [`Cloud::vtn_url`]):
+    /// the status and the JSON answer (`null` when empty).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.vtn_url()))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("VTN request");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("answer body");
+        let json = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON answer")
+        };
+        (status, json)
+    }
+
     /// The cloud's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("cloud.log")).unwrap_or_default()

@@ -73,6 +73,14 @@ pub const DEVICE_RULES: &[Rule] = &[
         access: Access::Subscribe,
         topic: "$aws/things/{ven}/shadow/#",
     },
+    // OpenADR 3.1 MQTT notifications about what this VEN may read (its
+    // events, programs, resources: `GET /notifiers/mqtt/topics/vens/...`),
+    // published by the VTN under the VEN's `venName`, which must be its
+    // certificate CN / thing name to subscribe.
+    Rule {
+        access: Access::Subscribe,
+        topic: "openadr3/vens/{ven}/#",
+    },
 ];
 
 /// What the cloud backend (certificate CN `backend`) may do. On Mosquitto
@@ -111,6 +119,11 @@ pub const BACKEND_RULES: &[Rule] = &[
     Rule {
         access: Access::Publish,
         topic: "$aws/things/+/shadow/#",
+    },
+    // The VTN's OpenADR notifications (cloud/src/notify/topics.rs).
+    Rule {
+        access: Access::Publish,
+        topic: "openadr3/#",
     },
 ];
 
@@ -260,6 +273,8 @@ mod tests {
         let patterns: Vec<&str> = acl.lines().filter(|l| l.starts_with("pattern ")).collect();
         assert_eq!(patterns.len(), DEVICE_RULES.len());
         assert!(patterns.contains(&"pattern read ven/cmd/%u"));
+        assert!(patterns.contains(&"pattern read openadr3/vens/%u/#"));
+        assert!(acl.contains("topic write openadr3/#\n"));
         assert!(patterns.contains(&"pattern write $aws/things/%u/shadow/update"));
         assert!(acl.contains("user backend\ntopic read oadr/meter/+\n"));
         assert!(!acl.contains("{ven}"));

@@ -79,6 +79,13 @@ resource "aws_iot_policy" "backend" {
         Action   = "iot:Publish"
         Resource = "${local.arn_prefix}:topic/ven/cmd/*"
       },
+      {
+        # OpenADR 3.1 MQTT notifications (cloud/src/notify/topics.rs).
+        Sid      = "PublishOpenAdrNotifications"
+        Effect   = "Allow"
+        Action   = "iot:Publish"
+        Resource = "${local.arn_prefix}:topic/openadr3/*"
+      },
     ]
   })
   tags = var.tags
