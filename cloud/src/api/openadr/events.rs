@@ -318,6 +318,8 @@ async fn event_write<S: Store>(
     map: Map<String, Value>,
     now: i64,
 ) -> Result<EventWrite, ApiError> {
+    let map = super::with_descriptor_types(map, "EVENT_PAYLOAD_DESCRIPTOR");
+    super::check_spec("eventRequest", &map)?;
     let request: EventRequest = parse(&fixed_durations(&map, now)?)?;
     check_report_descriptors(request.report_descriptors.as_deref().unwrap_or_default())?;
     let _ = request.duration;

@@ -120,6 +120,37 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(map: &Map<String, Value>) -> R
     super::body::from_value(Value::Object(map.clone()))
 }
 
+/// Gives each payload descriptor of `map` that has no `objectType` the one
+/// its place implies (`EVENT_PAYLOAD_DESCRIPTOR` in programs and events,
+/// `REPORT_PAYLOAD_DESCRIPTOR` in reports): the schema requires it, 3.0
+/// clients and gridlink's own tools leave it out, and the stored object
+/// then conforms.
+pub(crate) fn with_descriptor_types(mut map: Map<String, Value>, kind: &str) -> Map<String, Value> {
+    if let Some(Value::Array(items)) = map.get_mut("payloadDescriptors") {
+        for item in items {
+            if let Value::Object(descriptor) = item {
+                descriptor
+                    .entry("objectType")
+                    .or_insert_with(|| Value::String(kind.to_owned()));
+            }
+        }
+    }
+    map
+}
+
+/// Checks a request body against the spec's schema `schema`
+/// (`programRequest`, ...) with a JSON Schema validator: every violation
+/// is reported at once, each naming its field (400).
+pub(crate) fn check_spec(schema: &str, map: &Map<String, Value>) -> Result<(), ApiError> {
+    let body = Value::Object(map.clone());
+    finish(
+        crate::api::openapi::openadr::request_violations(schema, &body)
+            .into_iter()
+            .map(|(name, reason)| InvalidParam::new(name, reason))
+            .collect(),
+    )
+}
+
 /// An object id from the path, as a 400 naming `name` when malformed.
 pub(crate) fn path_id(
     path: Result<Path<String>, PathRejection>,

@@ -59,6 +59,8 @@ pub(crate) fn program_json(record: &ProgramRecord, scope: &TargetScope) -> Value
 }
 
 fn program_write(map: Map<String, Value>) -> Result<ProgramWrite, ApiError> {
+    let map = super::with_descriptor_types(map, "EVENT_PAYLOAD_DESCRIPTOR");
+    super::check_spec("programRequest", &map)?;
     let request: ProgramRequest = parse(&map)?;
     check_name("programName", &request.program_name)?;
     let targets = request.targets.unwrap_or_default();

@@ -105,6 +105,8 @@ async fn report_write<S: Store>(
             "only VEN clients write reports (the spec's write_reports scope)",
         ));
     };
+    let map = super::with_descriptor_types(map, "REPORT_PAYLOAD_DESCRIPTOR");
+    super::check_spec("reportRequest", &map)?;
     let request: ReportRequest = parse(&map)?;
     check_name("clientName", &request.client_name)?;
     for (i, d) in request.payload_descriptors.iter().flatten().enumerate() {

@@ -124,6 +124,7 @@ async fn subscription_write<S: Store>(
     existing: Option<&VtnObject>,
     now: i64,
 ) -> Result<VtnObject, ApiError> {
+    super::check_spec("subscriptionRequest", &map)?;
     let request: SubscriptionRequest = parse(&map)?;
     check(&request)?;
     if let Some(program) = &request.program_id

@@ -6,7 +6,7 @@
 mod dashboard;
 mod dr;
 mod ingest;
-mod openadr;
+pub(crate) mod openadr;
 mod projects;
 
 use gridlink_protocol::{Phase, Quantity};

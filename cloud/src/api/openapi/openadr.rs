@@ -164,6 +164,75 @@ pub(crate) fn schemas() -> Value {
     Value::Object(out)
 }
 
+/// The request schemas the VTN checks bodies against.
+const REQUEST_SCHEMAS: [&str; 4] = [
+    "programRequest",
+    "eventRequest",
+    "reportRequest",
+    "subscriptionRequest",
+];
+
+/// A validator of each of [`REQUEST_SCHEMAS`] (JSON Schema 2020-12 over the
+/// spec's schemas as this document has them: `nullable` as a `null` type).
+static VALIDATORS: LazyLock<Vec<(&'static str, jsonschema::Validator)>> = LazyLock::new(|| {
+    REQUEST_SCHEMAS
+        .into_iter()
+        .map(|name| {
+            let root = json!({
+                "$ref": format!("#/components/schemas/{PREFIX}{name}"),
+                "components": { "schemas": schemas() }
+            });
+            let validator = jsonschema::draft202012::new(&root)
+                .expect("the vendored OpenADR schemas compile");
+            (name, validator)
+        })
+        .collect()
+});
+
+/// Longest reason taken from the validator (its messages quote the value).
+const MAX_REASON: usize = 200;
+
+/// Where `body` breaks the spec's schema `name` (`programRequest`, ...):
+/// each violation as (field, reason), the field as `a.b[0].c` (`body` for
+/// the object itself). Empty when it conforms, or for an unknown schema.
+pub(crate) fn request_violations(name: &str, body: &Value) -> Vec<(String, String)> {
+    let Some((_, validator)) = VALIDATORS.iter().find(|(n, _)| *n == name) else {
+        return Vec::new();
+    };
+    validator
+        .iter_errors(body)
+        .map(|error| {
+            let mut field = String::new();
+            for segment in error.instance_path.as_str().split('/').skip(1) {
+                let segment = segment.replace("~1", "/").replace("~0", "~");
+                if segment.parse::<usize>().is_ok() {
+                    field.push_str(&format!("[{segment}]"));
+                } else {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(&segment);
+                }
+            }
+            if let jsonschema::error::ValidationErrorKind::Required { property } = &error.kind {
+                // Named by the missing field, as the rest of the API does.
+                if !field.is_empty() {
+                    field.push('.');
+                }
+                field.push_str(property.as_str().unwrap_or("body"));
+            }
+            if field.is_empty() {
+                field.push_str("body");
+            }
+            let mut reason: String = error.to_string().chars().take(MAX_REASON).collect();
+            if reason.len() < error.to_string().len() {
+                reason.push_str("...");
+            }
+            (field, format!("{reason} (openadr3.yaml {name})"))
+        })
+        .collect()
+}
+
 /// The spec's shared responses, prefixed.
 pub(crate) fn responses() -> Map<String, Value> {
     SPEC["components"]["responses"]
