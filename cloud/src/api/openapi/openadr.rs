@@ -182,8 +182,8 @@ static VALIDATORS: LazyLock<Vec<(&'static str, jsonschema::Validator)>> = LazyLo
                 "$ref": format!("#/components/schemas/{PREFIX}{name}"),
                 "components": { "schemas": schemas() }
             });
-            let validator = jsonschema::draft202012::new(&root)
-                .expect("the vendored OpenADR schemas compile");
+            let validator =
+                jsonschema::draft202012::new(&root).expect("the vendored OpenADR schemas compile");
             (name, validator)
         })
         .collect()
