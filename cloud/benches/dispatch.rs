@@ -28,6 +28,15 @@
 //!   identity publishes one command to every `ven/cmd/{venId}` at once and
 //!   takes each VEN's reply from `ven/ack/+`; a VEN's latency is from just
 //!   before the first publish until its reply arrives.
+//! * OpenADR notification fan-out, same VENs and cloud: each VEN is also an
+//!   OpenADR VEN client (a `ven` token named by its id, whose `ven` object
+//!   the VTN keeps for every gridlink VEN) with a webhook subscription to
+//!   events (a local HTTP receiver, `/hook/{venId}`, echo challenge
+//!   answered), and its MQTT connection subscribes to its own
+//!   `openadr3/vens/{venId}/#`. Per event (targeted at the group), each
+//!   VEN's time from just before the POST until its webhook POST arrives,
+//!   and until its MQTT notification arrives. The cloud runs with
+//!   `[openadr.notify] allow_http`, `allow_private` (a local receiver).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -43,7 +52,7 @@ use gridlink_protocol::{
 use gridlink_provision::pki::TestPki;
 use gridlink_testkit::mosquitto::Mosquitto;
 use gridlink_testkit::postgres::PostgresCluster;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS, SubscribeFilter};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, oneshot};
@@ -70,9 +79,9 @@ fn main() {
         rows.push(runtime.block_on(measure(n)));
     }
     println!(
-        "\n| VENs | raw MQTT round trip p50 / p99 / max | dispatch POST -> `received` stored p50 / p99 / max | POST answered (median) |"
+        "\n| VENs | raw MQTT round trip p50 / p99 / max | dispatch POST -> `received` stored p50 / p99 / max | POST answered (median) | OpenADR webhook fan-out p50 / p99 / max | OpenADR MQTT fan-out p50 / p99 / max |"
     );
-    println!("|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }
@@ -110,9 +119,16 @@ async fn measure(n: usize) -> String {
 
     let started = Instant::now();
     let (ready_tx, mut ready) = mpsc::unbounded_channel::<()>();
+    let (notes_tx, mut notes) = mpsc::unbounded_channel::<(VenId, Instant)>();
     let mut vens = Vec::with_capacity(n);
     for id in &ids {
-        vens.push(spawn_ven(&broker, &pki, id, ready_tx.clone()));
+        vens.push(spawn_ven(
+            &broker,
+            &pki,
+            id,
+            ready_tx.clone(),
+            notes_tx.clone(),
+        ));
     }
     for _ in 0..n {
         ready.recv().await.expect("VEN subscribed");
@@ -169,16 +185,20 @@ async fn measure(n: usize) -> String {
         }
     }
     answered.sort();
+    let (webhook, mqtt) =
+        notify_fan_out(&store, api, &token.secret, &program, &ids, &mut notes).await;
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(15), cloud).await;
     for ven in vens {
         ven.abort();
     }
     format!(
-        "| {n} | {} | {} | {:.1} ms |",
+        "| {n} | {} | {} | {:.1} ms | {} | {} |",
         summary(baseline),
         summary(dispatch),
-        answered[answered.len() / 2].as_secs_f64() * 1000.0
+        answered[answered.len() / 2].as_secs_f64() * 1000.0,
+        summary(webhook),
+        summary(mqtt)
     )
 }
 
@@ -188,6 +208,7 @@ fn spawn_ven(
     pki: &TestPki,
     id: &VenId,
     ready: mpsc::UnboundedSender<()>,
+    notes: mpsc::UnboundedSender<(VenId, Instant)>,
 ) -> tokio::task::JoinHandle<()> {
     let mut options = broker.client_options(pki, id.as_str());
     options
@@ -199,11 +220,19 @@ fn spawn_ven(
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    let _ =
-                        client.try_subscribe(Topic::cmd(id.clone()).to_string(), QoS::AtLeastOnce);
+                    // Commands, and the VEN's OpenADR notifications.
+                    let _ = client.try_subscribe_many([
+                        SubscribeFilter::new(Topic::cmd(id.clone()).to_string(), QoS::AtLeastOnce),
+                        SubscribeFilter::new(format!("openadr3/vens/{id}/#"), QoS::AtLeastOnce),
+                    ]);
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => {
                     let _ = ready.send(());
+                }
+                Ok(Event::Incoming(Packet::Publish(publish)))
+                    if publish.topic.starts_with("openadr3/") =>
+                {
+                    let _ = notes.send((id.clone(), Instant::now()));
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let Ok(command) = decode::<Command>(&publish.payload) else {
@@ -351,6 +380,107 @@ async fn dispatch_run(
     (seen.into_values().collect(), post)
 }
 
+/// A local webhook receiver: answers the echo challenge on
+/// `GET /hook/{venId}` and forwards each `POST /hook/{venId}`.
+async fn webhook_receiver() -> (SocketAddr, mpsc::UnboundedReceiver<(String, Instant)>) {
+    use axum::extract::{Path, Query, State};
+    type Hooks = mpsc::UnboundedSender<(String, Instant)>;
+    async fn echo(Query(query): Query<HashMap<String, String>>) -> String {
+        query.get("echo").cloned().unwrap_or_default()
+    }
+    async fn notified(State(tx): State<Hooks>, Path(ven): Path<String>) -> &'static str {
+        let _ = tx.send((ven, Instant::now()));
+        ""
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new()
+        .route("/hook/{ven}", axum::routing::get(echo).post(notified))
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind the receiver");
+    let addr = listener.local_addr().expect("its address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, rx)
+}
+
+/// Subscribes every VEN by webhook, then sends [`RUNS`] events (after a
+/// warm-up) to the group: each VEN's time until its webhook and its MQTT
+/// notification arrive.
+async fn notify_fan_out(
+    store: &AnyStore,
+    api: SocketAddr,
+    token: &str,
+    program: &Value,
+    ids: &[VenId],
+    notes: &mut mpsc::UnboundedReceiver<(VenId, Instant)>,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (receiver, mut hooks) = webhook_receiver().await;
+    let started = Instant::now();
+    for id in ids {
+        let ven_token = gridlink_cloud::api::auth::issue_token().expect("token");
+        store
+            .create_token(id.as_str(), Role::Ven, &ven_token.hash)
+            .await
+            .expect("store token");
+        let body = json!({
+            "clientName": id.as_str(), "programID": program["id"],
+            "objectOperations": [{ "objects": ["EVENT"], "operations": ["CREATE"],
+                "callbackUrl": format!("http://{receiver}/hook/{id}") }]
+        });
+        let (status, answer) = http(
+            api,
+            "POST",
+            "/openadr3/3.1.0/subscriptions",
+            &ven_token.secret,
+            Some(&body),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    eprintln!(
+        "{} webhook subscriptions: {:?}",
+        ids.len(),
+        started.elapsed()
+    );
+    let (mut webhook, mut mqtt) = (Vec::new(), Vec::new());
+    for run in 0..=RUNS {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while notes.try_recv().is_ok() {}
+        while hooks.try_recv().is_ok() {}
+        let body = json!({
+            "programID": program["id"], "eventName": format!("fan-out {run}"), "targets": ["bench"],
+            "intervalPeriod": { "start": "2099-01-01T00:00:00Z", "duration": "PT1H" },
+            "intervals": [{ "id": 0, "payloads": [{ "type": "SIMPLE", "values": [1] }] }]
+        });
+        let start = Instant::now();
+        let (status, event) = http(api, "POST", "/openadr3/3.1.0/events", token, Some(&body)).await;
+        assert_eq!(status, 201, "{event}");
+        let mut by_hook: HashMap<String, Duration> = HashMap::new();
+        let mut by_mqtt: HashMap<VenId, Duration> = HashMap::new();
+        let deadline = tokio::time::Instant::now() + RUN_TIMEOUT;
+        while by_hook.len() < ids.len() || by_mqtt.len() < ids.len() {
+            tokio::select! {
+                Some((ven, at)) = hooks.recv() => { by_hook.entry(ven).or_insert(at - start); }
+                Some((ven, at)) = notes.recv() => { by_mqtt.entry(ven).or_insert(at - start); }
+                () = tokio::time::sleep_until(deadline) => panic!(
+                    "fan-out: {} webhooks and {} MQTT notifications of {}",
+                    by_hook.len(), by_mqtt.len(), ids.len()
+                ),
+            }
+        }
+        eprintln!(
+            "fan-out run {run}: every VEN notified after {:?}",
+            start.elapsed()
+        );
+        if run > 0 {
+            webhook.extend(by_hook.into_values());
+            mqtt.extend(by_mqtt.into_values());
+        }
+    }
+    (webhook, mqtt)
+}
+
 async fn start_cloud(
     database_url: &str,
     pki: &TestPki,
@@ -367,7 +497,8 @@ async fn start_cloud(
     let api = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let text = format!(
         "database_url = {database:?}\n[http]\nlisten = \"{api}\"\n[mqtt]\nhost = \"127.0.0.1\"\n\
-         port = {broker_port}\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\nclient_id = \"bench-cloud\"\n",
+         port = {broker_port}\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\nclient_id = \"bench-cloud\"\n\
+         [openadr.notify]\nallow_http = true\nallow_private = true\n",
         database = database_url,
         ca = pki.ca_cert().display().to_string(),
         cert = pki.backend().cert.display().to_string(),

@@ -45,12 +45,16 @@ use crate::model::clock::now_ms;
 use crate::store::notify::{ClaimedWebhook, NotifyStore, WebhookOutcome};
 
 /// Most POSTs in flight at once, per worker.
-pub const MAX_IN_FLIGHT: usize = 32;
-/// Most POSTs in flight to one host (and port) at once, per worker.
-pub const MAX_PER_HOST: usize = 4;
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Most POSTs in flight to one host (and port) at once, per worker: many
+/// VENs often share one endpoint (a vendor's cloud), so a fan-out to them
+/// must not queue behind a handful of connections (at 4 with a 200 ms
+/// wait, 50 VENs behind one host took 9 s: benches/dispatch.rs); a slow
+/// host still holds at most half the worker.
+pub const MAX_PER_HOST: usize = 32;
 /// How long a claimed row over [`MAX_PER_HOST`] waits before it is due
 /// again.
-const HOST_BUSY_DELAY_MS: i64 = 200;
+const HOST_BUSY_DELAY_MS: i64 = 50;
 /// How often the queue depth gauge is refreshed, at most.
 const DEPTH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -169,13 +173,28 @@ impl<S: NotifyStore + 'static> WebhookWorker<S> {
         let mut in_flight: JoinSet<String> = JoinSet::new();
         let mut per_host: HashMap<String, usize> = HashMap::new();
         let mut depth_read: Option<Instant> = None;
+        let mut deferred_until: Option<Instant> = None;
         loop {
-            let more = match self.fill(&mut in_flight, &mut per_host).await {
-                Ok(more) => more,
+            let (more, deferred) = match self.fill(&mut in_flight, &mut per_host).await {
+                Ok(filled) => filled,
                 Err(error) => {
                     tracing::warn!(%error, "notify: cannot read the webhook outbox");
-                    false
+                    (false, false)
                 }
+            };
+            // Rows given back for a busy host are due again soon: look
+            // then rather than at the next poll.
+            let busy_delay = Duration::from_millis(HOST_BUSY_DELAY_MS.unsigned_abs());
+            if deferred {
+                deferred_until = Some(Instant::now() + busy_delay);
+            }
+            let wait = match deferred_until {
+                Some(until) if until > Instant::now() => until - Instant::now(),
+                Some(_) => {
+                    deferred_until = None;
+                    Duration::ZERO
+                }
+                None => poll,
             };
             if depth_read.is_none_or(|at| at.elapsed() >= DEPTH_INTERVAL) {
                 depth_read = Some(Instant::now());
@@ -194,7 +213,7 @@ impl<S: NotifyStore + 'static> WebhookWorker<S> {
                     }
                 }
                 () = wake.notified() => {}
-                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep(wait) => {}
                 _ = stop.wait_for(|&stop| stop) => break,
             }
         }
@@ -203,12 +222,12 @@ impl<S: NotifyStore + 'static> WebhookWorker<S> {
 
     /// Claims as many due rows as there is room for and starts their
     /// POSTs. Returns whether it filled every free place (there may be
-    /// more due).
+    /// more due), and whether it gave rows back for a busy host.
     async fn fill(
         &self,
         in_flight: &mut JoinSet<String>,
         per_host: &mut HashMap<String, usize>,
-    ) -> Result<bool, crate::store::StoreError> {
+    ) -> Result<(bool, bool), crate::store::StoreError> {
         while let Some(done) = in_flight.try_join_next() {
             if let Ok(host) = done {
                 release_host(per_host, &host);
@@ -216,7 +235,7 @@ impl<S: NotifyStore + 'static> WebhookWorker<S> {
         }
         let free = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
         if free == 0 {
-            return Ok(false);
+            return Ok((false, false));
         }
         let token = claim_token();
         let now = now_ms();
@@ -254,7 +273,7 @@ impl<S: NotifyStore + 'static> WebhookWorker<S> {
                 host
             });
         }
-        Ok(full && given_back == 0)
+        Ok((full && given_back == 0, given_back > 0))
     }
 }
 
