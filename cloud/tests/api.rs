@@ -805,8 +805,10 @@ async fn echo_server() -> String {
     ) -> String {
         query.get("echo").cloned().unwrap_or_default()
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("the walk's setup");
+    let addr = listener.local_addr().expect("the walk's setup");
     let app = Router::new().route("/cb", axum::routing::get(echo).post(|| async { "" }));
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}/cb")
@@ -838,7 +840,10 @@ impl VtnIds {
             answer.json["id"].as_str().expect("an id").to_owned()
         };
         let mut event = sample_event(program);
-        event.as_object_mut().unwrap().remove("targets");
+        event
+            .as_object_mut()
+            .expect("the walk's setup")
+            .remove("targets");
         let event = post("events", app.admin.clone(), event).await;
         let report = |name: &str| {
             json!({ "eventID": event, "clientName": name,
@@ -893,8 +898,14 @@ impl VtnIds {
             spare_ven,
             resource: resource_id,
             spare_resource,
-            client_id: answer.json["clientID"].as_str().unwrap().to_owned(),
-            client_secret: answer.json["clientSecret"].as_str().unwrap().to_owned(),
+            client_id: answer.json["clientID"]
+                .as_str()
+                .expect("the walk's setup")
+                .to_owned(),
+            client_secret: answer.json["clientSecret"]
+                .as_str()
+                .expect("the walk's setup")
+                .to_owned(),
         }
     }
 }
@@ -1069,7 +1080,6 @@ fn sample_vtn_request(operation: Operation, path: &str, dr: &DrIds) -> (String, 
             path,
             Some(json!({ "venName": "walk-ven-3", "clientID": "walk-ven-3" })),
         ),
-        Operation::GetOadrVen => (path, None),
         Operation::UpdateOadrVen => (
             path,
             Some(json!({ "venName": "walk-ven-1b", "clientID": "walk-ven" })),
@@ -1110,17 +1120,22 @@ async fn token_request(app: &TestApp, dr: &DrIds) -> Answer {
     let request = Request::post(Operation::AuthToken.path())
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(body))
-        .unwrap();
-    let response = app.router.clone().oneshot(request).await.unwrap();
+        .expect("the walk's setup");
+    let response = app
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the walk's setup");
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
-        .unwrap();
+        .expect("the walk's setup");
     Answer {
         status,
         headers,
-        json: serde_json::from_slice(&bytes).unwrap(),
+        json: serde_json::from_slice(&bytes).expect("the walk's setup"),
     }
 }
 

@@ -206,7 +206,9 @@ pub(crate) fn request_violations(name: &str, body: &Value) -> Vec<(String, Strin
             for segment in error.instance_path.as_str().split('/').skip(1) {
                 let segment = segment.replace("~1", "/").replace("~0", "~");
                 if segment.parse::<usize>().is_ok() {
-                    field.push_str(&format!("[{segment}]"));
+                    field.push('[');
+                    field.push_str(&segment);
+                    field.push(']');
                 } else {
                     if !field.is_empty() {
                         field.push('.');
