@@ -103,6 +103,9 @@ pub struct AppState<S> {
     pub vtn: Arc<VtnState>,
 }
 
+/// Where the OpenADR 3.1 VTN is served (`openadr::BASE_PATH`).
+pub const OPENADR_BASE_PATH: &str = "/openadr3/3.1.0";
+
 /// What the OpenADR VTN's routes share.
 #[derive(Debug, Default)]
 pub struct VtnState {

@@ -424,7 +424,11 @@ pub(crate) async fn create<S: Store>(
         .map_err(store_error)?;
     state.dispatch_wake.notify_one();
     tracing::info!(event = %id, vens = commands.len(), "event created");
-    super::notifiers::changed(&state, super::notifiers::Change::event(&record, "CREATE")).await;
+    super::notifiers::changed(
+        &state,
+        super::notifiers::Change::event(&record, event_json(&record, &TargetScope::All), "CREATE"),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(event_json(&record, &TargetScope::All)),
@@ -470,8 +474,15 @@ pub(crate) async fn update<S: Store>(
     {
         Some((record, _)) => {
             state.dispatch_wake.notify_one();
-            super::notifiers::changed(&state, super::notifiers::Change::event(&record, "UPDATE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::event(
+                    &record,
+                    event_json(&record, &TargetScope::All),
+                    "UPDATE",
+                ),
+            )
+            .await;
             Ok(Json(event_json(&record, &TargetScope::All)))
         }
         None => Err(ApiError::UnknownObject("event", id)),
@@ -489,8 +500,15 @@ pub(crate) async fn delete<S: Store>(
     match state.store.delete_event(&id, now_ms()).await? {
         Some((record, _)) => {
             state.dispatch_wake.notify_one();
-            super::notifiers::changed(&state, super::notifiers::Change::event(&record, "DELETE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::event(
+                    &record,
+                    event_json(&record, &TargetScope::All),
+                    "DELETE",
+                ),
+            )
+            .await;
             Ok(Json(event_json(&record, &TargetScope::All)))
         }
         None => Err(ApiError::UnknownObject("event", id)),

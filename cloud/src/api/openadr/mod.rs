@@ -42,7 +42,7 @@ use super::error::InvalidParam;
 pub use caller::VtnCaller;
 
 /// Where the VTN is served (it is also served at the root).
-pub const BASE_PATH: &str = "/openadr3/3.1.0";
+pub use crate::api::OPENADR_BASE_PATH as BASE_PATH;
 /// Most objects one search returns (the spec's `limit` maximum).
 pub const MAX_LIMIT: u32 = 50;
 /// Most objects a search may skip (the stores page with a 32-bit offset).

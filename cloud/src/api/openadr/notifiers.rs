@@ -26,10 +26,10 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::privacy::TargetScope;
-use super::subscriptions::{ObjectOperation, VEN_OWNER};
 use super::{VtnCaller, path_id};
 use crate::api::{ApiError, AppState};
 use crate::notify::topics::{self, Op};
@@ -37,6 +37,27 @@ use crate::notify::{MqttNotification, WebhookDelivery};
 use crate::store::Store;
 use crate::store::dr::{EventRecord, ProgramRecord};
 use crate::store::vtn::{ObjectFilter, ObjectKind, VtnObject};
+
+/// One `objectOperations` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ObjectOperation {
+    /// The object types.
+    pub objects: Vec<String>,
+    /// The operations.
+    pub operations: Vec<String>,
+    /// Where to POST notifications.
+    #[serde(rename = "callbackUrl")]
+    pub callback_url: String,
+    /// What to send as `Authorization: Bearer`.
+    #[serde(rename = "bearerToken", default)]
+    pub bearer_token: Option<String>,
+}
+
+/// The creator's role, kept in the subscription's `parent` column (the
+/// notifier applies a VEN's privacy to what a VEN subscribed to).
+pub(crate) const BL_OWNER: &str = "BL";
+/// See [`BL_OWNER`].
+pub(crate) const VEN_OWNER: &str = "VEN";
 
 /// One committed change of an object.
 #[derive(Debug, Clone)]
@@ -57,12 +78,18 @@ pub(crate) struct Change {
     pub ven: Option<String>,
 }
 
+/// The object of a change as BL sees it (its renderer answers an object).
+fn into_map(object: Value) -> Map<String, Value> {
+    match object {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
 impl Change {
     /// A program's change.
-    pub(crate) fn program(record: &ProgramRecord, operation: &'static str) -> Self {
-        let Value::Object(object) = super::programs::program_json(record, &TargetScope::All) else {
-            unreachable!("program_json answers an object")
-        };
+    pub(crate) fn program(record: &ProgramRecord, object: Value, operation: &'static str) -> Self {
+        let object = into_map(object);
         Self {
             kind: "PROGRAM",
             operation,
@@ -75,10 +102,8 @@ impl Change {
     }
 
     /// An event's change.
-    pub(crate) fn event(record: &EventRecord, operation: &'static str) -> Self {
-        let Value::Object(object) = super::events::event_json(record, &TargetScope::All) else {
-            unreachable!("event_json answers an object")
-        };
+    pub(crate) fn event(record: &EventRecord, object: Value, operation: &'static str) -> Self {
+        let object = into_map(object);
         Self {
             kind: "EVENT",
             operation,
@@ -91,10 +116,8 @@ impl Change {
     }
 
     /// A change of a VEN, resource, report or subscription.
-    pub(crate) fn owned(record: &VtnObject, operation: &'static str) -> Self {
-        let Value::Object(object) = super::vens::object_json(record) else {
-            unreachable!("object_json answers an object")
-        };
+    pub(crate) fn owned(record: &VtnObject, object: Value, operation: &'static str) -> Self {
+        let object = into_map(object);
         Self {
             kind: record.kind.as_str(),
             operation,
@@ -460,7 +483,7 @@ async fn ven_name<S: Store>(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<String, ApiError> {
     let id = path_id(path, "venID")?;
-    let ven = super::vens::owned(state, caller, ObjectKind::Ven, id.clone()).await?;
+    let ven = super::privacy::owned(state, caller, ObjectKind::Ven, id.clone()).await?;
     ven.name.ok_or(ApiError::UnknownObject("ven", id))
 }
 

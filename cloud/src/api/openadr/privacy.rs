@@ -19,8 +19,11 @@
 
 use std::collections::BTreeSet;
 
+use gridlink_protocol::ObjectId;
+
 use crate::api::{ApiError, AppState, now_ms};
 use crate::store::Store;
+use crate::store::vtn::{ObjectKind, VtnObject};
 
 use super::VtnCaller;
 
@@ -141,5 +144,21 @@ mod tests {
         assert!(!owns(&ven, Some("d")));
         assert!(!owns(&ven, None));
         assert_eq!(owner(&ven).as_deref(), Some("c"));
+    }
+}
+
+/// The object `id` of `kind` if `caller` may read it (else 404).
+pub(crate) async fn owned<S: Store>(
+    state: &AppState<S>,
+    caller: &VtnCaller,
+    kind: ObjectKind,
+    id: ObjectId,
+) -> Result<VtnObject, ApiError> {
+    if kind == ObjectKind::Ven || kind == ObjectKind::Resource {
+        state.store.sync_agents(now_ms()).await?;
+    }
+    match state.store.object(kind, &id).await? {
+        Some(record) if owns(caller, record.client_id.as_deref()) => Ok(record),
+        _ => Err(ApiError::UnknownObject(kind.noun(), id)),
     }
 }

@@ -117,7 +117,15 @@ pub(crate) async fn create<S: Store>(
         .await
         .map_err(store_error)?;
     let json = program_json(&record, &TargetScope::All);
-    super::notifiers::changed(&state, super::notifiers::Change::program(&record, "CREATE")).await;
+    super::notifiers::changed(
+        &state,
+        super::notifiers::Change::program(
+            &record,
+            program_json(&record, &TargetScope::All),
+            "CREATE",
+        ),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(json)).into_response())
 }
 
@@ -163,8 +171,15 @@ pub(crate) async fn update<S: Store>(
         .map_err(store_error)?
     {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::program(&record, "UPDATE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::program(
+                    &record,
+                    program_json(&record, &TargetScope::All),
+                    "UPDATE",
+                ),
+            )
+            .await;
             Ok(Json(program_json(&record, &TargetScope::All)))
         }
         None => Err(ApiError::UnknownObject("program", id)),
@@ -184,8 +199,15 @@ pub(crate) async fn delete<S: Store>(
             if !commands.is_empty() {
                 state.dispatch_wake.notify_one();
             }
-            super::notifiers::changed(&state, super::notifiers::Change::program(&record, "DELETE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::program(
+                    &record,
+                    program_json(&record, &TargetScope::All),
+                    "DELETE",
+                ),
+            )
+            .await;
             Ok(Json(program_json(&record, &TargetScope::All)))
         }
         None => Err(ApiError::UnknownObject("program", id)),

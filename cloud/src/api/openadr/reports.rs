@@ -17,7 +17,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::privacy;
-use super::vens::{object_json, owned};
+use super::privacy::owned;
+use super::vens::object_json;
 use super::{
     SearchQuery, VtnCaller, body_object, check_duration, check_name, finish, new_id, parse,
     path_id, store_error,
@@ -213,7 +214,11 @@ pub(crate) async fn create<S: Store>(
         .create_object(&record)
         .await
         .map_err(store_error)?;
-    super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "CREATE")).await;
+    super::notifiers::changed(
+        &state,
+        super::notifiers::Change::owned(&record, object_json(&record), "CREATE"),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(report_json(&record))).into_response())
 }
 
@@ -253,8 +258,11 @@ pub(crate) async fn update<S: Store>(
         .map_err(store_error)?
     {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "UPDATE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "UPDATE"),
+            )
+            .await;
             Ok(Json(report_json(&record)))
         }
         None => Err(ApiError::UnknownObject("report", id)),
@@ -276,8 +284,11 @@ pub(crate) async fn delete<S: Store>(
     owned(&state, &caller, ObjectKind::Report, id.clone()).await?;
     match state.store.delete_object(ObjectKind::Report, &id).await? {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "DELETE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "DELETE"),
+            )
+            .await;
             Ok(Json(report_json(&record)))
         }
         None => Err(ApiError::UnknownObject("report", id)),

@@ -16,8 +16,9 @@ use gridlink_protocol::ObjectId;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::privacy::owned;
 use super::privacy::{self, owns};
-use super::vens::{object_json, owned};
+use super::vens::object_json;
 use super::{
     SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, parse, path_id,
     store_error,
@@ -189,7 +190,11 @@ pub(crate) async fn create<S: Store>(
         .create_object(&record)
         .await
         .map_err(store_error)?;
-    super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "CREATE")).await;
+    super::notifiers::changed(
+        &state,
+        super::notifiers::Change::owned(&record, object_json(&record), "CREATE"),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(object_json(&record))).into_response())
 }
 
@@ -230,8 +235,11 @@ pub(crate) async fn update<S: Store>(
         .map_err(store_error)?
     {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "UPDATE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "UPDATE"),
+            )
+            .await;
             Ok(Json(object_json(&record)))
         }
         None => Err(ApiError::UnknownObject("resource", id)),
@@ -249,8 +257,11 @@ pub(crate) async fn delete<S: Store>(
     owned(&state, &caller, ObjectKind::Resource, id.clone()).await?;
     match state.store.delete_object(ObjectKind::Resource, &id).await? {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "DELETE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "DELETE"),
+            )
+            .await;
             Ok(Json(object_json(&record)))
         }
         None => Err(ApiError::UnknownObject("resource", id)),

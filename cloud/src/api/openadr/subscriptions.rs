@@ -18,8 +18,10 @@ use gridlink_protocol::ObjectId;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::notifiers::{BL_OWNER, ObjectOperation, VEN_OWNER};
 use super::privacy;
-use super::vens::{object_json, owned};
+use super::privacy::owned;
+use super::vens::object_json;
 use super::{
     SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, parse, path_id,
     store_error,
@@ -44,21 +46,6 @@ pub(crate) const OPERATIONS: [&str; 4] = ["READ", "CREATE", "UPDATE", "DELETE"];
 /// The longest callback URL (the spec's limit).
 const MAX_URL_LEN: usize = 8000;
 
-/// One `objectOperations` entry.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ObjectOperation {
-    /// The object types.
-    pub objects: Vec<String>,
-    /// The operations.
-    pub operations: Vec<String>,
-    /// Where to POST notifications.
-    #[serde(rename = "callbackUrl")]
-    pub callback_url: String,
-    /// What to send as `Authorization: Bearer`.
-    #[serde(rename = "bearerToken", default)]
-    pub bearer_token: Option<String>,
-}
-
 /// The fields of a `subscriptionRequest`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct SubscriptionRequest {
@@ -71,12 +58,6 @@ pub(crate) struct SubscriptionRequest {
     #[serde(default)]
     pub targets: Option<Vec<String>>,
 }
-
-/// The creator's role, kept in the subscription's `parent` column (the
-/// notifier applies a VEN's privacy to what a VEN subscribed to).
-pub(crate) const BL_OWNER: &str = "BL";
-/// See [`BL_OWNER`].
-pub(crate) const VEN_OWNER: &str = "VEN";
 
 fn check(request: &SubscriptionRequest) -> Result<(), ApiError> {
     check_name("clientName", &request.client_name)?;
@@ -257,7 +238,11 @@ pub(crate) async fn create<S: Store>(
         .create_object(&record)
         .await
         .map_err(store_error)?;
-    super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "CREATE")).await;
+    super::notifiers::changed(
+        &state,
+        super::notifiers::Change::owned(&record, object_json(&record), "CREATE"),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(object_json(&record))).into_response())
 }
 
@@ -297,8 +282,11 @@ pub(crate) async fn update<S: Store>(
         .map_err(store_error)?
     {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "UPDATE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "UPDATE"),
+            )
+            .await;
             Ok(Json(object_json(&record)))
         }
         None => Err(ApiError::UnknownObject("subscription", id)),
@@ -319,8 +307,11 @@ pub(crate) async fn delete<S: Store>(
         .await?
     {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "DELETE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "DELETE"),
+            )
+            .await;
             Ok(Json(object_json(&record)))
         }
         None => Err(ApiError::UnknownObject("subscription", id)),

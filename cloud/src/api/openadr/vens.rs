@@ -18,7 +18,7 @@ use gridlink_protocol::ObjectId;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::privacy::{self, owns};
+use super::privacy::{self, owned};
 use super::{
     SearchQuery, VtnCaller, body_object, check_name, check_targets, finish, new_id, object, parse,
     path_id, store_error,
@@ -170,24 +170,12 @@ pub(crate) async fn create<S: Store>(
         .create_object(&record)
         .await
         .map_err(store_error)?;
-    super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "CREATE")).await;
+    super::notifiers::changed(
+        &state,
+        super::notifiers::Change::owned(&record, object_json(&record), "CREATE"),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(object_json(&record))).into_response())
-}
-
-/// The object `id` of `kind` if `caller` may read it (else 404).
-pub(crate) async fn owned<S: Store>(
-    state: &AppState<S>,
-    caller: &VtnCaller,
-    kind: ObjectKind,
-    id: ObjectId,
-) -> Result<VtnObject, ApiError> {
-    if kind == ObjectKind::Ven || kind == ObjectKind::Resource {
-        state.store.sync_agents(now_ms()).await?;
-    }
-    match state.store.object(kind, &id).await? {
-        Some(record) if owns(caller, record.client_id.as_deref()) => Ok(record),
-        _ => Err(ApiError::UnknownObject(kind.noun(), id)),
-    }
 }
 
 /// `GET /vens/{venID}`.
@@ -225,8 +213,11 @@ pub(crate) async fn update<S: Store>(
         .map_err(store_error)?
     {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "UPDATE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "UPDATE"),
+            )
+            .await;
             Ok(Json(object_json(&record)))
         }
         None => Err(ApiError::UnknownObject("ven", id)),
@@ -244,8 +235,11 @@ pub(crate) async fn delete<S: Store>(
     owned(&state, &caller, ObjectKind::Ven, id.clone()).await?;
     match state.store.delete_object(ObjectKind::Ven, &id).await? {
         Some(record) => {
-            super::notifiers::changed(&state, super::notifiers::Change::owned(&record, "DELETE"))
-                .await;
+            super::notifiers::changed(
+                &state,
+                super::notifiers::Change::owned(&record, object_json(&record), "DELETE"),
+            )
+            .await;
             Ok(Json(object_json(&record)))
         }
         None => Err(ApiError::UnknownObject("ven", id)),

@@ -20,7 +20,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value, json};
 
 use super::Operation;
-use crate::api::openadr::BASE_PATH;
+use crate::api::OPENADR_BASE_PATH as BASE_PATH;
 
 /// The specification as shipped.
 const SPEC_YAML: &str = include_str!("../../../openadr3/openadr3.yaml");
