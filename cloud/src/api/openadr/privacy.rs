@@ -117,6 +117,22 @@ pub(crate) fn owns(caller: &VtnCaller, client_id: Option<&str>) -> bool {
     }
 }
 
+/// The object `id` of `kind` if `caller` may read it (else 404).
+pub(crate) async fn owned<S: Store>(
+    state: &AppState<S>,
+    caller: &VtnCaller,
+    kind: ObjectKind,
+    id: ObjectId,
+) -> Result<VtnObject, ApiError> {
+    if kind == ObjectKind::Ven || kind == ObjectKind::Resource {
+        state.store.sync_agents(now_ms()).await?;
+    }
+    match state.store.object(kind, &id).await? {
+        Some(record) if owns(caller, record.client_id.as_deref()) => Ok(record),
+        _ => Err(ApiError::UnknownObject(kind.noun(), id)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,21 +160,5 @@ mod tests {
         assert!(!owns(&ven, Some("d")));
         assert!(!owns(&ven, None));
         assert_eq!(owner(&ven).as_deref(), Some("c"));
-    }
-}
-
-/// The object `id` of `kind` if `caller` may read it (else 404).
-pub(crate) async fn owned<S: Store>(
-    state: &AppState<S>,
-    caller: &VtnCaller,
-    kind: ObjectKind,
-    id: ObjectId,
-) -> Result<VtnObject, ApiError> {
-    if kind == ObjectKind::Ven || kind == ObjectKind::Resource {
-        state.store.sync_agents(now_ms()).await?;
-    }
-    match state.store.object(kind, &id).await? {
-        Some(record) if owns(caller, record.client_id.as_deref()) => Ok(record),
-        _ => Err(ApiError::UnknownObject(kind.noun(), id)),
     }
 }
