@@ -103,6 +103,11 @@ impl TestApp {
             None => request.body(Body::empty()),
         }
         .expect("request");
+        self.send(request).await
+    }
+
+    /// Sends a built request; its answer.
+    async fn send(&self, request: Request<Body>) -> Answer {
         let response = self
             .router
             .clone()
@@ -1121,22 +1126,7 @@ async fn token_request(app: &TestApp, dr: &DrIds) -> Answer {
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(Body::from(body))
         .expect("the walk's setup");
-    let response = app
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("the walk's setup");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("the walk's setup");
-    Answer {
-        status,
-        headers,
-        json: serde_json::from_slice(&bytes).expect("the walk's setup"),
-    }
+    app.send(request).await
 }
 
 #[tokio::test]
